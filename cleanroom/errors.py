@@ -1,0 +1,84 @@
+"""The one exception tree of cleanroom, and the exit code each error maps to.
+
+    CleanroomError                 exit 1  (unexpected)
+    ├── InputError                 exit 3  a file, column, row or value the user supplied
+    ├── ContractError              exit 4  malformed, mismatched or expired contract
+    ├── AuthenticationError        exit 5  unknown or wrong certificate, permission denied
+    ├── PolicyError                exit 6  release refused: budget, min_set_size, set difference
+    ├── ConnectionLostError        exit 7  peer down, dropped mid-session, timed out
+    └── ProtocolError              exit 8  the peer broke the protocol
+        └── CryptoError            exit 8  a bad point or ciphertext (deliberately opaque)
+
+Every message names the file, row, column, field or setting at fault, and never
+contains a full identifier.
+"""
+
+from __future__ import annotations
+
+
+class CleanroomError(Exception):
+    """Base of every error cleanroom raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(CleanroomError):
+    """The user's data or configuration cannot be used as given."""
+
+    exit_code = 3
+
+
+class ContractError(CleanroomError):
+    """The contract is malformed, differs between the parties, or has expired."""
+
+    exit_code = 4
+
+
+class AuthenticationError(CleanroomError):
+    """The peer's certificate is unknown, or not the one the contract pins."""
+
+    exit_code = 5
+
+
+class PolicyError(CleanroomError):
+    """A release rule refuses the session: budget, minimum set size, set difference."""
+
+    exit_code = 6
+
+
+class ConnectionLostError(CleanroomError):
+    """The peer is unreachable, went away mid-session, or stalled past a timeout."""
+
+    exit_code = 7
+
+
+class ProtocolError(CleanroomError):
+    """The peer sent a message that is out of order, malformed or inconsistent."""
+
+    exit_code = 8
+
+
+class CryptoError(ProtocolError):
+    """A received point or ciphertext is invalid.
+
+    One opaque error for every cryptographic failure (like pyca's ``InvalidToken``),
+    so a peer learns nothing from which check failed.
+    """
+
+    exit_code = 8
+
+    def __init__(self) -> None:
+        super().__init__("invalid cryptographic element received from the peer")
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "unexpected internal error",
+    2: "usage error (unknown option, missing argument)",
+    3: "input error: a file, column, row or value cannot be used",
+    4: "contract error: malformed, hash mismatch between the parties, or expired",
+    5: "authentication error: unknown or wrong certificate",
+    6: "policy refusal: privacy budget exhausted, list below min_set_size, set difference",
+    7: "connection error: peer down, dropped mid-session, or timed out",
+    8: "protocol error: the peer sent something invalid",
+}
