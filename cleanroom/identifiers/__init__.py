@@ -1,0 +1,58 @@
+"""Identifiers: normalization profiles, SHA-256 digests, input quality (DESIGN §3).
+
+See :mod:`cleanroom.identifiers.normalize` for the profiles and
+:mod:`cleanroom.identifiers.quality` for the counting rules.
+"""
+
+from __future__ import annotations
+
+from cleanroom.identifiers.masking import mask, mask_in_text
+from cleanroom.identifiers.normalize import (
+    EMPTY_SHA256,
+    HASHED_KINDS,
+    KEY_KINDS,
+    MATCH_KEY_OF,
+    MATCH_KEYS,
+    PROFILES,
+    RAW_KINDS,
+    TRIM_CHARACTERS,
+    check_kind,
+    check_profile,
+    check_region,
+    digest,
+    digest_array,
+    normalize,
+    sha256,
+    to_string_array,
+)
+from cleanroom.identifiers.quality import (
+    MAX_EXAMPLES,
+    KeyQuality,
+    check_invalid_fraction,
+    digest_column,
+)
+
+__all__ = [
+    "EMPTY_SHA256",
+    "HASHED_KINDS",
+    "KEY_KINDS",
+    "MATCH_KEYS",
+    "MATCH_KEY_OF",
+    "MAX_EXAMPLES",
+    "PROFILES",
+    "RAW_KINDS",
+    "TRIM_CHARACTERS",
+    "KeyQuality",
+    "check_invalid_fraction",
+    "check_kind",
+    "check_profile",
+    "check_region",
+    "digest",
+    "digest_array",
+    "digest_column",
+    "mask",
+    "mask_in_text",
+    "normalize",
+    "sha256",
+    "to_string_array",
+]

@@ -1,0 +1,169 @@
+"""Digesting whole identifier columns, with the input-quality summary (DESIGN §3).
+
+Counting rules, per key-kind column:
+
+``rows``
+    every row of the column, empty or not.
+``valid``
+    non-empty values that normalize (or decode) to a digest, duplicates included.
+``invalid``
+    non-empty values that do not; up to three of them are kept, masked, as
+    ``rejected_examples``.
+``duplicates``
+    valid values whose digest already appeared earlier (in this column, or in the
+    ``seen`` set the caller passes in). Their slot is returned as ``None``: the first
+    occurrence wins.
+
+An empty value (``None``, ``""``, whitespace only) means "this record has no such key";
+it counts as a row but neither as valid nor as invalid. Hence
+``rows == valid + invalid + empty`` and the unique digests number
+``valid - duplicates``. The invalid fraction checked against the contract's
+``max_invalid_fraction`` is ``invalid / (valid + invalid)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cleanroom.errors import ContractError, InputError
+from cleanroom.identifiers.masking import mask
+from cleanroom.identifiers.normalize import digest_array
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+__all__ = ["MAX_EXAMPLES", "KeyQuality", "check_invalid_fraction", "digest_column"]
+
+MAX_EXAMPLES = 3
+
+
+@dataclass
+class KeyQuality:
+    """Input-quality counts of one identifier column (see the module docstring)."""
+
+    rows: int = 0
+    valid: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    rejected_examples: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> int:
+        """Rows without this key."""
+        return self.rows - self.valid - self.invalid
+
+    @property
+    def unique(self) -> int:
+        """Distinct valid digests kept (``valid - duplicates``)."""
+        return self.valid - self.duplicates
+
+    @property
+    def invalid_fraction(self) -> float:
+        """``invalid / (valid + invalid)``; 0.0 when the column has no non-empty value."""
+        present = self.valid + self.invalid
+        return self.invalid / present if present else 0.0
+
+    def to_dict(self) -> dict[str, int]:
+        """The report's ``input_quality`` entry: rows, valid, invalid, duplicates."""
+        return {
+            "rows": self.rows,
+            "valid": self.valid,
+            "invalid": self.invalid,
+            "duplicates": self.duplicates,
+        }
+
+
+def digest_column(
+    values: Sequence[str | None] | pa.Array | pa.ChunkedArray | pd.Series,
+    kind: str,
+    profile: str,
+    region: str,
+    *,
+    seen: set[bytes] | None = None,
+) -> tuple[list[bytes | None], KeyQuality]:
+    """Digest every value of one identifier column and count its quality.
+
+    Returns one entry per input row: the 32-byte digest, or ``None`` when the value is
+    empty, invalid, or a duplicate of an earlier digest. Pass the same ``seen`` set to
+    several calls (chunks of one column, or an ``email`` and an ``email_sha256`` column
+    of one list) to de-duplicate across them; it is updated in place.
+
+    Raises :class:`~cleanroom.errors.InputError` for an unknown key kind and
+    :class:`~cleanroom.errors.ContractError` for an unknown profile or region.
+    """
+    digests, empty, invalid, trimmed = digest_array(values, kind, profile, region)
+    n = len(digests)
+    n_invalid = int(invalid.sum())
+    quality = KeyQuality(rows=n, valid=n - int(empty.sum()) - n_invalid, invalid=n_invalid)
+    if n_invalid:
+        first = np.flatnonzero(invalid)[:MAX_EXAMPLES].tolist()
+        quality.rejected_examples = [mask(trimmed[i].as_py()) for i in first]
+
+    known: set[bytes] = set() if seen is None else seen
+    add = known.add
+    duplicates = 0
+    for i, d in enumerate(digests):
+        if d is None:
+            continue
+        if d in known:
+            digests[i] = None
+            duplicates += 1
+        else:
+            add(d)
+    quality.duplicates = duplicates
+    return digests, quality
+
+
+def check_invalid_fraction(
+    quality: Mapping[str, KeyQuality],
+    max_invalid_fraction: float,
+    source: str,
+    columns: Mapping[str, str] | None = None,
+) -> None:
+    """Fail when a column's invalid fraction exceeds the contract's limit.
+
+    *quality* maps key kind to its :class:`KeyQuality`; *columns* maps key kind to
+    the column name in *source* (the kind itself when absent). Every offending column
+    is named in one :class:`~cleanroom.errors.InputError`, with its fraction, the limit
+    and up to three masked examples. A column whose values are all empty has no
+    fraction and never fails here.
+    """
+    limit = _check_limit(max_invalid_fraction)
+    columns = columns or {}
+    problems: list[str] = []
+    for kind, q in quality.items():
+        present = q.valid + q.invalid
+        if present == 0 or q.invalid / present <= limit:
+            continue
+        column = columns.get(kind, kind)
+        examples = ", ".join(q.rejected_examples) if q.rejected_examples else "none kept"
+        problems.append(
+            f"column {column!r} ({kind}): {q.invalid} of {present} non-empty values are "
+            f"invalid ({q.invalid / present:.1%}), above max_invalid_fraction = {limit:g}; "
+            f"examples (masked): {examples}"
+        )
+    if problems:
+        raise InputError(
+            f"{source}: too many invalid identifiers; "
+            + "; ".join(problems)
+            + ". Fix the values or the column mapping, or raise [release] "
+            "max_invalid_fraction in the contract."
+        )
+
+
+def _check_limit(value: Any) -> float:
+    try:
+        limit = float(value)
+    except (TypeError, ValueError):
+        limit = float("nan")
+    if not (0.0 <= limit <= 1.0) or isinstance(value, bool):
+        raise ContractError(
+            f"contract setting [release] max_invalid_fraction = {value!r} must be a number "
+            "between 0 and 1"
+        )
+    return limit

@@ -1,0 +1,27 @@
+"""Readers and writers for the parties' tables (CSV, Parquet, pandas, Arrow)."""
+
+from __future__ import annotations
+
+from cleanroom.io.tables import (
+    ALL_SEGMENT,
+    CSV_EXTENSIONS,
+    PARQUET_EXTENSIONS,
+    boolean_column,
+    load_table,
+    segment_column,
+    source_name,
+    string_column,
+    write_table,
+)
+
+__all__ = [
+    "ALL_SEGMENT",
+    "CSV_EXTENSIONS",
+    "PARQUET_EXTENSIONS",
+    "boolean_column",
+    "load_table",
+    "segment_column",
+    "source_name",
+    "string_column",
+    "write_table",
+]
