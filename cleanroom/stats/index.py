@@ -1,0 +1,158 @@
+"""The index (lift) of a report cell, and the report as a tidy DataFrame.
+
+index = 100 x (share of the segment's matched users with the attribute)
+              / (share of all partner users with the attribute)
+      = 100 x (count / overlap) / (partner_count / partner_size)
+
+100 means "as common among matched users as among the partner's users"; 200 means twice
+as common. The report layout is DESIGN §7; a suppressed cell has null numbers and
+``"suppressed": true``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from cleanroom.errors import InputError
+
+FRAME_COLUMNS = (
+    "segment",
+    "attribute",
+    "count",
+    "overlap",
+    "partner_count",
+    "partner_size",
+    "index",
+    "suppressed",
+)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def lift_index(
+    count: float | None,
+    overlap: float | None,
+    partner_count: float | None,
+    partner_size: float | None,
+) -> float | None:
+    """100 x (count / overlap) / (partner_count / partner_size), rounded to 1 decimal.
+
+    None when any input is None (a suppressed number) or NaN, when a denominator
+    (``overlap``, ``partner_count``, ``partner_size``) is zero or negative, or when
+    ``count`` is negative (a noisy count below zero has no meaningful share).
+    """
+    values = (count, overlap, partner_count, partner_size)
+    if any(_is_missing(v) for v in values):
+        return None
+    if overlap <= 0 or partner_count <= 0 or partner_size <= 0 or count < 0:  # type: ignore[operator]
+        return None
+    share_matched = count / overlap  # type: ignore[operator]
+    share_base = partner_count / partner_size  # type: ignore[operator]
+    return round(100.0 * share_matched / share_base, 1)
+
+
+def _field(report: Mapping[str, Any], name: str) -> Any:
+    if not isinstance(report, Mapping):
+        raise InputError(f"report must be a JSON object, got {type(report).__name__}")
+    if name not in report:
+        raise InputError(f"report field {name!r} is missing")
+    return report[name]
+
+
+def attribute_cells(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The report's ``attributes`` list, checked for the fields every cell needs."""
+    cells = _field(report, "attributes")
+    if not isinstance(cells, list):
+        raise InputError("report field 'attributes' must be a list")
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, Mapping):
+            raise InputError(f"report field 'attributes[{i}]' must be an object")
+        for key in ("attribute", "segment"):
+            if not isinstance(cell.get(key), str):
+                raise InputError(f"report field 'attributes[{i}].{key}' must be a string")
+    return cells
+
+
+def segments(report: Mapping[str, Any]) -> list[str]:
+    """The report's segments, in the order of ``overlap.by_segment`` then of the cells."""
+    out: list[str] = []
+    overlap = _field(report, "overlap")
+    by_segment = overlap.get("by_segment") if isinstance(overlap, Mapping) else None
+    for name in by_segment or {}:
+        if name not in out:
+            out.append(name)
+    for cell in attribute_cells(report):
+        if cell["segment"] not in out:
+            out.append(cell["segment"])
+    return out
+
+
+def segment_overlap(report: Mapping[str, Any], segment: str) -> int | None:
+    """The (noisy) overlap of ``segment``; None when suppressed.
+
+    A segment missing from ``overlap.by_segment`` falls back to ``overlap.total``
+    when it is the report's only segment (a report without segment labels).
+    """
+    overlap = _field(report, "overlap")
+    if not isinstance(overlap, Mapping):
+        raise InputError("report field 'overlap' must be an object")
+    by_segment = overlap.get("by_segment") or {}
+    if segment in by_segment:
+        value: int | None = by_segment[segment]
+        return value
+    if len(segments(report)) <= 1:
+        total: int | None = overlap.get("total")
+        return total
+    raise InputError(f"report field 'overlap.by_segment' has no entry for segment {segment!r}")
+
+
+def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per attribute cell: segment, attribute, count, overlap (the segment's),
+    partner_count, partner_size, index, suppressed.
+
+    Suppressed numbers are missing (``<NA>``): count, overlap, partner_count and
+    partner_size are nullable ``Int64``, index is nullable ``Float64``. The index is the
+    released one when present, else computed with :func:`lift_index`.
+    """
+    partner_size = _field(report, "partner_size")
+    rows = []
+    for cell in attribute_cells(report):
+        segment = cell["segment"]
+        suppressed = bool(cell.get("suppressed", False))
+        overlap = segment_overlap(report, segment)
+        count = None if suppressed else cell.get("count")
+        partner_count = cell.get("partner_count")
+        index = cell.get("index")
+        if index is None and not suppressed:
+            index = lift_index(count, overlap, partner_count, partner_size)
+        rows.append(
+            {
+                "segment": segment,
+                "attribute": cell["attribute"],
+                "count": count,
+                "overlap": overlap,
+                "partner_count": partner_count,
+                "partner_size": partner_size,
+                "index": None if suppressed else index,
+                "suppressed": suppressed,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+    return frame.astype(
+        {
+            "segment": "string",
+            "attribute": "string",
+            "count": "Int64",
+            "overlap": "Int64",
+            "partner_count": "Int64",
+            "partner_size": "Int64",
+            "index": "Float64",
+            "suppressed": "bool",
+        }
+    )
