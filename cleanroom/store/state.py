@@ -1,0 +1,288 @@
+"""Persistent state of one party: sessions, privacy-budget ledger, reports, audit log.
+
+One SQLite file per party (``brand-state.db``, ``partner-state.db``). It never holds an
+identifier, a hash of one, or an encrypted element of either side: only contract ids,
+session ids, aggregate reports and audit entries.
+
+Every write that spends budget runs in one ``BEGIN IMMEDIATE`` transaction that re-checks
+the remaining budget, so concurrent sessions cannot double-spend, and a crash before the
+commit leaves no trace but the audit entries written before it.
+
+The audit log is a hash chain: each entry stores the SHA-256 of the previous entry's hash
+and its own canonical JSON, so editing or deleting any entry breaks every later link
+(``cleanroom audit verify``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cleanroom.contract import Contract
+from cleanroom.errors import InputError, PolicyError, ProtocolError
+
+GENESIS = "0" * 64
+_EPSILON_SLACK = 1e-9
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id TEXT PRIMARY KEY,
+    contract_id TEXT NOT NULL,
+    contract_sha256 TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    session_id TEXT PRIMARY KEY,
+    contract_id TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    spent_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reports (
+    session_id TEXT PRIMARY KEY,
+    contract_id TEXT NOT NULL,
+    transcript_sha256 TEXT NOT NULL,
+    report_json TEXT NOT NULL,
+    stored_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,
+    session_id TEXT,
+    contract_id TEXT,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+"""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
+    canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical.encode()).hexdigest()
+
+
+class StateStore:
+    """A party's SQLite state. Safe to share between threads: each call opens its own connection."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            raise InputError(f"state database directory does not exist: {self.path.parent}")
+        try:
+            with self._connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"state database {self.path} cannot be used: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        finally:
+            db.close()
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def _append_audit(
+        self,
+        db: sqlite3.Connection,
+        event: str,
+        session_id: str | None,
+        contract_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        row = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        prev_hash = row[0] if row else GENESIS
+        at = _now()
+        entry = {
+            "at": at,
+            "event": event,
+            "session_id": session_id,
+            "contract_id": contract_id,
+            "detail": detail,
+        }
+        db.execute(
+            "INSERT INTO audit (at, event, session_id, contract_id, detail, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                at,
+                event,
+                session_id,
+                contract_id,
+                json.dumps(detail, sort_keys=True),
+                prev_hash,
+                _entry_hash(prev_hash, entry),
+            ),
+        )
+
+    def audit(
+        self,
+        event: str,
+        *,
+        session_id: str | None = None,
+        contract_id: str | None = None,
+        **detail: Any,
+    ) -> None:
+        with self._transaction() as db:
+            self._append_audit(db, event, session_id, contract_id, detail)
+
+    def audit_entries(self) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT seq, at, event, session_id, contract_id, detail, prev_hash, hash"
+                " FROM audit ORDER BY seq"
+            ).fetchall()
+        return [
+            {
+                "seq": seq,
+                "at": at,
+                "event": event,
+                "session_id": session_id,
+                "contract_id": contract_id,
+                "detail": json.loads(detail),
+                "prev_hash": prev_hash,
+                "hash": hash_,
+            }
+            for seq, at, event, session_id, contract_id, detail, prev_hash, hash_ in rows
+        ]
+
+    def verify_audit(self) -> int:
+        """Check the whole chain; return the number of entries or raise naming the first bad one."""
+        prev_hash = GENESIS
+        entries = self.audit_entries()
+        for entry in entries:
+            expected = _entry_hash(
+                prev_hash,
+                {k: entry[k] for k in ("at", "event", "session_id", "contract_id", "detail")},
+            )
+            if entry["prev_hash"] != prev_hash or entry["hash"] != expected:
+                raise ProtocolError(
+                    f"{self.path}: audit entry {entry['seq']} ({entry['event']}) does not chain:"
+                    " the log was edited or truncated"
+                )
+            prev_hash = entry["hash"]
+        return len(entries)
+
+    # -- sessions and budget ---------------------------------------------------------------
+
+    def begin_session(self, session_id: str, contract: Contract, peer: str) -> None:
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone():
+                self._append_audit(db, "refused", session_id, contract.id, {"reason": "session id reused"})
+                raise ProtocolError(f"session id {session_id} was already used")
+            db.execute(
+                "INSERT INTO sessions (session_id, contract_id, contract_sha256, peer, started_at, status)"
+                " VALUES (?, ?, ?, ?, ?, 'running')",
+                (session_id, contract.id, contract.sha256, peer, _now()),
+            )
+            self._append_audit(db, "session-start", session_id, contract.id, {"peer": peer})
+
+    def abort_session(self, session_id: str, contract_id: str | None, reason: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE sessions SET status = 'aborted', finished_at = ? WHERE session_id = ? AND status = 'running'",
+                (_now(), session_id),
+            )
+            self._append_audit(db, "abort", session_id, contract_id, {"reason": reason})
+
+    def epsilon_spent(self, contract_id: str) -> float:
+        with self._connect() as db:
+            (spent,) = db.execute(
+                "SELECT COALESCE(SUM(epsilon), 0) FROM ledger WHERE contract_id = ?", (contract_id,)
+            ).fetchone()
+        return float(spent)
+
+    def epsilon_remaining(self, contract: Contract) -> float:
+        return max(0.0, contract.epsilon_total - self.epsilon_spent(contract.id))
+
+    def require_budget(self, contract: Contract) -> None:
+        remaining = self.epsilon_remaining(contract)
+        if remaining + _EPSILON_SLACK < contract.epsilon_per_session:
+            raise PolicyError(
+                f"privacy budget exhausted for contract '{contract.id}': {remaining:g} of "
+                f"{contract.epsilon_total:g} left, a session needs {contract.epsilon_per_session:g}"
+                f" (state: {self.path})"
+            )
+
+    def _charge(self, db: sqlite3.Connection, session_id: str, contract: Contract) -> None:
+        if db.execute("SELECT 1 FROM ledger WHERE session_id = ?", (session_id,)).fetchone():
+            return
+        (spent,) = db.execute(
+            "SELECT COALESCE(SUM(epsilon), 0) FROM ledger WHERE contract_id = ?", (contract.id,)
+        ).fetchone()
+        if spent + contract.epsilon_per_session > contract.epsilon_total + _EPSILON_SLACK:
+            raise PolicyError(
+                f"privacy budget exhausted for contract '{contract.id}': "
+                f"{max(0.0, contract.epsilon_total - spent):g} left"
+            )
+        db.execute(
+            "INSERT INTO ledger (session_id, contract_id, epsilon, spent_at) VALUES (?, ?, ?, ?)",
+            (session_id, contract.id, contract.epsilon_per_session, _now()),
+        )
+        self._append_audit(
+            db, "budget-spent", session_id, contract.id, {"epsilon": contract.epsilon_per_session}
+        )
+
+    def charge(self, session_id: str, contract: Contract) -> None:
+        """Spend this session's epsilon now: this party is about to release noisy numbers."""
+        with self._transaction() as db:
+            self._charge(db, session_id, contract)
+
+    def commit_release(
+        self, session_id: str, contract: Contract, report: dict[str, Any], transcript_sha256: str
+    ) -> None:
+        """Spend the budget (if not yet spent) and store the report, atomically."""
+        with self._transaction() as db:
+            self._charge(db, session_id, contract)
+            db.execute(
+                "INSERT INTO reports (session_id, contract_id, transcript_sha256, report_json, stored_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (session_id, contract.id, transcript_sha256, json.dumps(report, sort_keys=True), _now()),
+            )
+            db.execute(
+                "UPDATE sessions SET status = 'released', finished_at = ? WHERE session_id = ?",
+                (_now(), session_id),
+            )
+            self._append_audit(
+                db, "release", session_id, contract.id, {"transcript_sha256": transcript_sha256}
+            )
+
+    def report(self, session_id: str) -> dict[str, Any] | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT report_json FROM reports WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def session_status(self, session_id: str) -> str | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT status FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return row[0] if row else None
