@@ -1,0 +1,89 @@
+"""Properties of H and E_k that the PSI rests on (DESIGN sections 4 and 5)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
+from cleanroom.crypto.hash_to_curve import hash_to_curve, hash_to_curve_batch
+from cleanroom.errors import CryptoError
+
+P = 2**255 - 19
+DST = b"cleanroom-property-test"
+keys = st.binary(min_size=32, max_size=32)
+identifiers = st.binary(max_size=64)
+LOW_ORDER = [
+    bytes(32),
+    (1).to_bytes(32, "little"),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    bytes.fromhex("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"),
+    (P - 1).to_bytes(32, "little"),
+]
+
+
+def split(packed: bytes) -> list[bytes]:
+    return [packed[i : i + ELEMENT_SIZE] for i in range(0, len(packed), ELEMENT_SIZE)]
+
+
+@given(a=keys, b=keys, x=identifiers)
+def test_encryption_commutes(a: bytes, b: bytes, x: bytes) -> None:
+    ea, eb = CommutativeCipher._from_key(a), CommutativeCipher._from_key(b)
+    h = hash_to_curve(x, DST)
+    assert ea.encrypt(eb.encrypt(h)) == eb.encrypt(ea.encrypt(h))
+
+
+@settings(max_examples=40)
+@given(
+    partner=st.sets(st.integers(0, 60), max_size=25),
+    brand=st.sets(st.integers(0, 60), max_size=25),
+    seed=st.integers(0, 2**32),
+)
+def test_psi_count_equals_plain_intersection(partner: set[int], brand: set[int], seed: int) -> None:
+    """DESIGN section 5, steps 1-3: shuffled both ways, the matches are exactly X & Y."""
+    shuffle = random.Random(seed).shuffle
+    a, b = CommutativeCipher.generate(), CommutativeCipher.generate()
+    ids_x = [f"id-{i}@example.com".encode() for i in partner]
+    ids_y = [f"id-{i}@example.com".encode() for i in brand]
+    e_y = split(b.encrypt(hash_to_curve_batch(ids_y, DST)))  # brand -> partner
+    shuffle(e_y)
+    z = split(a.encrypt(b"".join(e_y)))  # partner -> brand
+    shuffle(z)
+    w = split(a.encrypt(hash_to_curve_batch(ids_x, DST)))  # partner -> brand
+    shuffle(w)
+    matches = [e for e in split(b.encrypt(b"".join(w))) if e in set(z)]
+    assert len(matches) == len(partner & brand)
+    assert len(set(z)) == len(brand)  # no collisions among distinct identifiers
+
+
+@given(messages=st.lists(identifiers, max_size=8))
+def test_hash_output_is_always_a_valid_element(messages: list[bytes]) -> None:
+    packed = hash_to_curve_batch(messages, DST)
+    assert len(packed) == ELEMENT_SIZE * len(messages)
+    for u in split(packed):
+        assert int.from_bytes(u, "little") < P
+    assert len(CommutativeCipher.generate().encrypt(packed)) == len(packed)
+
+
+@given(data=st.binary().filter(lambda d: len(d) % ELEMENT_SIZE != 0))
+def test_wrong_lengths_rejected(data: bytes) -> None:
+    with pytest.raises(CryptoError):
+        CommutativeCipher.generate().encrypt(data)
+
+
+@given(value=st.integers(P, 2**256 - 1), key=keys)
+def test_non_canonical_rejected(value: int, key: bytes) -> None:
+    with pytest.raises(CryptoError):
+        CommutativeCipher._from_key(key).encrypt(value.to_bytes(32, "little"))
+
+
+@given(point=st.sampled_from(LOW_ORDER), key=keys, good=st.lists(identifiers, max_size=4))
+def test_low_order_points_rejected_anywhere_in_a_batch(
+    point: bytes, key: bytes, good: list[bytes]
+) -> None:
+    batch = hash_to_curve_batch(good, DST)
+    with pytest.raises(CryptoError):
+        CommutativeCipher._from_key(key).encrypt(batch + point)
