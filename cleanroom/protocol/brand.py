@@ -1,0 +1,370 @@
+"""Brand side of the session, as a state machine: messages in, messages out, no I/O.
+
+Rounds (docs/protocol.md): 0 Hello -> HelloReply; 1 the brand streams E = H(id)^b per
+(segment, key), shuffled; 2 it receives Z = E^a (reshuffled by the partner, truncated)
+and W = H(id_k)^a per partner record; 3 it raises W to b, matches against Z with the
+contract's key priority and, for an attribute contract, returns Enc(match in segment s)
+per record; 4 it receives the partner's encrypted, noised sums; 5 it decrypts, adds its
+own noise, suppresses small cells, stores the report and spends budget atomically, and
+releases it.
+
+What the brand learns here: the partner's record count, the exact overlap per segment and
+key (inherent to being the matching side), and the partner-noised attribute sums and base
+counts. It never learns which partner record matched which of its identifiers: Z comes
+back reshuffled, and W entries are in the partner's own secret order.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from cleanroom.contract import PROTOCOL_VERSION, Contract
+from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
+from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
+from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
+from cleanroom.errors import ContractError, PolicyError, ProtocolError
+from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
+from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
+from cleanroom.protocol.common import (
+    ELEMENTS_PER_CHUNK,
+    TRUNCATED_SIZE,
+    Transcript,
+    chunks,
+    element_message,
+    group_index,
+    records_per_chunk,
+    shuffled,
+    split_elements,
+    truncate,
+)
+from cleanroom.protocol.lists import BrandList
+from cleanroom.stats.report import ReleasedCounts, build_report, dumps
+from cleanroom.store.state import StateStore
+
+
+class Phase(enum.Enum):
+    HELLO = "hello"
+    DOUBLE_ENCRYPTED = "double-encrypted"
+    RECORDS = "records"
+    SUMS = "sums"
+    ACK = "ack"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class _MatchTable:
+    """Truncated Z elements of one match key, sorted, with the segment of each."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[bytes, int]] = []
+        self.sorted: np.ndarray = np.empty(0, dtype=f"S{TRUNCATED_SIZE}")
+        self.segment_of: np.ndarray = np.empty(0, dtype=np.int8)
+
+    def add(self, packed: bytes, segment: int) -> None:
+        self._parts.append((packed, segment))
+
+    def freeze(self) -> None:
+        values = np.frombuffer(b"".join(p for p, _ in self._parts), dtype=f"S{TRUNCATED_SIZE}")
+        segments = np.concatenate(
+            [np.full(len(p) // TRUNCATED_SIZE, s, dtype=np.int8) for p, s in self._parts]
+            or [np.empty(0, dtype=np.int8)]
+        )
+        order = np.argsort(values, kind="stable")
+        self.sorted, self.segment_of = values[order], segments[order]
+        self._parts = []
+
+    def lookup(self, values: np.ndarray) -> np.ndarray:
+        """Segment index of each value, or -1 where it is not in the table."""
+        if not len(self.sorted):
+            return np.full(len(values), -1, dtype=np.int8)
+        position = np.minimum(np.searchsorted(self.sorted, values), len(self.sorted) - 1)
+        found = self.sorted[position] == values
+        return np.where(found, self.segment_of[position], -1).astype(np.int8)
+
+
+class BrandSession:
+    """One session with one partner. Built by the server once the partner's TLS identity
+    and contract are known; :meth:`receive` takes each partner message in order."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        brand_list: BrandList,
+        store: StateStore,
+        *,
+        peer: str,
+        cipher: CommutativeCipher | None = None,
+    ) -> None:
+        self.contract = contract
+        self.store = store
+        self.peer = peer
+        self.session_id = secrets.token_hex(16)
+        self.phase = Phase.HELLO
+        self.report: dict[str, Any] | None = None
+        self.transcript = Transcript()
+        self._cipher = cipher or CommutativeCipher.generate()
+        self._elgamal = None if contract.overlap_only else ElGamalPrivateKey.generate()
+        self._brand_noise = brand_mechanism(contract)
+        self._partner_noise = partner_mechanism(contract)
+        self._keys = len(contract.keys)
+        self._segments = len(contract.segments)
+        self._groups = self._group_messages(brand_list)
+        self._group_sizes = [len(group) for group in self._groups]
+        self._brand_records = [int(np.sum(brand_list.segments == s)) for s in range(self._segments)]
+        self._z_received = [0] * len(self._groups)
+        self._z_complete = [False] * len(self._groups)
+        self._tables = [_MatchTable() for _ in contract.keys]
+        self._declared_records = 0
+        self._records_seen = 0
+        self._max_chunk_records = records_per_chunk(contract)
+        self._by_segment = np.zeros(self._segments, dtype=np.int64)
+        self._by_key = np.zeros(self._keys, dtype=np.int64)
+        self._started = False
+
+    def _group_messages(self, brand_list: BrandList) -> list[list[bytes]]:
+        """Hash-to-curve inputs per (segment, key) group, each group in a fresh random order."""
+        groups: list[list[bytes]] = [[] for _ in range(self._segments * self._keys)]
+        for k, key in enumerate(self.contract.keys):
+            for digest, segment in zip(brand_list.digests[k], brand_list.segments, strict=True):
+                if digest is not None:
+                    groups[int(segment) * self._keys + k].append(element_message(key, digest))
+        return [shuffled(group) for group in groups]
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def receive(self, message: pb.PartnerMessage) -> Iterable[pb.BrandMessage]:
+        """Handle one partner message; the returned messages are produced lazily, in order."""
+        kind = message.WhichOneof("body")
+        if kind == "abort":
+            raise ProtocolError(f"the partner aborted the session: {message.abort.reason[:200]}")
+        handlers = {
+            "hello": (Phase.HELLO, self._on_hello),
+            "double_encrypted": (Phase.DOUBLE_ENCRYPTED, self._on_double_encrypted),
+            "partner_records": (Phase.RECORDS, self._on_records),
+            "attribute_sums": (Phase.SUMS, self._on_sums),
+            "release_ack": (Phase.ACK, self._on_ack),
+        }
+        if kind not in handlers:
+            raise ProtocolError("empty or unknown partner message")
+        expected, handler = handlers[kind]
+        if self.phase is not expected:
+            raise ProtocolError(f"unexpected {kind} message while waiting for {self.phase.value}")
+        if kind != "release_ack":
+            self.transcript.partner_sent(message)
+        return handler(getattr(message, kind))
+
+    def _sent(self, messages: Iterable[pb.BrandMessage]) -> Iterator[pb.BrandMessage]:
+        for message in messages:
+            if message.WhichOneof("body") != "release":
+                self.transcript.brand_sent(message)
+            yield message
+
+    def abort(self, reason: str) -> None:
+        """Record a failed session: nothing released, no budget spent."""
+        if self.phase in (Phase.DONE, Phase.FAILED):
+            return
+        released = self.phase is Phase.ACK
+        self.phase = Phase.FAILED
+        if self._started and not released:
+            self.store.abort_session(self.session_id, self.contract.id, reason)
+
+    # -- round 0 -----------------------------------------------------------------------------
+
+    def _on_hello(self, hello: pb.Hello) -> Iterable[pb.BrandMessage]:
+        contract = self.contract
+        if hello.protocol_version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"protocol version {hello.protocol_version} is not supported (this brand speaks {PROTOCOL_VERSION})"
+            )
+        if hello.contract_id != contract.id or hello.contract_sha256 != contract.sha256:
+            raise ContractError(
+                f"contract hash mismatch for '{contract.id}': the partner holds "
+                f"{hello.contract_sha256[:16]}..., the brand {contract.sha256[:16]}...; both must "
+                "hold the byte-identical file (compare with 'cleanroom contract hash')"
+            )
+        contract.check_not_expired()
+        if hello.partner_records < contract.min_set_size:
+            raise PolicyError(
+                f"the partner's list has {hello.partner_records} records, below release.min_set_size"
+                f" = {contract.min_set_size}"
+            )
+        if sum(self._brand_records) < contract.min_set_size:
+            raise PolicyError(
+                f"the brand's list has {sum(self._brand_records)} records, below "
+                f"release.min_set_size = {contract.min_set_size}"
+            )
+        self.store.require_budget(contract)
+        self.store.begin_session(self.session_id, contract, self.peer)
+        self._started = True
+        self._declared_records = hello.partner_records
+        self.phase = Phase.DOUBLE_ENCRYPTED
+        reply = pb.BrandMessage(
+            hello_reply=pb.HelloReply(
+                session_id=self.session_id,
+                brand_records=self._brand_records,
+                brand_elements=self._group_sizes,
+                elgamal_public_key=self._elgamal.public_key.to_bytes() if self._elgamal else b"",
+            )
+        )
+        return self._sent(self._hello_and_elements(reply))
+
+    def _hello_and_elements(self, reply: pb.BrandMessage) -> Iterator[pb.BrandMessage]:
+        yield reply
+        dst = self.contract.hash_to_curve_dst()
+        for g, group in enumerate(self._groups):
+            segment, key = divmod(g, self._keys)
+            parts = list(chunks(group, ELEMENTS_PER_CHUNK)) or [[]]
+            for i, part in enumerate(parts):
+                elements = self._cipher.encrypt(hash_to_curve_batch(part, dst)) if part else b""
+                yield pb.BrandMessage(
+                    brand_elements=pb.BrandElementsChunk(
+                        segment=segment, key=key, elements=elements, last=i == len(parts) - 1
+                    )
+                )
+            group.clear()
+
+    # -- round 2 -----------------------------------------------------------------------------
+
+    def _on_double_encrypted(self, chunk: pb.DoubleEncryptedChunk) -> Iterable[pb.BrandMessage]:
+        g = group_index(self.contract, chunk.segment, chunk.key)
+        if self._z_complete[g]:
+            raise ProtocolError(f"double-encrypted group (segment {chunk.segment}, key {chunk.key}) sent twice")
+        count = split_elements(chunk.elements, TRUNCATED_SIZE, "double-encrypted chunk")
+        self._z_received[g] += count
+        declared = self._group_sizes[g]
+        if self._z_received[g] > declared:
+            raise ProtocolError(f"more double-encrypted elements than the brand sent in group {g}")
+        self._tables[chunk.key].add(chunk.elements, chunk.segment)
+        if chunk.last:
+            if self._z_received[g] != declared:
+                raise ProtocolError(
+                    f"group {g}: {self._z_received[g]} double-encrypted elements, expected {declared}"
+                )
+            self._z_complete[g] = True
+            if all(self._z_complete):
+                for table in self._tables:
+                    table.freeze()
+                self.phase = Phase.RECORDS
+        return ()
+
+    # -- round 3 -----------------------------------------------------------------------------
+
+    def _on_records(self, chunk: pb.PartnerRecordsChunk) -> Iterable[pb.BrandMessage]:
+        slots = split_elements(chunk.elements, ELEMENT_SIZE * self._keys, "partner records chunk")
+        if slots > self._max_chunk_records:
+            raise ProtocolError(f"partner records chunk of {slots} records exceeds {self._max_chunk_records}")
+        self._records_seen += slots
+        if self._records_seen > self._declared_records:
+            raise ProtocolError(
+                f"the partner sent more records than the {self._declared_records} it declared"
+            )
+        matched = self._match(chunk.elements, slots)
+        outgoing: list[Iterable[pb.BrandMessage]] = []
+        if self._elgamal is not None:
+            outgoing.append(self._indicators(matched, last=chunk.last))
+        if chunk.last:
+            if self._records_seen != self._declared_records:
+                raise ProtocolError(
+                    f"the partner sent {self._records_seen} records, it declared {self._declared_records}"
+                )
+            if self._records_seen < self.contract.min_set_size:
+                raise PolicyError(
+                    f"the partner streamed {self._records_seen} records, below release.min_set_size"
+                )
+            if self._elgamal is None:
+                outgoing.append(self._release(None))
+            else:
+                self.phase = Phase.SUMS
+        return self._sent(m for part in outgoing for m in part)
+
+    def _match(self, elements: bytes, records: int) -> np.ndarray:
+        """Segment of each record (-1 if unmatched): its first key, in priority order, that matches."""
+        raised = truncate(self._cipher.encrypt(elements)) if records else b""
+        values = np.frombuffer(raised, dtype=f"S{TRUNCATED_SIZE}").reshape(records, self._keys)
+        segment = np.full(records, -1, dtype=np.int8)
+        for k, table in enumerate(self._tables):
+            hit = table.lookup(values[:, k])
+            new = (segment < 0) & (hit >= 0)
+            segment[new] = hit[new]
+            self._by_key[k] += int(np.count_nonzero(new))
+        self._by_segment += np.bincount(segment[segment >= 0], minlength=self._segments)
+        return segment
+
+    def _indicators(self, segment: np.ndarray, last: bool) -> Iterator[pb.BrandMessage]:
+        assert self._elgamal is not None
+        bits = np.zeros((len(segment), self._segments), dtype=np.uint8)
+        matched = segment >= 0
+        bits[np.flatnonzero(matched), segment[matched]] = 1
+        ciphertexts = self._elgamal.encrypt_indicators(bits.ravel()) if len(segment) else b""
+        yield pb.BrandMessage(indicators=pb.IndicatorsChunk(ciphertexts=ciphertexts, last=last))
+
+    # -- rounds 4 and 5 ----------------------------------------------------------------------
+
+    def _on_sums(self, sums: pb.AttributeSums) -> Iterable[pb.BrandMessage]:
+        assert self._elgamal is not None
+        cells = len(self.contract.attributes) * self._segments
+        if len(sums.ciphertexts) != cells * CIPHERTEXT_SIZE or len(sums.base_counts) != len(self.contract.attributes):
+            raise ProtocolError(
+                f"attribute sums must hold {cells} ciphertexts and {len(self.contract.attributes)} base counts"
+            )
+        bound = self._records_seen + self._partner_noise.bound()
+        values = [
+            self._elgamal.decrypt(sums.ciphertexts[i * CIPHERTEXT_SIZE : (i + 1) * CIPHERTEXT_SIZE], bound)
+            for i in range(cells)
+        ]
+        for count in sums.base_counts:
+            if abs(count) > bound:
+                raise ProtocolError("a partner base count is outside the possible range")
+        noisy = np.asarray(values, dtype=np.int64).reshape(len(self.contract.attributes), self._segments)
+        noisy += self._brand_noise.sample(noisy.size).reshape(noisy.shape)
+        return self._sent(self._release((noisy, list(sums.base_counts))))
+
+    def _release(self, attributes: tuple[np.ndarray, list[int]] | None) -> Iterator[pb.BrandMessage]:
+        by_segment = self._by_segment + self._brand_noise.sample(self._segments)
+        by_key = self._by_key + self._brand_noise.sample(self._keys) if self._keys > 1 else None
+        transcript = self.transcript.hexdigest()
+        remaining = self.store.epsilon_remaining(self.contract) - self.contract.epsilon_per_session
+        report = build_report(
+            contract=self.contract,
+            session_id=self.session_id,
+            transcript_sha256=transcript,
+            brand_records=self._brand_records,
+            partner_size=self._records_seen,
+            counts=ReleasedCounts(
+                by_segment=by_segment.tolist(),
+                by_key=None if by_key is None else by_key.tolist(),
+                attribute_counts=None if attributes is None else attributes[0],
+                partner_counts=None if attributes is None else attributes[1],
+            ),
+            brand_noise=self._brand_noise,
+            partner_noise=self._partner_noise,
+            epsilon_remaining=remaining,
+        )
+        self.store.commit_release(self.session_id, self.contract, report, transcript)
+        self.report = report
+        self.phase = Phase.ACK
+        yield pb.BrandMessage(release=pb.Release(report_json=dumps(report)))
+
+    def _on_ack(self, ack: pb.ReleaseAck) -> Iterable[pb.BrandMessage]:
+        assert self.report is not None
+        agreed = ack.transcript_sha256 == self.report["transcript_sha256"]
+        self.store.audit(
+            "acknowledged" if agreed else "transcript-mismatch",
+            session_id=self.session_id,
+            contract_id=self.contract.id,
+            partner_transcript_sha256=ack.transcript_sha256[:64],
+        )
+        self.phase = Phase.DONE
+        if not agreed:
+            raise ProtocolError("the partner's transcript hash differs from the brand's")
+        return ()
+
+    @property
+    def finished(self) -> bool:
+        return self.phase is Phase.DONE
+

@@ -1,0 +1,99 @@
+"""What both state machines share: sizes on the wire, the transcript, element encoding."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
+
+from google.protobuf.message import Message
+
+from cleanroom.contract import Contract
+from cleanroom.crypto.commutative import ELEMENT_SIZE
+from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
+from cleanroom.errors import ProtocolError
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
+ELEMENTS_PER_CHUNK = CHUNK_BYTES // ELEMENT_SIZE
+
+# Z elements are only compared, never exponentiated again, so 12 bytes suffice: the chance
+# that any of n partner slots collides with any of m brand elements is at most
+# n * m / 2**96 (below 1.3e-11 even at 10^9 x 10^9). See docs/protocol.md.
+TRUNCATED_SIZE = 12
+
+T = TypeVar("T")
+
+
+def records_per_chunk(contract: Contract) -> int:
+    """Partner records per W chunk, so W and the matching indicator chunk both fit the limit."""
+    per_record = max(len(contract.keys) * ELEMENT_SIZE, len(contract.segments) * CIPHERTEXT_SIZE)
+    return max(1, min(8192, CHUNK_BYTES // per_record))
+
+
+def group_index(contract: Contract, segment: int, key: int) -> int:
+    if not (0 <= segment < len(contract.segments) and 0 <= key < len(contract.keys)):
+        raise ProtocolError(f"unknown group (segment {segment}, key {key})")
+    return segment * len(contract.keys) + key
+
+
+def element_message(key: str, digest: bytes) -> bytes:
+    """The hash-to-curve input: the match key and the identifier's SHA-256 digest."""
+    return key.encode() + b":" + digest
+
+
+def dummy_message() -> bytes:
+    """A hash-to-curve input no identifier can produce: fills a record's missing key slot."""
+    return b"dummy:" + secrets.token_bytes(32)
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def split_elements(packed: bytes, size: int, what: str) -> int:
+    if len(packed) % size:
+        raise ProtocolError(f"{what}: {len(packed)} bytes is not a whole number of {size}-byte elements")
+    return len(packed) // size
+
+
+def shuffled(items: list[T]) -> list[T]:
+    secrets.SystemRandom().shuffle(items)
+    return items
+
+
+def truncate(packed: bytes) -> bytes:
+    return b"".join(
+        packed[i : i + TRUNCATED_SIZE] for i in range(0, len(packed), ELEMENT_SIZE)
+    )
+
+
+class Transcript:
+    """SHA-256 over every message of rounds 0-4, one running hash per direction.
+
+    The two directions interleave differently on each side of a full-duplex stream, but
+    each direction's order is fixed, so both parties compute the same digest.
+    """
+
+    def __init__(self) -> None:
+        self._to_brand = hashlib.sha256(b"partner->brand")
+        self._to_partner = hashlib.sha256(b"brand->partner")
+
+    @staticmethod
+    def _update(running: hashlib._Hash, message: Message) -> None:
+        data = message.SerializeToString(deterministic=True)
+        running.update(len(data).to_bytes(8, "big"))
+        running.update(data)
+
+    def partner_sent(self, message: Message) -> None:
+        self._update(self._to_brand, message)
+
+    def brand_sent(self, message: Message) -> None:
+        self._update(self._to_partner, message)
+
+    def hexdigest(self) -> str:
+        return hashlib.sha256(
+            b"cleanroom-transcript-v1" + self._to_brand.digest() + self._to_partner.digest()
+        ).hexdigest()

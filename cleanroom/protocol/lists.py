@@ -1,0 +1,172 @@
+"""Turn a party's table into what the protocol needs: per-record digests per match key.
+
+Everything here runs on the owner's machine before anything is sent. Identifiers are
+normalized and SHA-256 hashed (DESIGN §3), duplicates are removed (first occurrence wins),
+records with no valid key are dropped, and the input-quality summary is kept for the
+report. Bad input (a missing column, unknown labels, too many invalid values,
+non-boolean attributes) raises :class:`InputError` here, before any data leaves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from cleanroom.contract import Contract
+from cleanroom.errors import InputError
+from cleanroom.identifiers import KEY_KINDS, MATCH_KEY_OF, KeyQuality, check_invalid_fraction, digest_column
+from cleanroom.io import boolean_column, load_table, segment_column, source_name, string_column
+
+TableSource = str | os.PathLike[str] | pd.DataFrame | pa.Table
+Digest = bytes | None
+
+
+@dataclass(frozen=True)
+class PreparedList:
+    """One party's de-duplicated records: ``digests[k][i]`` is record i's digest for key k."""
+
+    digests: tuple[tuple[Digest, ...], ...]
+    quality: dict[str, dict[str, int]]
+    source: str
+
+    @property
+    def size(self) -> int:
+        return len(self.digests[0]) if self.digests else 0
+
+
+@dataclass(frozen=True)
+class BrandList(PreparedList):
+    segments: np.ndarray  # int8 segment index per record, contract order
+
+
+@dataclass(frozen=True)
+class PartnerList(PreparedList):
+    attributes: np.ndarray  # bool (records, attributes), contract order
+
+
+def _key_columns(
+    available: Sequence[str], mapping: Mapping[str, str], contract: Contract, source: str
+) -> dict[str, list[tuple[str, str]]]:
+    """For each match key, the (key kind, column) pairs to read, in coalescing order."""
+    chosen: dict[str, list[tuple[str, str]]] = {}
+    for match_key in contract.keys:
+        kinds = [kind for kind in KEY_KINDS if MATCH_KEY_OF[kind] == match_key]
+        explicit = [(kind, mapping[kind]) for kind in kinds if kind in mapping]
+        found = explicit or [(kind, kind) for kind in kinds if kind in available]
+        if not found:
+            expected = " or ".join(f"'{kind}'" for kind in kinds)
+            raise InputError(
+                f"{source}: no column for match key '{match_key}': expected a column named "
+                f"{expected}, or map one with --column {match_key}=COLUMN"
+            )
+        chosen[match_key] = found
+    return chosen
+
+
+def _check_mapping(mapping: Mapping[str, str], contract: Contract, extra: Sequence[str]) -> None:
+    allowed = set(KEY_KINDS) | set(contract.attributes) | set(extra)
+    for name in mapping:
+        if name not in allowed:
+            raise InputError(
+                f"unknown column mapping '{name}': not a key kind ({', '.join(KEY_KINDS)})"
+                f" or an attribute of contract '{contract.id}'"
+                + (f" ({', '.join(contract.attributes)})" if contract.attributes else "")
+            )
+
+
+def _digests(
+    table: pa.Table, mapping: Mapping[str, str], contract: Contract, source: str
+) -> tuple[list[list[Digest]], dict[str, dict[str, int]]]:
+    key_columns = _key_columns(table.column_names, mapping, contract, source)
+    missing = [col for pairs in key_columns.values() for _, col in pairs if col not in table.column_names]
+    if missing:
+        raise InputError(
+            f"{source}: missing column '{missing[0]}' (columns: {', '.join(table.column_names)})"
+        )
+    per_key: list[list[Digest]] = []
+    qualities: dict[str, KeyQuality] = {}
+    columns_of: dict[str, str] = {}
+    for match_key, pairs in key_columns.items():
+        merged: list[Digest] | None = None
+        for kind, column in pairs:
+            digests, quality = digest_column(
+                string_column(table, column), kind, contract.normalization, contract.default_region
+            )
+            qualities[kind] = quality
+            columns_of[kind] = column
+            merged = digests if merged is None else [a if a is not None else b for a, b in zip(merged, digests, strict=True)]
+        assert merged is not None
+        if len(pairs) > 1:
+            _drop_duplicates(merged, qualities[pairs[-1][0]])
+        per_key.append(merged)
+    check_invalid_fraction(qualities, contract.max_invalid_fraction, source, columns_of)
+    return per_key, {kind: quality.to_dict() for kind, quality in qualities.items()}
+
+
+def _drop_duplicates(digests: list[Digest], quality: KeyQuality) -> None:
+    """Coalesced raw and pre-hashed columns can repeat one person: keep the first."""
+    seen: set[bytes] = set()
+    for i, digest in enumerate(digests):
+        if digest is None:
+            continue
+        if digest in seen:
+            digests[i] = None
+            quality.duplicates += 1
+        else:
+            seen.add(digest)
+
+
+def _keep_records_with_a_key(per_key: list[list[Digest]]) -> np.ndarray:
+    keep = np.zeros(len(per_key[0]), dtype=bool)
+    for digests in per_key:
+        keep |= np.fromiter((d is not None for d in digests), dtype=bool, count=len(digests))
+    return keep
+
+
+def _select(per_key: list[list[Digest]], keep: np.ndarray) -> tuple[tuple[Digest, ...], ...]:
+    rows = np.flatnonzero(keep)
+    return tuple(tuple(digests[i] for i in rows) for digests in per_key)
+
+
+def prepare_brand_list(
+    source: TableSource, columns: Mapping[str, str], contract: Contract
+) -> BrandList:
+    """Read and prepare a brand CRM. ``columns`` maps key kinds and ``segment`` to columns."""
+    name = source_name(source)
+    _check_mapping(columns, contract, extra=("segment",))
+    required = [columns["segment"]] if "segment" in columns else []
+    table = load_table(source, required=required, role="brand CRM")
+    per_key, quality = _digests(table, columns, contract, name)
+    labels = segment_column(table, columns.get("segment"), contract.segments, name)
+    index = {segment: i for i, segment in enumerate(contract.segments)}
+    segments = np.fromiter((index[label] for label in labels), dtype=np.int8, count=len(labels))
+    keep = _keep_records_with_a_key(per_key)
+    return BrandList(
+        digests=_select(per_key, keep), quality=quality, source=name, segments=segments[keep]
+    )
+
+
+def prepare_partner_list(
+    source: TableSource, columns: Mapping[str, str] | None, contract: Contract
+) -> PartnerList:
+    """Read and prepare a partner audience: key columns and the contract's attributes."""
+    columns = dict(columns or {})
+    name = source_name(source)
+    _check_mapping(columns, contract, extra=())
+    attribute_columns = [columns.get(a, a) for a in contract.attributes]
+    table = load_table(source, required=attribute_columns, role="partner audience")
+    per_key, quality = _digests(table, columns, contract, name)
+    attributes = np.zeros((table.num_rows, len(attribute_columns)), dtype=bool)
+    for j, column in enumerate(attribute_columns):
+        attributes[:, j] = boolean_column(table, column, name)
+    keep = _keep_records_with_a_key(per_key)
+    return PartnerList(
+        digests=_select(per_key, keep), quality=quality, source=name, attributes=attributes[keep]
+    )
+

@@ -1,0 +1,353 @@
+"""Partner side of the session, as a state machine: messages in, messages out, no I/O.
+
+Rounds (docs/protocol.md): 0 Hello; 1 it receives E = H(id)^b per (segment, key); 2 it
+returns Z = E^a, reshuffled within each group and truncated, then W = H(id_k)^a for each
+of its records in a secret random order, one slot per match key (a random group element
+where the record lacks the key); 3 it receives Enc(match in segment s) per record;
+4 it sums the ciphertexts of its records per (attribute, segment), adds Enc(its own
+noise), re-randomises, and sends the sums with its noisy base counts (spending its budget
+at that moment, since those numbers describe its rows); 5 it checks and stores the
+report.
+
+What the partner learns here: the brand's record count per segment and element count per
+(segment, key), and the released report (brand-noised). The ElGamal ciphertexts are
+semantically secure under DDH, so it learns nothing about which records matched.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import secrets
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from cleanroom.contract import PROTOCOL_VERSION, Contract
+from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
+from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPublicKey, add, sum_by_mask, validate_ciphertexts
+from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
+from cleanroom.errors import PolicyError, ProtocolError
+from cleanroom.privacy.accounting import partner_mechanism
+from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
+from cleanroom.protocol.common import (
+    ELEMENTS_PER_CHUNK,
+    TRUNCATED_SIZE,
+    Transcript,
+    chunks,
+    dummy_message,
+    element_message,
+    group_index,
+    records_per_chunk,
+    split_elements,
+    truncate,
+)
+from cleanroom.protocol.lists import PartnerList
+from cleanroom.store.state import StateStore
+
+_SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class Phase(enum.Enum):
+    HELLO_REPLY = "hello-reply"
+    ELEMENTS = "brand elements"
+    INDICATORS = "indicators"
+    RELEASE = "release"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class PartnerSession:
+    """One session against one brand. Call :meth:`hello` first, then :meth:`receive` each
+    brand message in order; :attr:`report` is set once the release is checked and stored."""
+
+    def __init__(
+        self,
+        contract: Contract,
+        partner_list: PartnerList,
+        store: StateStore,
+        *,
+        cipher: CommutativeCipher | None = None,
+    ) -> None:
+        self.contract = contract
+        self.store = store
+        self.phase = Phase.HELLO_REPLY
+        self.session_id: str | None = None
+        self.report: dict[str, Any] | None = None
+        self.transcript = Transcript()
+        self._cipher = cipher or CommutativeCipher.generate()
+        self._list = partner_list
+        self._keys = len(contract.keys)
+        self._segments = len(contract.segments)
+        self._order = list(range(partner_list.size))
+        secrets.SystemRandom().shuffle(self._order)
+        self._attributes = partner_list.attributes[self._order] if partner_list.size else partner_list.attributes
+        self._noise = partner_mechanism(contract)
+        self._public_key: ElGamalPublicKey | None = None
+        self._brand_records: list[int] = []
+        self._declared: list[int] = []
+        self._received: list[int] = []
+        self._z_parts: list[list[bytes]] = []
+        self._groups_done = 0
+        self._record_chunks = list(chunks(self._order, records_per_chunk(contract))) or [[]]
+        self._chunk_starts = np.cumsum([0] + [len(part) for part in self._record_chunks]).tolist()
+        self._indicator_chunks = 0
+        self._sums: list[list[bytes | None]] = []
+        self._base_counts: list[int] = []
+        self._started = False
+
+    # -- round 0 -----------------------------------------------------------------------------
+
+    def hello(self) -> pb.PartnerMessage:
+        """Check this side's preconditions and open the session."""
+        self.contract.check_not_expired()
+        if self._list.size < self.contract.min_set_size:
+            raise PolicyError(
+                f"{self._list.source}: {self._list.size} records with a valid key, below "
+                f"release.min_set_size = {self.contract.min_set_size}"
+            )
+        self.store.require_budget(self.contract)
+        message = pb.PartnerMessage(
+            hello=pb.Hello(
+                protocol_version=PROTOCOL_VERSION,
+                contract_id=self.contract.id,
+                contract_sha256=self.contract.sha256,
+                partner_records=self._list.size,
+            )
+        )
+        self.transcript.partner_sent(message)
+        return message
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def receive(self, message: pb.BrandMessage) -> Iterable[pb.PartnerMessage]:
+        kind = message.WhichOneof("body")
+        if kind == "abort":
+            raise ProtocolError(f"the brand aborted the session: {message.abort.reason[:200]}")
+        handlers = {
+            "hello_reply": (Phase.HELLO_REPLY, self._on_hello_reply),
+            "brand_elements": (Phase.ELEMENTS, self._on_elements),
+            "indicators": (Phase.INDICATORS, self._on_indicators),
+            "release": (Phase.RELEASE, self._on_release),
+        }
+        if kind not in handlers:
+            raise ProtocolError("empty or unknown brand message")
+        expected, handler = handlers[kind]
+        if self.phase is not expected:
+            raise ProtocolError(f"unexpected {kind} message while waiting for {self.phase.value}")
+        if kind != "release":
+            self.transcript.brand_sent(message)
+        return handler(getattr(message, kind))
+
+    def _sent(self, messages: Iterable[pb.PartnerMessage]) -> Iterator[pb.PartnerMessage]:
+        for message in messages:
+            if message.WhichOneof("body") != "release_ack":
+                self.transcript.partner_sent(message)
+            yield message
+
+    def abort(self, reason: str) -> None:
+        if self.phase in (Phase.DONE, Phase.FAILED):
+            return
+        self.phase = Phase.FAILED
+        if self._started and self.session_id is not None:
+            self.store.abort_session(self.session_id, self.contract.id, reason)
+
+    # -- round 1 and 2 -----------------------------------------------------------------------
+
+    def _on_hello_reply(self, reply: pb.HelloReply) -> Iterable[pb.PartnerMessage]:
+        groups = self._segments * self._keys
+        if not _SESSION_ID.match(reply.session_id):
+            raise ProtocolError("the brand's session id is malformed")
+        if len(reply.brand_records) != self._segments or len(reply.brand_elements) != groups:
+            raise ProtocolError("the brand's hello reply does not match the contract's segments and keys")
+        for g, elements in enumerate(reply.brand_elements):
+            if elements > reply.brand_records[g // self._keys]:
+                raise ProtocolError("the brand declared more elements than records in a segment")
+        if sum(reply.brand_records) < self.contract.min_set_size:
+            raise PolicyError(
+                f"the brand's list has {sum(reply.brand_records)} records, below "
+                f"release.min_set_size = {self.contract.min_set_size}"
+            )
+        if self.contract.overlap_only:
+            if reply.elgamal_public_key:
+                raise ProtocolError("an overlap-only session must not carry an ElGamal key")
+        else:
+            self._public_key = ElGamalPublicKey.from_bytes(reply.elgamal_public_key)
+        self.session_id = reply.session_id
+        self._brand_records = list(reply.brand_records)
+        self._declared = list(reply.brand_elements)
+        self._received = [0] * groups
+        self._z_parts = [[] for _ in range(groups)]
+        self.store.begin_session(self.session_id, self.contract, peer=self.contract.brand.name)
+        self._started = True
+        self.phase = Phase.ELEMENTS
+        return ()
+
+    def _on_elements(self, chunk: pb.BrandElementsChunk) -> Iterable[pb.PartnerMessage]:
+        g = group_index(self.contract, chunk.segment, chunk.key)
+        if self._received[g] < 0:
+            raise ProtocolError(f"brand group (segment {chunk.segment}, key {chunk.key}) sent twice")
+        count = split_elements(chunk.elements, ELEMENT_SIZE, "brand elements chunk")
+        if count > ELEMENTS_PER_CHUNK:
+            raise ProtocolError("brand elements chunk larger than the protocol allows")
+        self._received[g] += count
+        if self._received[g] > self._declared[g]:
+            raise ProtocolError("the brand sent more elements than it declared")
+        if count:
+            self._z_parts[g].append(truncate(self._cipher.encrypt(chunk.elements)))
+        if not chunk.last:
+            return ()
+        if self._received[g] != self._declared[g]:
+            raise ProtocolError(
+                f"the brand sent {self._received[g]} elements in group {g}, it declared {self._declared[g]}"
+            )
+        self._received[g] = -1
+        self._groups_done += 1
+        outgoing = [self._reshuffled(g)]
+        if self._groups_done == len(self._declared):
+            self._check_streamed_brand_size()
+            outgoing.append(self._records())
+            if not self.contract.overlap_only:
+                self._sums = [[None] * self._segments for _ in self.contract.attributes]
+            self.phase = Phase.INDICATORS if not self.contract.overlap_only else Phase.RELEASE
+        return self._sent(m for part in outgoing for m in part)
+
+    def _check_streamed_brand_size(self) -> None:
+        """The brand's streamed elements bound its record count from below, per segment:
+        a record gives at most one element per key. Refuse before any record leaves."""
+        lower_bound = sum(
+            max(self._declared[s * self._keys : (s + 1) * self._keys]) for s in range(self._segments)
+        )
+        if lower_bound < self.contract.min_set_size:
+            raise PolicyError(
+                f"the brand streamed elements for at most {lower_bound} records, below "
+                f"release.min_set_size = {self.contract.min_set_size}"
+            )
+
+    def _reshuffled(self, g: int) -> Iterator[pb.PartnerMessage]:
+        packed = b"".join(self._z_parts[g])
+        self._z_parts[g] = []
+        elements = [packed[i : i + TRUNCATED_SIZE] for i in range(0, len(packed), TRUNCATED_SIZE)]
+        secrets.SystemRandom().shuffle(elements)
+        segment, key = divmod(g, self._keys)
+        parts = list(chunks(elements, ELEMENTS_PER_CHUNK)) or [[]]
+        for i, part in enumerate(parts):
+            yield pb.PartnerMessage(
+                double_encrypted=pb.DoubleEncryptedChunk(
+                    segment=segment, key=key, elements=b"".join(part), last=i == len(parts) - 1
+                )
+            )
+
+    def _records(self) -> Iterator[pb.PartnerMessage]:
+        dst = self.contract.hash_to_curve_dst()
+        digests = self._list.digests
+        for i, part in enumerate(self._record_chunks):
+            messages = [
+                element_message(key, digest) if (digest := digests[k][r]) is not None else dummy_message()
+                for r in part
+                for k, key in enumerate(self.contract.keys)
+            ]
+            yield pb.PartnerMessage(
+                partner_records=pb.PartnerRecordsChunk(
+                    elements=self._cipher.encrypt(hash_to_curve_batch(messages, dst)),
+                    last=i == len(self._record_chunks) - 1,
+                )
+            )
+
+    # -- round 3 and 4 -----------------------------------------------------------------------
+
+    def _on_indicators(self, chunk: pb.IndicatorsChunk) -> Iterable[pb.PartnerMessage]:
+        assert self._public_key is not None
+        j = self._indicator_chunks
+        if j >= len(self._record_chunks):
+            raise ProtocolError("indicators for records that were not sent")
+        start, records = self._chunk_starts[j], len(self._record_chunks[j])
+        if len(chunk.ciphertexts) != records * self._segments * CIPHERTEXT_SIZE:
+            raise ProtocolError(f"indicator chunk {j} must hold {records * self._segments} ciphertexts")
+        validate_ciphertexts(chunk.ciphertexts)
+        masks = self._attributes[start : start + records].T
+        cells = np.frombuffer(chunk.ciphertexts, dtype=np.uint8).reshape(records, self._segments, CIPHERTEXT_SIZE)
+        for s in range(self._segments):
+            for a, total in enumerate(sum_by_mask(cells[:, s, :].tobytes(), masks)):
+                current = self._sums[a][s]
+                self._sums[a][s] = total if current is None else add(current, total)
+        self._indicator_chunks += 1
+        is_last = self._indicator_chunks == len(self._record_chunks)
+        if chunk.last != is_last:
+            raise ProtocolError("the brand's indicator stream ended early or ran long")
+        if not is_last:
+            return ()
+        self.phase = Phase.RELEASE
+        return self._sent(self._attribute_sums())
+
+    def _attribute_sums(self) -> Iterator[pb.PartnerMessage]:
+        assert self._public_key is not None
+        key = self._public_key
+        cells = len(self.contract.attributes) * self._segments
+        noise = self._noise.sample(cells + len(self.contract.attributes))
+        ciphertexts = []
+        for a in range(len(self.contract.attributes)):
+            for s in range(self._segments):
+                total = self._sums[a][s]
+                noisy = key.encrypt(int(noise[a * self._segments + s]))
+                ciphertexts.append(key.rerandomize(noisy if total is None else add(total, noisy)))
+        true_base = self._attributes.sum(axis=0).astype(np.int64)
+        self._base_counts = (true_base + noise[cells:]).tolist()
+        # Releasing noisy numbers about this side's rows: spend the budget now, atomically.
+        assert self.session_id is not None
+        self.store.charge(self.session_id, self.contract)
+        yield pb.PartnerMessage(
+            attribute_sums=pb.AttributeSums(ciphertexts=b"".join(ciphertexts), base_counts=self._base_counts)
+        )
+
+    # -- round 5 -----------------------------------------------------------------------------
+
+    def _on_release(self, release: pb.Release) -> Iterable[pb.PartnerMessage]:
+        report = _parse_report(release.report_json)
+        self._check_report(report)
+        assert self.session_id is not None
+        self.store.commit_release(self.session_id, self.contract, report, report["transcript_sha256"])
+        self.report = report
+        self.phase = Phase.DONE
+        return [pb.PartnerMessage(release_ack=pb.ReleaseAck(transcript_sha256=report["transcript_sha256"]))]
+
+    def _check_report(self, report: dict[str, Any]) -> None:
+        """The brand must release what this session computed: refuse a report that differs."""
+        expected = {
+            "contract_id": self.contract.id,
+            "contract_sha256": self.contract.sha256,
+            "session_id": self.session_id,
+            "transcript_sha256": self.transcript.hexdigest(),
+            "partner_size": self._list.size,
+            "brand_size": dict(zip(self.contract.segments, self._brand_records, strict=True)),
+        }
+        for field, value in expected.items():
+            if report.get(field) != value:
+                raise ProtocolError(f"the brand's report disagrees with this session on '{field}'")
+        cells = report.get("attributes")
+        if not isinstance(cells, list) or len(cells) != len(self.contract.attributes) * self._segments:
+            raise ProtocolError("the brand's report does not list every (attribute, segment) cell")
+        for i, cell in enumerate(cells):
+            attribute = self.contract.attributes[i // self._segments]
+            if not isinstance(cell, dict) or cell.get("attribute") != attribute:
+                raise ProtocolError("the brand's report lists attribute cells out of contract order")
+            sent = max(0, self._base_counts[i // self._segments])
+            if cell.get("partner_count") not in (None, sent):
+                raise ProtocolError(f"the brand's report changed the partner count of '{attribute}'")
+
+    @property
+    def finished(self) -> bool:
+        return self.phase is Phase.DONE
+
+
+def _parse_report(data: bytes) -> dict[str, Any]:
+    try:
+        report = json.loads(data)
+    except ValueError:
+        raise ProtocolError("the brand's release is not valid JSON") from None
+    if not isinstance(report, dict):
+        raise ProtocolError("the brand's release is not a JSON object")
+    return report
+

@@ -1,0 +1,116 @@
+"""Moves messages between a session state machine and a full-duplex stream.
+
+A reader thread hands each incoming message to the state machine; the messages it
+produces (lazy iterators, so the heavy crypto runs as they are sent) wait in a small
+bounded queue for the sending side. Each direction progresses on its own, so a party
+that streams a large round never waits for the other to read, and the bounded queue
+stops either side from buffering more of the other's data than a few chunks. Any
+message, in or out, resets the idle timer; a peer that stalls longer than
+``idle_timeout`` ends the session with :class:`ConnectionLostError`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+from cleanroom.errors import ConnectionLostError
+
+_END = object()
+
+
+class StateMachine(Protocol):
+    @property
+    def finished(self) -> bool: ...
+
+    def receive(self, message: Any) -> Iterable[Any]: ...
+
+
+class Pump:
+    def __init__(
+        self,
+        machine: StateMachine,
+        *,
+        idle_timeout: float,
+        max_pending: int = 4,
+        abort_message: Callable[[BaseException], Any] | None = None,
+    ) -> None:
+        self._machine = machine
+        self._abort_message = abort_message
+        self._outbox: queue.Queue[object] = queue.Queue(max_pending)
+        self._idle_timeout = idle_timeout
+        self._stopped = threading.Event()
+        self._last_activity = time.monotonic()
+        self.error: BaseException | None = None
+        self.on_error: Callable[[], None] | None = None
+
+    def _touch(self) -> None:
+        self._last_activity = time.monotonic()
+
+    def _idle(self) -> bool:
+        return time.monotonic() - self._last_activity > self._idle_timeout
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self._stopped.set()
+        if self.on_error is not None:
+            self.on_error()
+
+    def _put(self, item: object) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._outbox.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self._idle():
+                    self.fail(ConnectionLostError(f"the peer stopped reading for over {self._idle_timeout:g} s"))
+
+    def read(self, incoming: Iterable[Any]) -> None:
+        """Feed every incoming message to the state machine; run on the reading thread."""
+        try:
+            for message in incoming:
+                if self._stopped.is_set():
+                    return
+                self._touch()
+                self._put(self._machine.receive(message))
+                if self._machine.finished:
+                    return
+            if not self._machine.finished:
+                raise ConnectionLostError("the peer closed the stream before the session finished")
+        except BaseException as exc:  # re-raised by the transport from self.error
+            self.fail(exc)
+        finally:
+            self._put(_END)
+
+    def start_reading(self, incoming: Iterable[Any]) -> threading.Thread:
+        thread = threading.Thread(target=self.read, args=(incoming,), daemon=True, name="cleanroom-reader")
+        thread.start()
+        return thread
+
+    def outgoing(self, first: Iterable[Any] = ()) -> Iterator[Any]:
+        """Every message to send, in order; ends when the session is done or has failed."""
+        try:
+            for message in first:
+                self._touch()
+                yield message
+            while not self._stopped.is_set():
+                try:
+                    item = self._outbox.get(timeout=0.2)
+                except queue.Empty:
+                    if self._idle():
+                        self.fail(ConnectionLostError(f"no message from the peer for {self._idle_timeout:g} s"))
+                    continue
+                if item is _END:
+                    return
+                assert isinstance(item, Iterable)
+                for message in item:
+                    self._touch()
+                    yield message
+        except Exception as exc:  # GeneratorExit (the stream closed) must pass through
+            self.fail(exc)
+        if self.error is not None and self._abort_message is not None:
+            yield self._abort_message(self.error)

@@ -1,0 +1,168 @@
+"""The report both parties receive (DESIGN §7, docs/reference/report.md).
+
+The brand assembles it from numbers that already carry noise from the side whose rows
+they describe, applies ``min_overlap`` suppression, and sends it; the partner checks it
+against what it knows and stores the identical JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cleanroom.contract import PROTOCOL_VERSION, Contract
+from cleanroom.errors import InputError
+from cleanroom.privacy.noise import NoiseMechanism
+from cleanroom.stats.index import lift_index, report_to_frame
+
+
+@dataclass(frozen=True)
+class ReleasedCounts:
+    """Noisy counts before suppression, in contract order."""
+
+    by_segment: Sequence[int]
+    by_key: Sequence[int] | None  # None when the contract has one key
+    attribute_counts: np.ndarray | None  # (attributes, segments)
+    partner_counts: Sequence[int] | None  # per attribute
+
+
+def _released(value: int, threshold: int) -> int | None:
+    """Clamp negative noise away (post-processing) and suppress small cells."""
+    value = max(0, int(value))
+    return None if value < threshold else value
+
+
+def build_report(
+    *,
+    contract: Contract,
+    session_id: str,
+    transcript_sha256: str,
+    brand_records: Sequence[int],
+    partner_size: int,
+    counts: ReleasedCounts,
+    brand_noise: NoiseMechanism,
+    partner_noise: NoiseMechanism,
+    epsilon_remaining: float,
+) -> dict[str, Any]:
+    threshold = contract.min_overlap
+    by_segment = {
+        segment: _released(value, threshold)
+        for segment, value in zip(contract.segments, counts.by_segment, strict=True)
+    }
+    total = _released(sum(max(0, int(v)) for v in counts.by_segment), threshold)
+    if counts.by_key is None:
+        by_key = {contract.keys[0]: total}
+    else:
+        by_key = {
+            key: _released(value, threshold)
+            for key, value in zip(contract.keys, counts.by_key, strict=True)
+        }
+    attributes: list[dict[str, Any]] = []
+    if counts.attribute_counts is not None and counts.partner_counts is not None:
+        for a, attribute in enumerate(contract.attributes):
+            partner_count = _released(counts.partner_counts[a], threshold)
+            for s, segment in enumerate(contract.segments):
+                count = _released(counts.attribute_counts[a, s], threshold)
+                overlap = by_segment[segment]
+                suppressed = count is None or overlap is None or partner_count is None
+                attributes.append(
+                    {
+                        "attribute": attribute,
+                        "segment": segment,
+                        "count": None if suppressed else count,
+                        "partner_count": partner_count,
+                        "index": None
+                        if suppressed
+                        else lift_index(count, overlap, partner_count, partner_size),
+                        "suppressed": suppressed,
+                    }
+                )
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "contract_id": contract.id,
+        "contract_sha256": contract.sha256,
+        "session_id": session_id,
+        "transcript_sha256": transcript_sha256,
+        "released_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "brand_size": dict(zip(contract.segments, map(int, brand_records), strict=True)),
+        "partner_size": int(partner_size),
+        "overlap": {"total": total, "by_segment": by_segment, "by_key": by_key},
+        "attributes": attributes,
+        "min_overlap": threshold,
+        "privacy": {
+            "mechanism": contract.mechanism,
+            "epsilon_spent": contract.epsilon_per_session,
+            "epsilon_remaining": round(epsilon_remaining, 12),
+            "noise_scale": {"brand": brand_noise.scale, "partner": partner_noise.scale},
+            "interval_999": {
+                "overlap": brand_noise.interval(0.999),
+                "attribute_count": _sum_interval(brand_noise, partner_noise),
+                "partner_count": partner_noise.interval(0.999),
+            },
+        },
+    }
+
+
+def _sum_interval(first: NoiseMechanism, second: NoiseMechanism) -> int:
+    """A 99.9% half-width for the sum of two independent noises (union bound, 0.9995 each)."""
+    return first.interval(0.9995) + second.interval(0.9995)
+
+
+def dumps(report: dict[str, Any]) -> bytes:
+    """The canonical JSON both sides store and compare byte for byte."""
+    return json.dumps(report, sort_keys=True, indent=2).encode() + b"\n"
+
+
+class Report:
+    """A released report, as the client library returns it."""
+
+    def __init__(self, data: dict[str, Any], input_quality: dict[str, dict[str, int]] | None = None):
+        self._data = data
+        # This party's own input-quality summary: kept local, never sent (docs/threat-model.md).
+        self.input_quality = input_quality or {}
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"report file not found: {path}") from None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"report file {path} is not a cleanroom report: {exc}") from None
+        required = {"contract_id", "session_id", "overlap", "attributes", "partner_size"}
+        if not isinstance(data, dict) or not required <= data.keys():
+            raise InputError(f"report file {path} is not a cleanroom report (missing fields)")
+        return cls(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self._data))
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One tidy row per (segment, attribute) cell, with the segment's overlap."""
+        return report_to_frame(self._data)
+
+    def to_json(self) -> bytes:
+        return dumps(self._data)
+
+    @property
+    def overlap(self) -> int | None:
+        total = self._data["overlap"]["total"]
+        return None if total is None else int(total)
+
+    @property
+    def session_id(self) -> str:
+        return str(self._data["session_id"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Report) and self._data == other._data
+
+    def __repr__(self) -> str:
+        return f"Report(contract={self._data['contract_id']!r}, session={self.session_id!r}, overlap={self.overlap})"
