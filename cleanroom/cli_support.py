@@ -1,0 +1,95 @@
+"""What both command-line tools share: exit codes, one-line errors, progress, output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cleanroom.errors import CleanroomError, InputError
+
+FORMATS = ("table", "json")
+
+
+def error_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def run_app(app: typer.Typer, argv: list[str] | None = None) -> NoReturn:
+    """Run a typer app; every cleanroom error becomes one line on stderr and its exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except CleanroomError as error:
+        error_console().print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        sys.exit(error.exit_code)
+    except click.exceptions.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        error_console().print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        error_console().print("interrupted")
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def check_format(value: str) -> str:
+    if value not in FORMATS:
+        raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {value!r}")
+    return value
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all: no half-written report on any failure."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise InputError(f"cannot write {path}: directory {path.parent} does not exist")
+    temporary = path.with_name(f".{path.name}.partial")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+class Phases:
+    """Progress bars for the phases of a session; silent with --quiet or off a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        console = error_console()
+        self._progress = Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            disable=quiet or not console.is_terminal,
+            transient=False,
+        )
+        self._tasks: dict[str, Any] = {}
+
+    @contextmanager
+    def running(self) -> Iterator[Phases]:
+        with self._progress:
+            yield self
+
+    def advance(self, phase: str, amount: int, total: int | None = None) -> None:
+        if phase not in self._tasks:
+            self._tasks[phase] = self._progress.add_task(phase, total=total)
+        self._progress.update(self._tasks[phase], advance=amount, total=total)
+
+    def done(self, phase: str) -> None:
+        if phase in self._tasks:
+            task = self._tasks[phase]
+            total = self._progress.tasks[task].total or self._progress.tasks[task].completed
+            self._progress.update(task, completed=total, total=total)

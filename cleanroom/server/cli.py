@@ -1,0 +1,191 @@
+"""``cleanroom``: the brand's command line (serve, demo, contracts, certificates, reports, audit).
+
+Exit codes are listed in docs/reference/exit-codes.md and :data:`cleanroom.errors.EXIT_CODES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from cleanroom.cli_support import check_format, print_json, run_app
+from cleanroom.contract import load_contract
+from cleanroom.errors import InputError
+from cleanroom.stats.report import Report
+
+app = typer.Typer(
+    name="cleanroom",
+    help="A two-party first-party data clean room: brand server and tools.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+contract_app = typer.Typer(help="Inspect and check contracts.", no_args_is_help=True)
+certs_app = typer.Typer(help="Create pinned TLS identities.", no_args_is_help=True)
+report_app = typer.Typer(help="Read, chart and model a released report.", no_args_is_help=True)
+audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(contract_app, name="contract")
+app.add_typer(certs_app, name="certs")
+app.add_typer(report_app, name="report")
+app.add_typer(audit_app, name="audit")
+
+FormatOption = Annotated[str, typer.Option("--format", help="table or json")]
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", help="brand server config (TOML)")],
+    insecure: Annotated[bool, typer.Option("--insecure", help="plain TCP, loopback only")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Serve the brand's CRM to the partners named in the config, until interrupted."""
+    from cleanroom.server.config import load_server_config
+    from cleanroom.server.service import build_server, prepare_offers
+
+    console = Console(stderr=True, quiet=quiet)
+    settings = load_server_config(config, insecure=insecure)
+    with console.status("reading and hashing the CRM"):
+        offers = prepare_offers(settings)
+    server, port = build_server(settings, offers=offers)
+    for offer in offers.values():
+        console.print(
+            f"contract [bold]{offer.contract.id}[/] with {offer.contract.partner.name}: "
+            f"{offer.brand_list.size} CRM records"
+        )
+    host = settings.listen.rsplit(":", 1)[0]
+    console.print(f"listening on {host}:{port} ({'insecure' if insecure else 'mutual TLS'}); Ctrl-C stops")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop(grace=5).wait()
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="where the demo writes its files")] = Path("cleanroom-demo"),
+    brand_records: Annotated[int, typer.Option("--brand-records")] = 6000,
+    partner_records: Annotated[int, typer.Option("--partner-records")] = 12000,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Synthetic brand and partner, a real TLS session over loopback, the report and a chart."""
+    from cleanroom.demo import run_demo
+
+    run_demo(directory, brand_records=brand_records, partner_records=partner_records, quiet=quiet)
+
+
+@contract_app.command("hash")
+def contract_hash(file: Path) -> None:
+    """Print the contract's SHA-256 (both parties must see the same)."""
+    print(load_contract(file).sha256)
+
+
+@contract_app.command("check")
+def contract_check(file: Path, output_format: FormatOption = "table") -> None:
+    """Validate a contract and summarise what it allows."""
+    contract = load_contract(file)
+    contract.check_not_expired()
+    summary = {
+        "id": contract.id,
+        "sha256": contract.sha256,
+        "expires": contract.expires.isoformat(),
+        "brand": dataclasses.asdict(contract.brand),
+        "partner": dataclasses.asdict(contract.partner),
+        "keys": list(contract.keys),
+        "segments": list(contract.segments),
+        "attributes": list(contract.attributes),
+        "mechanism": contract.mechanism,
+        "epsilon_per_session": contract.epsilon_per_session,
+        "epsilon_total": contract.epsilon_total,
+        "min_set_size": contract.min_set_size,
+        "min_overlap": contract.min_overlap,
+    }
+    if check_format(output_format) == "json":
+        print_json(summary)
+        return
+    console = Console()
+    console.print(f"[green]ok[/] contract [bold]{contract.id}[/] ({contract.sha256})")
+    for key, value in summary.items():
+        if key not in ("id", "sha256"):
+            console.print(f"  {key}: {value}")
+
+
+@certs_app.command("init")
+def certs_init(
+    directory: Path,
+    name: Annotated[str, typer.Option("--name", help="party name, e.g. acme")],
+    host: Annotated[str | None, typer.Option("--host", help="DNS name or IP the server is reached at")] = None,
+) -> None:
+    """Write NAME.crt and NAME.key and print the fingerprint to put in the contract."""
+    from cleanroom.server.certs import init_certificate
+
+    cert, key, fingerprint = init_certificate(directory, name, host)
+    Console(stderr=True).print(f"wrote {cert} and {key} (keep the key private)")
+    print(fingerprint)
+
+
+@report_app.command("show")
+def report_show(file: Path, output_format: FormatOption = "table") -> None:
+    """Print a report: overlap, then the attribute index table sorted by index."""
+    from cleanroom.stats.render import print_report
+
+    report = Report.load(file)
+    if check_format(output_format) == "json":
+        print_json(report.to_dict())
+    else:
+        print_report(report.to_dict(), Console())
+
+
+@report_app.command("plot")
+def report_plot(
+    file: Path, out: Annotated[Path, typer.Option("--out", help="PNG to write")] = Path("lift.png")
+) -> None:
+    """Draw the lift chart (index per attribute, one panel per segment)."""
+    from cleanroom.stats.plot import plot_lift
+
+    path = plot_lift(Report.load(file).to_dict(), out)
+    Console(stderr=True).print(f"wrote {path}")
+
+
+@report_app.command("model")
+def report_model(
+    file: Path,
+    segment: Annotated[str | None, typer.Option("--segment", help="segment to model (default: all pooled)")] = None,
+    output_format: FormatOption = "json",
+) -> None:
+    """The lookalike model derived from the report alone (the partner derives the same)."""
+    from cleanroom.stats.lookalike import LookalikeModel
+
+    model = LookalikeModel.from_report(Report.load(file).to_dict(), segment)
+    if check_format(output_format) == "json":
+        print_json(model.to_dict())
+        return
+    console = Console()
+    console.print(f"lookalike model for segment [bold]{model.segment}[/]")
+    for name, present, absent in zip(model.attributes, model.weights_present, model.weights_absent, strict=True):
+        console.print(f"  {name:<28} has: {present:+.3f}   lacks: {absent:+.3f}")
+    if model.excluded:
+        console.print(f"  excluded (suppressed or below {model.min_count}): {', '.join(model.excluded)}")
+
+
+@audit_app.command("verify")
+def audit_verify(state: Annotated[Path, typer.Option("--state", help="state database")]) -> None:
+    """Check that the audit log's hash chain is intact."""
+    from cleanroom.store.state import StateStore
+
+    if not state.exists():
+        raise InputError(f"state database not found: {state}")
+    entries = StateStore(state).verify_audit()
+    print(json.dumps({"state": str(state), "entries": entries, "chain": "intact"}))
+
+
+def main() -> NoReturn:
+    run_app(app)

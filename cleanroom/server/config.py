@@ -1,0 +1,134 @@
+"""The brand's server configuration (``brand.toml``, DESIGN §7)."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cleanroom.contract import Contract, load_contract
+from cleanroom.errors import InputError
+from cleanroom.server.certs import check_pinned, fingerprint, load_certificate
+
+DEFAULT_IDLE_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class ContractEntry:
+    contract: Contract
+    partner_certificate: bytes  # PEM, trusted for mutual TLS and pinned by the contract
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    source: Path
+    listen: str
+    state: Path
+    crm: Path
+    columns: dict[str, str]
+    contracts: list[ContractEntry]
+    certificate: Path | None
+    private_key: Path | None
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _require(table: dict[str, Any], name: str, key: str, source: Path, kind: type = str) -> Any:
+    if key not in table:
+        raise InputError(f"{source}: [{name}] {key}: missing setting")
+    value = table[key]
+    if not isinstance(value, kind):
+        raise InputError(f"{source}: [{name}] {key}: must be a {kind.__name__}")
+    return value
+
+
+def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerConfig:
+    """Read and check the config: every file exists, every certificate is the pinned one."""
+    source = Path(path)
+    try:
+        doc = tomllib.loads(source.read_text())
+    except FileNotFoundError:
+        raise InputError(f"server config not found: {source}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read server config {source}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{source}: not valid TOML: {exc}") from None
+    base = source.parent
+
+    def resolve(value: str) -> Path:
+        candidate = Path(value)
+        return candidate if candidate.is_absolute() else base / candidate
+
+    server = doc.get("server", {})
+    listen = _require(server, "server", "listen", source)
+    if insecure and not is_loopback(listen):
+        raise InputError(f"{source}: [server] listen = {listen!r}: --insecure is only allowed on a loopback address")
+    idle_timeout = float(server.get("idle_timeout", DEFAULT_IDLE_TIMEOUT))
+    if idle_timeout <= 0:
+        raise InputError(f"{source}: [server] idle_timeout: must be greater than 0")
+    state = resolve(_require(server, "server", "state", source))
+
+    crm_table = doc.get("crm", {})
+    crm = resolve(_require(crm_table, "crm", "path", source))
+    columns = crm_table.get("columns", {})
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        raise InputError(f"{source}: [crm] columns: must map key kinds and 'segment' to column names")
+
+    certificate = private_key = None
+    brand_fingerprint = None
+    if not insecure:
+        tls = doc.get("tls", {})
+        certificate = resolve(_require(tls, "tls", "certificate", source))
+        private_key = resolve(_require(tls, "tls", "private_key", source))
+        brand_fingerprint = fingerprint(load_certificate(certificate, "brand certificate"))
+        if not private_key.exists():
+            raise InputError(f"{source}: [tls] private_key: file not found: {private_key}")
+
+    entries = doc.get("contracts", [])
+    if not isinstance(entries, list) or not entries:
+        raise InputError(f"{source}: [[contracts]]: list at least one contract")
+    contracts: list[ContractEntry] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        name = f"contracts[{i}]"
+        contract = load_contract(resolve(_require(entry, name, "path", source)))
+        if contract.id in seen:
+            raise InputError(f"{source}: [{name}]: contract id '{contract.id}' is listed twice")
+        seen.add(contract.id)
+        if brand_fingerprint is not None and brand_fingerprint != contract.brand.certificate_sha256:
+            raise InputError(
+                f"{source}: [tls] certificate has fingerprint {brand_fingerprint[:16]}..., but contract "
+                f"'{contract.id}' pins {contract.brand.certificate_sha256[:16]}... for the brand"
+            )
+        partner_pem = b""
+        if not insecure:
+            partner_pem = check_pinned(
+                resolve(_require(entry, name, "partner_certificate", source)),
+                contract.partner.certificate_sha256,
+                "partner",
+                f"[{name}] partner_certificate",
+            )
+        contracts.append(ContractEntry(contract=contract, partner_certificate=partner_pem))
+    return ServerConfig(
+        source=source,
+        listen=listen,
+        state=state,
+        crm=crm,
+        columns=dict(columns),
+        contracts=contracts,
+        certificate=certificate,
+        private_key=private_key,
+        idle_timeout=idle_timeout,
+    )

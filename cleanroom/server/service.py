@@ -1,0 +1,178 @@
+"""The brand's gRPC server. Translation only: authenticate, pick the contract, pump
+messages through a BrandSession, and map errors to status codes.
+
+Status codes: wrong or unknown certificate -> PERMISSION_DENIED; malformed or out-of-order
+message -> INVALID_ARGUMENT; bad point or ciphertext -> INTERNAL (one opaque message);
+contract or release-rule refusal -> FAILED_PRECONDITION; stalled peer ->
+DEADLINE_EXCEEDED. The error's class travels in the ``cleanroom-error`` trailing metadata
+so the client can exit with the documented code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from cleanroom.contract import Contract
+from cleanroom.errors import (
+    AuthenticationError,
+    CleanroomError,
+    ConnectionLostError,
+    ContractError,
+    CryptoError,
+    PolicyError,
+    ProtocolError,
+)
+from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
+from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
+from cleanroom.protocol.brand import BrandSession
+from cleanroom.protocol.common import MAX_MESSAGE_BYTES
+from cleanroom.protocol.lists import BrandList, prepare_brand_list
+from cleanroom.protocol.pump import Pump
+from cleanroom.server.certs import fingerprint_of_pem
+from cleanroom.server.config import ServerConfig
+from cleanroom.store.state import StateStore
+
+log = logging.getLogger("cleanroom.server")
+
+ERROR_METADATA = "cleanroom-error"
+SERVICE_NAME = "cleanroom.v1.CleanRoom"
+MESSAGE_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES + 64 * 1024),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES + 64 * 1024),
+]
+
+
+def status_for(error: BaseException) -> grpc.StatusCode:
+    if isinstance(error, AuthenticationError):
+        return grpc.StatusCode.PERMISSION_DENIED
+    if isinstance(error, CryptoError):
+        return grpc.StatusCode.INTERNAL
+    if isinstance(error, ProtocolError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, ContractError | PolicyError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(error, ConnectionLostError):
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.INTERNAL
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One contract the brand serves, with its CRM prepared for that contract's rules."""
+
+    contract: Contract
+    brand_list: BrandList
+    partner_fingerprint: str | None  # None only with --insecure
+
+
+class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
+    def __init__(self, offers: dict[str, Offer], store: StateStore, *, idle_timeout: float) -> None:
+        self.offers = offers
+        self.store = store
+        self.idle_timeout = idle_timeout
+
+    def _peer_fingerprint(self, context: grpc.ServicerContext) -> str | None:
+        certificates = context.auth_context().get("x509_pem_cert")
+        return fingerprint_of_pem(certificates[0]) if certificates else None
+
+    def _offer_for(self, hello: pb.PartnerMessage, context: grpc.ServicerContext) -> Offer:
+        """Refuse before any data is read: unknown contract or a certificate it does not pin."""
+        if hello.WhichOneof("body") != "hello":
+            raise ProtocolError("the session must start with Hello")
+        contract_id = hello.hello.contract_id
+        offer = self.offers.get(contract_id)
+        peer = self._peer_fingerprint(context)
+        if offer is None:
+            self.store.audit("refused", contract_id=contract_id[:128], reason="unknown contract", peer=peer)
+            raise ContractError(f"this brand has no contract '{contract_id[:128]}'")
+        if offer.partner_fingerprint is not None and peer != offer.partner_fingerprint:
+            self.store.audit("refused", contract_id=contract_id, reason="certificate not pinned", peer=peer)
+            raise AuthenticationError(
+                f"your certificate is not the one contract '{contract_id}' pins for the partner"
+            )
+        return offer
+
+    def Session(  # noqa: N802 (gRPC method name)
+        self, request_iterator: Iterator[pb.PartnerMessage], context: grpc.ServicerContext
+    ) -> Iterator[pb.BrandMessage]:
+        session: BrandSession | None = None
+        pump: Pump | None = None
+        try:
+            first = next(request_iterator, None)
+            if first is None:
+                return
+            offer = self._offer_for(first, context)
+            session = BrandSession(
+                offer.contract, offer.brand_list, self.store, peer=offer.contract.partner.name
+            )
+            pump = Pump(session, idle_timeout=self.idle_timeout)
+            context.add_callback(lambda: pump.fail(ConnectionLostError("the partner went away")) if pump else None)
+            pump.start_reading(itertools.chain([first], request_iterator))
+            yield from pump.outgoing()
+            if pump.error is not None:
+                raise pump.error
+        except CleanroomError as error:
+            self._fail(context, session, error)
+        except Exception as error:
+            log.exception("session failed")
+            self._fail(context, session, error)
+
+    def _fail(self, context: grpc.ServicerContext, session: BrandSession | None, error: BaseException) -> None:
+        reason = str(error) if isinstance(error, CleanroomError) else "internal error"
+        if session is not None:
+            session.abort(reason)
+        if not context.is_active():
+            return
+        context.set_trailing_metadata(((ERROR_METADATA, type(error).__name__),))
+        context.abort(status_for(error), reason)
+
+
+def prepare_offers(config: ServerConfig) -> dict[str, Offer]:
+    """Read the CRM once per contract rules (profile, keys, segments) and keep it in memory."""
+    offers: dict[str, Offer] = {}
+    for entry in config.contracts:
+        contract = entry.contract
+        offers[contract.id] = Offer(
+            contract=contract,
+            brand_list=prepare_brand_list(config.crm, config.columns, contract),
+            partner_fingerprint=fingerprint_of_pem(entry.partner_certificate) if entry.partner_certificate else None,
+        )
+    return offers
+
+
+def build_server(
+    config: ServerConfig, *, offers: dict[str, Offer] | None = None, max_sessions: int = 16
+) -> tuple[grpc.Server, int]:
+    """Create and start the server; returns it and the bound port (``listen`` may use port 0)."""
+    offers = offers if offers is not None else prepare_offers(config)
+    store = StateStore(config.state)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2 * max_sessions + 4, thread_name_prefix="cleanroom"),
+        options=MESSAGE_OPTIONS,
+        maximum_concurrent_rpcs=max_sessions,
+    )
+    session_pb2_grpc.add_CleanRoomServicer_to_server(
+        CleanRoomService(offers, store, idle_timeout=config.idle_timeout), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if config.certificate is None or config.private_key is None:
+        port = server.add_insecure_port(config.listen)
+    else:
+        credentials = grpc.ssl_server_credentials(
+            [(config.private_key.read_bytes(), config.certificate.read_bytes())],
+            root_certificates=b"".join(entry.partner_certificate for entry in config.contracts),
+            require_client_auth=True,
+        )
+        port = server.add_secure_port(config.listen, credentials)
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port

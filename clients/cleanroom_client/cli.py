@@ -1,0 +1,136 @@
+"""``cleanroom-client``: the partner's command line (run a session, export a lookalike)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+
+from cleanroom.cli_support import Phases, check_format, print_json, run_app, write_atomically
+from cleanroom.errors import InputError
+from cleanroom.io import boolean_column, load_table, write_table
+from cleanroom.stats.report import Report
+from cleanroom_client.client import DEFAULT_STATE, Client
+
+app = typer.Typer(
+    name="cleanroom-client",
+    help="The partner side of a cleanroom session.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def parse_columns(values: list[str]) -> dict[str, str]:
+    columns: dict[str, str] = {}
+    for value in values:
+        name, sep, column = value.partition("=")
+        if not sep or not name or not column:
+            raise InputError(f"--column {value!r}: expected KIND=COLUMN, e.g. --column email=EMAIL_ADDRESS")
+        columns[name] = column
+    return columns
+
+
+@app.command()
+def run(
+    server: Annotated[str, typer.Option("--server", help="brand server HOST:PORT")],
+    contract: Annotated[Path, typer.Option("--contract")],
+    audience: Annotated[Path, typer.Option("--audience", help="CSV or Parquet")],
+    out: Annotated[Path, typer.Option("--out", help="where to write report.json")] = Path("report.json"),
+    column: Annotated[list[str], typer.Option("--column", help="KIND=COLUMN (repeatable)")] = [],  # noqa: B006
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key")] = None,
+    server_cert: Annotated[Path | None, typer.Option("--server-cert")] = None,
+    state: Annotated[Path, typer.Option("--state", help="partner state database")] = Path(DEFAULT_STATE),
+    insecure: Annotated[bool, typer.Option("--insecure", help="plain TCP, loopback only")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds a phase may stall")] = 300.0,
+    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Match the audience against the brand's CRM; write and print the released report."""
+    check_format(output_format)
+    if not out.parent.exists():
+        raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
+    client = Client(
+        server,
+        contract=contract,
+        certificate=tls_cert,
+        private_key=tls_key,
+        server_certificate=server_cert,
+        state=state,
+        insecure=insecure,
+        idle_timeout=timeout,
+    )
+    phases = Phases(quiet)
+    with phases.running():
+        phases.advance("reading audience", 0, total=1)
+        prepared = client.prepare(audience, parse_columns(column))
+        phases.done("reading audience")
+
+        def progress(kind: str, size: int) -> None:
+            if kind == "brand_elements":
+                phases.advance("matching (brand data)", size)
+            elif kind == "indicators":
+                phases.advance("aggregating", size)
+
+        report = client.run(prepared, progress=progress)
+    write_atomically(out, report.to_json())
+    if output_format == "json":
+        print_json(report.to_dict())
+    elif not quiet:
+        from cleanroom.stats.render import print_report
+
+        console = Console()
+        print_report(report.to_dict(), console)
+        console.print(f"input quality (stays on this machine): {prepared.quality}")
+        console.print(f"report written to {out}")
+
+
+@app.command()
+def lookalike(
+    report: Annotated[Path, typer.Option("--report")],
+    audience: Annotated[Path, typer.Option("--audience")],
+    size: Annotated[int, typer.Option("--size", help="how many partner users to export")],
+    out: Annotated[Path, typer.Option("--out", help="CSV or Parquet")],
+    segment: Annotated[str | None, typer.Option("--segment", help="model one segment (default: pooled)")] = None,
+    id_column: Annotated[str, typer.Option("--id-column", help="the audience's user id column")] = "user_id",
+    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Score the whole audience locally with the report's model and export the top N ids."""
+    from cleanroom.stats.lookalike import LookalikeModel, select_top
+
+    check_format(output_format)
+    released = Report.load(report).to_dict()
+    model = LookalikeModel.from_report(released, segment)
+    table = load_table(audience, required=[id_column, *model.attributes], role="partner audience")
+    name = str(audience)
+    features = np.column_stack([boolean_column(table, a, name) for a in model.attributes]) if model.attributes else np.zeros((table.num_rows, 0), dtype=bool)
+    scores = model.score(features)
+    ids = table.column(id_column).to_numpy(zero_copy_only=False)
+    chosen, chosen_scores = select_top(ids, scores, size)
+    overlap = released["overlap"]["by_segment"].get(segment) if segment else released["overlap"]["total"]
+    if overlap is None:
+        raise InputError(f"{report}: the overlap of {'segment ' + segment if segment else 'the session'} is suppressed")
+    expected = model.expected_index(chosen_scores, overlap, released["partner_size"])
+    write_table(pd.DataFrame({id_column: chosen, "score": chosen_scores}), out)
+    summary = {
+        "exported": len(chosen),
+        "out": str(out),
+        "segment": model.segment,
+        "expected_index": expected,
+        "model": model.to_dict(),
+    }
+    if output_format == "json":
+        print_json(summary)
+    else:
+        Console().print(
+            f"exported {len(chosen)} partner ids to {out}; expected index of this audience "
+            f"(from the released aggregates, naive Bayes): {expected:.0f}"
+        )
+
+
+def main() -> NoReturn:
+    run_app(app)

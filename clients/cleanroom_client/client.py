@@ -1,0 +1,173 @@
+"""The partner's client: run one clean-room session against a brand's server.
+
+    from cleanroom_client import Client
+    client = Client("brand.example.com:50051", contract="contract.toml",
+                    certificate="newsco.crt", private_key="newsco.key",
+                    server_certificate="acme.crt", state="partner-state.db")
+    report = client.run("audience.parquet", columns={"email": "EMAIL"})
+    report.to_pandas()
+
+Nothing but encrypted elements, ElGamal sums and noisy counts leaves this machine; the
+audience file is read here and never uploaded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import grpc
+
+from cleanroom import errors
+from cleanroom.contract import Contract, load_contract
+from cleanroom.errors import AuthenticationError, CleanroomError, ConnectionLostError, InputError, ProtocolError
+from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
+from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
+from cleanroom.protocol.lists import PartnerList, TableSource, prepare_partner_list
+from cleanroom.protocol.partner import PartnerSession
+from cleanroom.protocol.pump import Pump
+from cleanroom.server.certs import check_pinned, load_certificate, read_pem, server_name
+from cleanroom.server.config import DEFAULT_IDLE_TIMEOUT, is_loopback
+from cleanroom.server.service import ERROR_METADATA, MESSAGE_OPTIONS
+from cleanroom.stats.report import Report
+from cleanroom.store.state import StateStore
+
+DEFAULT_STATE = "partner-state.db"
+CONNECT_TIMEOUT = 15.0
+
+Progress = Callable[[str, int], None]
+
+
+class Client:
+    """A partner's connection settings for one contract; :meth:`run` runs one session."""
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        contract: str | os.PathLike[str] | Contract,
+        certificate: str | os.PathLike[str] | None = None,
+        private_key: str | os.PathLike[str] | None = None,
+        server_certificate: str | os.PathLike[str] | None = None,
+        state: str | os.PathLike[str] = DEFAULT_STATE,
+        insecure: bool = False,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
+        self.server = server
+        self.contract = contract if isinstance(contract, Contract) else load_contract(contract)
+        self.insecure = insecure
+        self.idle_timeout = idle_timeout
+        self.state = Path(state)
+        if insecure:
+            if not is_loopback(server):
+                raise InputError(f"--insecure is only allowed for a loopback server, not {server}")
+            self._credentials = None
+            self._server_name = None
+        else:
+            if certificate is None or private_key is None or server_certificate is None:
+                raise InputError("mutual TLS needs --tls-cert, --tls-key and --server-cert (or --insecure on loopback)")
+            own = check_pinned(certificate, self.contract.partner.certificate_sha256, "partner", "your certificate")
+            brand = check_pinned(server_certificate, self.contract.brand.certificate_sha256, "brand", "server certificate")
+            self._server_name = server_name(load_certificate(server_certificate, "server certificate"))
+            self._credentials = grpc.ssl_channel_credentials(
+                root_certificates=brand,
+                private_key=read_pem(private_key, "private key"),
+                certificate_chain=own,
+            )
+
+    def prepare(self, audience: TableSource, columns: Mapping[str, str] | None = None) -> PartnerList:
+        """Read, validate and hash the audience locally (no network)."""
+        return prepare_partner_list(audience, columns, self.contract)
+
+    def run(
+        self,
+        audience: TableSource | PartnerList,
+        columns: Mapping[str, str] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Report:
+        """Run one session and return the released report (also stored in the state DB)."""
+        prepared = audience if isinstance(audience, PartnerList) else self.prepare(audience, columns)
+        store = StateStore(self.state)
+        session = PartnerSession(self.contract, prepared, store)
+        hello = session.hello()
+        try:
+            self._exchange(session, hello, progress)
+        except BaseException as exc:
+            session.abort(str(exc))
+            raise
+        assert session.report is not None
+        return Report(session.report, input_quality=prepared.quality)
+
+    def _channel(self) -> grpc.Channel:
+        if self._credentials is None:
+            return grpc.insecure_channel(self.server, options=MESSAGE_OPTIONS)
+        options = [*MESSAGE_OPTIONS, ("grpc.ssl_target_name_override", self._server_name)]
+        return grpc.secure_channel(self.server, self._credentials, options=options)
+
+    def _exchange(self, session: PartnerSession, hello: pb.PartnerMessage, progress: Progress | None) -> None:
+        pump = Pump(
+            session,
+            idle_timeout=self.idle_timeout,
+            abort_message=lambda error: pb.PartnerMessage(abort=pb.Abort(reason=str(error)[:500])),
+        )
+        with self._channel() as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
+            except grpc.FutureTimeoutError:
+                raise ConnectionLostError(
+                    f"cannot reach the brand server at {self.server} (no answer in {CONNECT_TIMEOUT:g} s)"
+                ) from None
+            stub = session_pb2_grpc.CleanRoomStub(channel)
+            call = stub.Session(pump.outgoing(first=[hello]))
+            pump.on_error = lambda: _cancel_later(call)
+            try:
+                pump.read(_observed(call, progress))
+                if pump.error is None:
+                    # Wait for the brand to close the call: it has then recorded our acknowledgement.
+                    for _ in call:
+                        raise ProtocolError("the brand sent a message after the release")
+            except grpc.RpcError as error:
+                pump.fail(_translate(error, self.server))
+            if pump.error is not None:
+                if isinstance(pump.error, grpc.RpcError):
+                    raise _translate(pump.error, self.server) from None
+                raise pump.error
+
+
+def _observed(call: Iterator[pb.BrandMessage], progress: Progress | None) -> Iterator[pb.BrandMessage]:
+    for message in call:
+        if progress is not None:
+            progress(message.WhichOneof("body") or "", message.ByteSize())
+        yield message
+
+
+def _cancel_later(call: grpc.Call, delay: float = 5.0) -> None:
+    """Give an Abort message time to reach the brand, then drop the call."""
+    timer = threading.Timer(delay, call.cancel)
+    timer.daemon = True
+    timer.start()
+
+
+def _translate(error: grpc.RpcError, server: str) -> CleanroomError:
+    """The brand's status back into the error it stood for, with the brand's message."""
+    assert isinstance(error, grpc.Call)
+    details = error.details() or "no details"
+    kind = dict(error.trailing_metadata() or ()).get(ERROR_METADATA)
+    cls = getattr(errors, kind, None) if isinstance(kind, str) else None
+    if isinstance(cls, type) and issubclass(cls, CleanroomError) and cls is not errors.CryptoError:
+        return cls(f"the brand refused: {details}")
+    code = error.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        if "handshake" in details.lower() or "ssl" in details.lower() or "certificate" in details.lower():
+            return AuthenticationError(f"TLS handshake with {server} failed: {details}")
+        return ConnectionLostError(f"the brand server at {server} is unreachable or went away: {details}")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return AuthenticationError(f"the brand refused: {details}")
+    if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return ConnectionLostError(f"the session with {server} was interrupted: {details}")
+    if code == grpc.StatusCode.INTERNAL and kind == "CryptoError":
+        return errors.CryptoError()
+    return ProtocolError(f"the brand ended the session ({code.name}): {details}")
