@@ -1,0 +1,151 @@
+"""The command-line tools end to end, as real processes: serve, run, report, lookalike, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cleanroom.demo import write_demo_files
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    return str(path) if path.exists() else name
+
+
+def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cli")
+    write_demo_files(directory, brand_records=1500, partner_records=2500)
+    server = subprocess.Popen(
+        [tool("cleanroom"), "serve", "--config", "brand.toml"],
+        cwd=directory,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    port = None
+    deadline = time.monotonic() + 120
+    assert server.stderr is not None
+    while time.monotonic() < deadline:
+        line = server.stderr.readline()
+        match = re.search(r"listening on [\d.]+:(\d+)", line)
+        if match:
+            port = int(match.group(1))
+            break
+        if server.poll() is not None:
+            pytest.fail(f"server exited: {server.stderr.read()}")
+    assert port is not None
+    yield directory, port
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=30)
+    server.stderr.close()
+
+
+def client_args(port: int, *extra: str) -> list[str]:
+    return [
+        tool("cleanroom-client"), "run", "--server", f"127.0.0.1:{port}", "--contract", "contract.toml",
+        "--audience", "audience.csv", "--tls-cert", "certs/newsco.crt", "--tls-key", "certs/newsco.key",
+        "--server-cert", "certs/acme.crt", "--state", "partner-state.db", "--quiet", *extra,
+    ]
+
+
+def test_partner_run_writes_the_report_the_brand_stored(site):
+    directory, port = site
+    result = run(*client_args(port, "--out", "report.json", "--format", "json"), cwd=directory)
+    printed = json.loads(result.stdout)
+    written = json.loads((directory / "report.json").read_text())
+    assert printed == written
+    import sqlite3
+
+    with sqlite3.connect(directory / "brand-state.db") as db:
+        (brand_json,) = db.execute(
+            "SELECT report_json FROM reports WHERE session_id = ?", (written["session_id"],)
+        ).fetchone()
+    assert json.loads(brand_json) == written
+
+    shown = run(tool("cleanroom"), "report", "show", "report.json", cwd=directory)
+    assert "interest_travel" in shown.stdout
+    run(tool("cleanroom"), "report", "plot", "report.json", "--out", "lift.png", cwd=directory)
+    assert (directory / "lift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    brand_model = json.loads(run(tool("cleanroom"), "report", "model", "report.json", "--segment", "loyal", cwd=directory).stdout)
+
+    exported = run(
+        tool("cleanroom-client"), "lookalike", "--report", "report.json", "--audience", "audience.csv",
+        "--size", "300", "--segment", "loyal", "--out", "lookalike.csv", "--format", "json", cwd=directory,
+    )
+    summary = json.loads(exported.stdout)
+    assert summary["model"] == brand_model  # both sides derive the same model
+    frame = pd.read_csv(directory / "lookalike.csv")
+    assert len(frame) == 300 and list(frame.columns) == ["user_id", "score"]
+    assert frame["score"].is_monotonic_decreasing
+    audit = json.loads(run(tool("cleanroom"), "audit", "verify", "--state", "brand-state.db", cwd=directory).stdout)
+    assert audit["chain"] == "intact" and audit["entries"] >= 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "message"),
+    [
+        (("--audience", "missing.csv"), 3, "not found: missing.csv"),
+        (("--column", "email=EMAIL_ADDR"), 3, "EMAIL_ADDR"),
+        (("--contract", "nope.toml"), 4, "contract file not found"),
+        (("--server-cert", "certs/newsco.crt"), 5, "parties.brand.certificate_sha256"),
+    ],
+)
+def test_bad_input_gives_one_line_and_the_documented_exit_code(site, extra, code, message):
+    directory, port = site
+    args = client_args(port, "--out", "bad-report.json")
+    for i in range(0, len(extra), 2):
+        if extra[i] in args and extra[i] != "--column":
+            args[args.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            args += [extra[i], extra[i + 1]]
+    result = run(*args, cwd=directory, check=False)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (directory / "bad-report.json").exists()
+
+
+def test_server_down_exits_7(site, tmp_path):
+    directory, _ = site
+    result = run(*client_args(1, "--out", str(tmp_path / "r.json")), cwd=directory, check=False)
+    assert result.returncode == 7, result.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_contract_hash_and_check(site):
+    directory, _ = site
+    digest = run(tool("cleanroom"), "contract", "hash", "contract.toml", cwd=directory).stdout.strip()
+    checked = json.loads(run(tool("cleanroom"), "contract", "check", "contract.toml", "--format", "json", cwd=directory).stdout)
+    assert checked["sha256"] == digest and re.fullmatch(r"[0-9a-f]{64}", digest)
+    (directory / "broken.toml").write_text((directory / "contract.toml").read_text().replace("min_overlap = 50", "min_overlap = -5"))
+    bad = run(tool("cleanroom"), "contract", "check", "broken.toml", cwd=directory, check=False)
+    assert bad.returncode == 4 and "release.min_overlap" in bad.stderr
+
+
+def test_certs_init_prints_the_fingerprint(tmp_path):
+    result = run(tool("cleanroom"), "certs", "init", str(tmp_path), "--name", "shop", "--host", "shop.example.com", cwd=tmp_path)
+    assert re.fullmatch(r"[0-9a-f]{64}\n", result.stdout)
+    assert (tmp_path / "shop.crt").exists() and oct(os.stat(tmp_path / "shop.key").st_mode & 0o777) == "0o600"
+    again = run(tool("cleanroom"), "certs", "init", str(tmp_path), "--name", "shop", cwd=tmp_path, check=False)
+    assert again.returncode == 3 and "already exists" in again.stderr

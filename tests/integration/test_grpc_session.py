@@ -1,0 +1,141 @@
+"""Real gRPC with mutual TLS on port 0: a brand server from a config file and the client library."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from cleanroom.demo import brand_config_text, contract_text, synthetic_lists
+from cleanroom.errors import AuthenticationError, ConnectionLostError, ContractError, PolicyError
+from cleanroom.io import write_table
+from cleanroom.server.config import load_server_config
+from cleanroom.server.service import build_server
+from cleanroom.store.state import StateStore
+from cleanroom_client import Client
+
+
+@dataclass
+class Deployment:
+    directory: Path
+    port: int
+    server: grpc.Server
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self, contract: str = "contract.toml", **overrides: object) -> Client:
+        settings: dict[str, object] = {
+            "contract": self.directory / contract,
+            "certificate": self.directory / "certs/newsco.crt",
+            "private_key": self.directory / "certs/newsco.key",
+            "server_certificate": self.directory / "certs/acme.crt",
+            "state": self.directory / "partner-state.db",
+        }
+        settings.update(overrides)
+        return Client(self.address, **settings)  # type: ignore[arg-type]
+
+    def brand_store(self) -> StateStore:
+        return StateStore(self.directory / "brand-state.db")
+
+
+def deploy(directory: Path, certificates, **contract_fields: object) -> Deployment:
+    directory.mkdir(parents=True, exist_ok=True)
+    lists = synthetic_lists(300, 500, seed=3)
+    write_table(lists.crm, directory / "crm.csv")
+    write_table(lists.audience, directory / "audience.csv")
+    certs = directory / "certs"
+    certs.mkdir(exist_ok=True)
+    for name in ("acme", "newsco", "intruder"):
+        cert, key, _ = certificates[name]
+        shutil.copy(cert, certs / cert.name)
+        shutil.copy(key, certs / key.name)
+    fields = {"min_set_size": 100, "min_overlap": 0, "mechanism": "none", **contract_fields}
+    text = contract_text(certificates["acme"][2], certificates["newsco"][2], **fields)  # type: ignore[arg-type]
+    (directory / "contract.toml").write_text(text)
+    (directory / "brand.toml").write_text(brand_config_text("contract.toml"))
+    server, port = build_server(load_server_config(directory / "brand.toml"))
+    return Deployment(directory, port, server)
+
+
+@pytest.fixture
+def deployment(tmp_path, certificates):
+    deployed = deploy(tmp_path / "site", certificates)
+    yield deployed
+    deployed.server.stop(grace=None)
+
+
+def test_session_over_mutual_tls_gives_both_sides_the_same_report(deployment):
+    report = deployment.client().run(deployment.directory / "audience.csv")
+    brand_copy = deployment.brand_store().report(report.session_id)
+    assert brand_copy == report.to_dict()
+    partner_copy = StateStore(deployment.directory / "partner-state.db").report(report.session_id)
+    assert partner_copy == report.to_dict()
+    assert report.overlap and report.overlap > 50
+    assert report.to_pandas().shape[0] == 6 * 3
+    assert deployment.brand_store().verify_audit() >= 4
+
+
+def test_health_service_reports_serving(deployment):
+    ca = (deployment.directory / "certs/acme.crt").read_bytes()
+    credentials = grpc.ssl_channel_credentials(
+        ca,
+        (deployment.directory / "certs/newsco.key").read_bytes(),
+        (deployment.directory / "certs/newsco.crt").read_bytes(),
+    )
+    with grpc.secure_channel(deployment.address, credentials, options=[("grpc.ssl_target_name_override", "acme")]) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_contract_that_differs_by_one_byte_is_refused(deployment):
+    original = (deployment.directory / "contract.toml").read_text()
+    (deployment.directory / "edited.toml").write_text(original.replace("min_overlap = 0", "min_overlap = 1"))
+    with pytest.raises(ContractError, match="contract hash mismatch"):
+        deployment.client("edited.toml").run(deployment.directory / "audience.csv")
+    assert deployment.brand_store().epsilon_spent("acme-x-newsco-demo") == 0
+
+
+def test_exhausted_budget_is_refused_and_nothing_is_spent(tmp_path, certificates):
+    deployed = deploy(tmp_path / "site", certificates, epsilon=1.0, epsilon_total=1.0)
+    try:
+        deployed.client().run(deployed.directory / "audience.csv")
+        with pytest.raises(PolicyError, match="budget exhausted"):
+            deployed.client().run(deployed.directory / "audience.csv")
+        assert deployed.brand_store().epsilon_spent("acme-x-newsco-demo") == pytest.approx(1.0)
+    finally:
+        deployed.server.stop(grace=None)
+
+
+def test_partner_certificate_not_pinned_by_the_contract_is_refused_before_connecting(deployment):
+    with pytest.raises(AuthenticationError, match="parties.partner.certificate_sha256"):
+        deployment.client(
+            certificate=deployment.directory / "certs/intruder.crt",
+            private_key=deployment.directory / "certs/intruder.key",
+        )
+
+
+def test_wrong_server_certificate_is_refused(deployment):
+    with pytest.raises(AuthenticationError, match="parties.brand.certificate_sha256"):
+        deployment.client(server_certificate=deployment.directory / "certs/intruder.crt")
+
+
+def test_server_down_is_a_connection_error_and_spends_nothing(deployment):
+    deployment.server.stop(grace=None).wait()
+    with pytest.raises(ConnectionLostError, match="cannot reach the brand server"):
+        deployment.client().run(deployment.directory / "audience.csv")
+    assert StateStore(deployment.directory / "partner-state.db").epsilon_spent("acme-x-newsco-demo") == 0
+
+
+def test_list_below_min_set_size_is_refused(tmp_path, certificates):
+    deployed = deploy(tmp_path / "site", certificates, min_set_size=100_000)
+    try:
+        with pytest.raises(PolicyError, match="min_set_size"):
+            deployed.client().run(deployed.directory / "audience.csv")
+    finally:
+        deployed.server.stop(grace=None)

@@ -1,0 +1,127 @@
+"""The protocol's released numbers against a plain computation over the same lists.
+
+With mechanism "none" and thresholds at zero, every count in the report must equal what a
+plain pandas merge of the two normalized lists gives; with noise on, every count must stay
+within the noise's stated 99.9% interval.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from cleanroom.demo import ATTRIBUTES, SEGMENTS, synthetic_lists
+from cleanroom.identifiers import digest
+from cleanroom.protocol.brand import BrandSession
+from cleanroom.protocol.inprocess import run_in_process
+from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
+from cleanroom.protocol.partner import PartnerSession
+
+BRAND_COLUMNS = {"email": "email", "email_sha256": "email_sha256", "phone": "phone", "segment": "tier"}
+
+
+def plain_expectation(crm: pd.DataFrame, audience: pd.DataFrame, keys: tuple[str, ...]) -> dict:
+    """The overlap and attribute counts by a pandas merge of the normalized lists."""
+
+    def normalized(frame: pd.DataFrame, key: str, hashed: str | None) -> pd.Series:
+        raw = frame[key].map(lambda v: digest(key, v, "pair-1", "US"))
+        if hashed and hashed in frame:
+            raw = raw.where(raw.notna(), frame[hashed].map(lambda v: digest(hashed, v, "pair-1", "US")))
+        return raw
+
+    brand = pd.DataFrame({"segment": crm["tier"]})
+    partner = audience.copy()
+    for key in keys:
+        brand[key] = normalized(crm, key, f"{key}_sha256")
+        partner[f"d_{key}"] = normalized(audience, key, None)
+        # each side keeps the first occurrence of an identifier
+        brand.loc[brand[key].duplicated() & brand[key].notna(), key] = None
+        partner.loc[partner[f"d_{key}"].duplicated() & partner[f"d_{key}"].notna(), f"d_{key}"] = None
+    partner = partner[partner[[f"d_{k}" for k in keys]].notna().any(axis=1)].copy()
+    brand = brand[brand[list(keys)].notna().any(axis=1)]
+    partner["segment"] = None
+    partner["matched_by"] = None
+    for key in keys:  # priority order: a record keeps its first matching key
+        merged = partner[[f"d_{key}"]].merge(
+            brand[[key, "segment"]].dropna(subset=[key]), how="left", left_on=f"d_{key}", right_on=key
+        )
+        merged.index = partner.index
+        new = partner["segment"].isna() & merged["segment"].notna()
+        partner.loc[new, "segment"] = merged.loc[new, "segment"]
+        partner.loc[new, "matched_by"] = key
+    matched = partner[partner["segment"].notna()]
+    return {
+        "brand_size": Counter(brand["segment"]),
+        "partner_size": len(partner),
+        "total": len(matched),
+        "by_segment": Counter(matched["segment"]),
+        "by_key": Counter(matched["matched_by"]),
+        "attribute": {(a, s): int(matched.loc[matched["segment"] == s, a].sum()) for a in ATTRIBUTES for s in SEGMENTS},
+        "partner_count": {a: int(partner[a].sum()) for a in ATTRIBUTES},
+    }
+
+
+def run_session(contract, crm, audience, stores):
+    brand_store, partner_store = stores
+    brand = BrandSession(contract, prepare_brand_list(crm, BRAND_COLUMNS, contract), brand_store, peer="newsco")
+    partner = PartnerSession(contract, prepare_partner_list(audience, None, contract), partner_store)
+    run_in_process(brand, partner)
+    assert brand.report == partner.report
+    return brand.report
+
+
+@pytest.fixture(scope="module")
+def lists():
+    return synthetic_lists(400, 700, seed=7)
+
+
+def test_exact_counts_equal_a_plain_merge(make_contract, stores, lists):
+    contract = make_contract(mechanism="none", min_set_size=0, min_overlap=0)
+    report = run_session(contract, lists.crm, lists.audience, stores)
+    expected = plain_expectation(lists.crm, lists.audience, contract.keys)
+
+    assert report["overlap"]["total"] == expected["total"] > 100
+    assert report["overlap"]["by_segment"] == {s: expected["by_segment"][s] for s in SEGMENTS}
+    assert report["overlap"]["by_key"] == {k: expected["by_key"][k] for k in contract.keys}
+    assert report["partner_size"] == expected["partner_size"]
+    assert report["brand_size"] == {s: expected["brand_size"][s] for s in SEGMENTS}
+    assert len(report["attributes"]) == len(ATTRIBUTES) * len(SEGMENTS)
+    for cell in report["attributes"]:
+        assert cell["count"] == expected["attribute"][(cell["attribute"], cell["segment"])]
+        assert cell["partner_count"] == expected["partner_count"][cell["attribute"]]
+        assert cell["suppressed"] is False
+
+
+def test_noisy_counts_stay_within_the_stated_interval(make_contract, stores, lists):
+    contract = make_contract(mechanism="discrete_laplace", epsilon=2.0, min_set_size=0, min_overlap=0)
+    report = run_session(contract, lists.crm, lists.audience, stores)
+    expected = plain_expectation(lists.crm, lists.audience, contract.keys)
+    interval = report["privacy"]["interval_999"]
+    for segment in SEGMENTS:
+        assert abs(report["overlap"]["by_segment"][segment] - expected["by_segment"][segment]) <= interval["overlap"]
+    for cell in report["attributes"]:
+        true = expected["attribute"][(cell["attribute"], cell["segment"])]
+        assert abs(cell["count"] - true) <= interval["attribute_count"]
+        assert abs(cell["partner_count"] - expected["partner_count"][cell["attribute"]]) <= interval["partner_count"]
+
+
+def test_overlap_only_contract_releases_no_attributes(make_contract, stores, lists):
+    contract = make_contract(mechanism="none", min_set_size=0, min_overlap=0, attributes=(), segments=SEGMENTS)
+    report = run_session(contract, lists.crm, lists.audience, stores)
+    expected = plain_expectation(lists.crm, lists.audience, contract.keys)
+    assert report["attributes"] == []
+    assert report["overlap"]["total"] == expected["total"]
+
+
+def test_min_overlap_suppresses_small_cells(make_contract, stores, lists):
+    contract = make_contract(mechanism="none", min_set_size=0, min_overlap=40)
+    report = run_session(contract, lists.crm, lists.audience, stores)
+    expected = plain_expectation(lists.crm, lists.audience, contract.keys)
+    for cell in report["attributes"]:
+        true = expected["attribute"][(cell["attribute"], cell["segment"])]
+        if true < 40:
+            assert cell["suppressed"] and cell["count"] is None and cell["index"] is None
+        elif expected["by_segment"][cell["segment"]] >= 40:
+            assert cell["count"] == true
