@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cleanroom.errors import CleanroomError, InputError
@@ -28,7 +29,7 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> NoReturn:
     try:
         result = app(args=argv, standalone_mode=False)
     except CleanroomError as error:
-        error_console().print(f"[bold red]error:[/] {error}", soft_wrap=True)
+        error_console().print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(error.exit_code)
     except click.exceptions.ClickException as error:
         error.show()

@@ -261,10 +261,10 @@ class _Validator:
             raise self.fail("privacy.mechanism", f"unknown {mechanism!r}; allowed: {', '.join(MECHANISMS)}")
         epsilon = self.get(privacy, "privacy", "epsilon_per_session", float)
         epsilon_total = self.get(privacy, "privacy", "epsilon_total", float)
-        if not epsilon > 0:
-            raise self.fail("privacy.epsilon_per_session", "must be greater than 0")
-        if epsilon_total < epsilon:
-            raise self.fail("privacy.epsilon_total", "must be at least epsilon_per_session")
+        if not 0 < epsilon < float("inf"):
+            raise self.fail("privacy.epsilon_per_session", "must be a finite number greater than 0")
+        if not epsilon <= epsilon_total < float("inf"):
+            raise self.fail("privacy.epsilon_total", "must be finite and at least epsilon_per_session")
         delta = self.get(privacy, "privacy", "delta", float, default=1e-9)
         if not 0.0 < delta < 1e-3:
             raise self.fail("privacy.delta", "must be between 0 and 0.001")

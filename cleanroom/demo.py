@@ -171,7 +171,9 @@ partner_certificate = "certs/newsco.crt"
 """
 
 
-def write_demo_files(directory: Path, brand_records: int, partner_records: int) -> SyntheticLists:
+def write_demo_files(
+    directory: Path, brand_records: int, partner_records: int, *, min_set_size: int = 1000
+) -> SyntheticLists:
     """Data, certificates, contract and brand config, as a brand and partner would set them up."""
     directory.mkdir(parents=True, exist_ok=True)
     lists = synthetic_lists(brand_records, partner_records)
@@ -182,7 +184,7 @@ def write_demo_files(directory: Path, brand_records: int, partner_records: int) 
         shutil.rmtree(certs)
     _, _, brand_fp = init_certificate(certs, "acme")
     _, _, partner_fp = init_certificate(certs, "newsco")
-    (directory / "contract.toml").write_text(contract_text(brand_fp, partner_fp))
+    (directory / "contract.toml").write_text(contract_text(brand_fp, partner_fp, min_set_size=min_set_size))
     (directory / "brand.toml").write_text(brand_config_text("contract.toml"))
     for state in ("brand-state.db", "partner-state.db"):
         for suffix in ("", "-wal", "-shm"):

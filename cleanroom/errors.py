@@ -6,8 +6,9 @@
     ├── AuthenticationError        exit 5  unknown or wrong certificate, permission denied
     ├── PolicyError                exit 6  release refused: budget, min_set_size, set difference
     ├── ConnectionLostError        exit 7  peer down, dropped mid-session, timed out
-    └── ProtocolError              exit 8  the peer broke the protocol
-        └── CryptoError            exit 8  a bad point or ciphertext (deliberately opaque)
+    ├── ProtocolError              exit 8  the peer broke the protocol
+    │   └── CryptoError            exit 8  a bad point or ciphertext (deliberately opaque)
+    └── IntegrityError             exit 9  the audit log or a signature does not verify
 
 Every message names the file, row, column, field or setting at fault, and never
 contains a full identifier.
@@ -71,6 +72,12 @@ class CryptoError(ProtocolError):
         super().__init__("invalid cryptographic element received from the peer")
 
 
+class IntegrityError(CleanroomError):
+    """Stored state does not verify: an edited audit log, a bad report signature."""
+
+    exit_code = 9
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error",
@@ -81,4 +88,5 @@ EXIT_CODES: dict[int, str] = {
     6: "policy refusal: privacy budget exhausted, list below min_set_size, set difference",
     7: "connection error: peer down, dropped mid-session, or timed out",
     8: "protocol error: the peer sent something invalid",
+    9: "integrity error: the audit log or a report signature does not verify",
 }

@@ -69,7 +69,7 @@ class KeyQuality:
         return self.invalid / present if present else 0.0
 
     def to_dict(self) -> dict[str, int]:
-        """The report's ``input_quality`` entry: rows, valid, invalid, duplicates."""
+        """This party's input-quality summary (kept locally): rows, valid, invalid, duplicates."""
         return {
             "rows": self.rows,
             "valid": self.valid,

@@ -7,11 +7,14 @@ Brand (noise on every released overlap and attribute count). Removing one brand 
 changes the match of at most K partner records (K = number of match keys: the row has at
 most one identifier per key, and each identifier sits in at most one de-duplicated
 partner record). Each such record can leave its segment or move to another (by_segment
-changes by at most 2 in L1, 1 with one segment), can switch the key it matched by
-(by_key: at most 2, released only when K > 1), and can move each of its A attribute
-counts between segments (at most 2 per attribute, 1 with one segment).
+changes by at most 2 in L1, 1 with one segment), can leave the total (released as its
+own noisy count when S > 1, so a suppressed segment cannot be recovered by subtraction),
+can switch the key it matched by (by_key: at most 2, released only when K > 1), and can
+move each of its A attribute counts between segments (at most 2 per attribute, 1 with
+one segment).
 
-    L1 = K * (c_s + c_k + A * c_s),  c_s = 2 if S > 1 else 1,  c_k = 2 if K > 1 else 0
+    L1 = K * (c_s + c_t + c_k + A * c_s),
+    c_s = 2 if S > 1 else 1,  c_t = 1 if S > 1 else 0,  c_k = 2 if K > 1 else 0
 
 Partner (noise on the attribute sums, under encryption, and on its base counts). One
 partner record sits in at most one segment, so it adds at most 1 to one (attribute,
@@ -44,8 +47,10 @@ def brand_sensitivity(contract: Contract) -> tuple[int, float]:
     k = len(contract.keys)
     a = len(contract.attributes)
     cs, ck = _segment_factor(contract), _key_factor(contract)
-    l1 = k * (cs + ck + a * cs)
-    l2 = k * math.sqrt(cs + ck + a * cs)  # each moved cell changes by 1: squared = count
+    ct = 1 if len(contract.segments) > 1 else 0
+    cells = cs + ct + ck + a * cs  # cells one affected record moves, each by 1
+    l1 = k * cells
+    l2 = k * math.sqrt(cells)
     return l1, l2
 
 

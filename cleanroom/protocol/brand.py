@@ -27,7 +27,7 @@ from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
-from cleanroom.errors import ContractError, PolicyError, ProtocolError
+from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
 from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
@@ -176,6 +176,26 @@ class BrandSession:
     # -- round 0 -----------------------------------------------------------------------------
 
     def _on_hello(self, hello: pb.Hello) -> Iterable[pb.BrandMessage]:
+        try:
+            self._check_hello(hello)
+        except CleanroomError as refusal:
+            self.store.audit("refused", contract_id=self.contract.id, peer=self.peer, reason=str(refusal))
+            raise
+        self.store.begin_session(self.session_id, self.contract, self.peer)
+        self._started = True
+        self._declared_records = hello.partner_records
+        self.phase = Phase.DOUBLE_ENCRYPTED
+        reply = pb.BrandMessage(
+            hello_reply=pb.HelloReply(
+                session_id=self.session_id,
+                brand_records=self._brand_records,
+                brand_elements=self._group_sizes,
+                elgamal_public_key=self._elgamal.public_key.to_bytes() if self._elgamal else b"",
+            )
+        )
+        return self._sent(self._hello_and_elements(reply))
+
+    def _check_hello(self, hello: pb.Hello) -> None:
         contract = self.contract
         if hello.protocol_version != PROTOCOL_VERSION:
             raise ProtocolError(
@@ -193,25 +213,15 @@ class BrandSession:
                 f"the partner's list has {hello.partner_records} records, below release.min_set_size"
                 f" = {contract.min_set_size}"
             )
-        if sum(self._brand_records) < contract.min_set_size:
-            raise PolicyError(
-                f"the brand's list has {sum(self._brand_records)} records, below "
-                f"release.min_set_size = {contract.min_set_size}"
-            )
+        for segment, records in zip(contract.segments, self._brand_records, strict=True):
+            # Per segment: a tiny segment would tell the brand whether its few members
+            # are in the partner's list, and the partner refuses it too.
+            if records < contract.min_set_size:
+                raise PolicyError(
+                    f"the brand's segment '{segment}' has {records} records, below "
+                    f"release.min_set_size = {contract.min_set_size}"
+                )
         self.store.require_budget(contract)
-        self.store.begin_session(self.session_id, contract, self.peer)
-        self._started = True
-        self._declared_records = hello.partner_records
-        self.phase = Phase.DOUBLE_ENCRYPTED
-        reply = pb.BrandMessage(
-            hello_reply=pb.HelloReply(
-                session_id=self.session_id,
-                brand_records=self._brand_records,
-                brand_elements=self._group_sizes,
-                elgamal_public_key=self._elgamal.public_key.to_bytes() if self._elgamal else b"",
-            )
-        )
-        return self._sent(self._hello_and_elements(reply))
 
     def _hello_and_elements(self, reply: pb.BrandMessage) -> Iterator[pb.BrandMessage]:
         yield reply
@@ -325,30 +335,35 @@ class BrandSession:
         return self._sent(self._release((noisy, list(sums.base_counts))))
 
     def _release(self, attributes: tuple[np.ndarray, list[int]] | None) -> Iterator[pb.BrandMessage]:
-        by_segment = self._by_segment + self._brand_noise.sample(self._segments)
-        by_key = self._by_key + self._brand_noise.sample(self._keys) if self._keys > 1 else None
+        noise = self._brand_noise
+        by_segment = self._by_segment + noise.sample(self._segments)
+        total = int(self._by_segment.sum() + noise.sample(1)[0]) if self._segments > 1 else None
+        by_key = self._by_key + noise.sample(self._keys) if self._keys > 1 else None
         transcript = self.transcript.hexdigest()
-        remaining = self.store.epsilon_remaining(self.contract) - self.contract.epsilon_per_session
-        report = build_report(
-            contract=self.contract,
-            session_id=self.session_id,
-            transcript_sha256=transcript,
-            brand_records=self._brand_records,
-            partner_size=self._records_seen,
-            counts=ReleasedCounts(
-                by_segment=by_segment.tolist(),
-                by_key=None if by_key is None else by_key.tolist(),
-                attribute_counts=None if attributes is None else attributes[0],
-                partner_counts=None if attributes is None else attributes[1],
-            ),
-            brand_noise=self._brand_noise,
-            partner_noise=self._partner_noise,
-            epsilon_remaining=remaining,
+        counts = ReleasedCounts(
+            by_segment=by_segment.tolist(),
+            total=total,
+            by_key=None if by_key is None else by_key.tolist(),
+            attribute_counts=None if attributes is None else attributes[0],
+            partner_counts=None if attributes is None else attributes[1],
         )
-        self.store.commit_release(self.session_id, self.contract, report, transcript)
-        self.report = report
+
+        def report(epsilon_remaining: float) -> dict[str, Any]:
+            return build_report(
+                contract=self.contract,
+                session_id=self.session_id,
+                transcript_sha256=transcript,
+                brand_records=self._brand_records,
+                partner_size=self._records_seen,
+                counts=counts,
+                brand_noise=noise,
+                partner_noise=self._partner_noise,
+                epsilon_remaining=epsilon_remaining,
+            )
+
+        self.report = self.store.commit_release(self.session_id, self.contract, report, transcript)
         self.phase = Phase.ACK
-        yield pb.BrandMessage(release=pb.Release(report_json=dumps(report)))
+        yield pb.BrandMessage(release=pb.Release(report_json=dumps(self.report)))
 
     def _on_ack(self, ack: pb.ReleaseAck) -> Iterable[pb.BrandMessage]:
         assert self.report is not None

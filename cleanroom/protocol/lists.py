@@ -2,8 +2,8 @@
 
 Everything here runs on the owner's machine before anything is sent. Identifiers are
 normalized and SHA-256 hashed (DESIGN §3), duplicates are removed (first occurrence wins),
-records with no valid key are dropped, and the input-quality summary is kept for the
-report. Bad input (a missing column, unknown labels, too many invalid values,
+records with no valid key are dropped, and an input-quality summary is kept for this
+party only (it is never sent: docs/design-decisions.md). Bad input (a missing column, unknown labels, too many invalid values,
 non-boolean attributes) raises :class:`InputError` here, before any data leaves.
 """
 

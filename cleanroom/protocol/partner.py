@@ -165,11 +165,12 @@ class PartnerSession:
         for g, elements in enumerate(reply.brand_elements):
             if elements > reply.brand_records[g // self._keys]:
                 raise ProtocolError("the brand declared more elements than records in a segment")
-        if sum(reply.brand_records) < self.contract.min_set_size:
-            raise PolicyError(
-                f"the brand's list has {sum(reply.brand_records)} records, below "
-                f"release.min_set_size = {self.contract.min_set_size}"
-            )
+        for segment, records in zip(self.contract.segments, reply.brand_records, strict=True):
+            if records < self.contract.min_set_size:
+                raise PolicyError(
+                    f"the brand's segment '{segment}' has {records} records, below "
+                    f"release.min_set_size = {self.contract.min_set_size}"
+                )
         if self.contract.overlap_only:
             if reply.elgamal_public_key:
                 raise ProtocolError("an overlap-only session must not carry an ElGamal key")
@@ -215,16 +216,15 @@ class PartnerSession:
         return self._sent(m for part in outgoing for m in part)
 
     def _check_streamed_brand_size(self) -> None:
-        """The brand's streamed elements bound its record count from below, per segment:
-        a record gives at most one element per key. Refuse before any record leaves."""
-        lower_bound = sum(
-            max(self._declared[s * self._keys : (s + 1) * self._keys]) for s in range(self._segments)
-        )
-        if lower_bound < self.contract.min_set_size:
-            raise PolicyError(
-                f"the brand streamed elements for at most {lower_bound} records, below "
-                f"release.min_set_size = {self.contract.min_set_size}"
-            )
+        """The brand's streamed elements bound each segment's record count from below (a
+        record gives at most one element per key). Refuse before any record leaves."""
+        for s, segment in enumerate(self.contract.segments):
+            lower_bound = max(self._declared[s * self._keys : (s + 1) * self._keys])
+            if lower_bound < self.contract.min_set_size:
+                raise PolicyError(
+                    f"the brand streamed elements for at most {lower_bound} records in segment "
+                    f"'{segment}', below release.min_set_size = {self.contract.min_set_size}"
+                )
 
     def _reshuffled(self, g: int) -> Iterator[pb.PartnerMessage]:
         packed = b"".join(self._z_parts[g])

@@ -14,6 +14,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cleanroom.cli_support import check_format, print_json, run_app
 from cleanroom.contract import load_contract
@@ -115,7 +116,7 @@ def contract_check(file: Path, output_format: FormatOption = "table") -> None:
     console.print(f"[green]ok[/] contract [bold]{contract.id}[/] ({contract.sha256})")
     for key, value in summary.items():
         if key not in ("id", "sha256"):
-            console.print(f"  {key}: {value}")
+            console.print(f"  {key}: {escape(str(value))}")
 
 
 @certs_app.command("init")
@@ -174,6 +175,28 @@ def report_model(
         console.print(f"  {name:<28} has: {present:+.3f}   lacks: {absent:+.3f}")
     if model.excluded:
         console.print(f"  excluded (suppressed or below {model.min_count}): {', '.join(model.excluded)}")
+
+
+@report_app.command("export")
+def report_export(
+    state: Annotated[Path, typer.Option("--state", help="state database")],
+    session: Annotated[str, typer.Option("--session", help="session id (default: the latest)")] = "",
+    out: Annotated[Path, typer.Option("--out", help="where to write the report JSON")] = Path("report.json"),
+) -> None:
+    """Write a stored report (the brand's copy, or the partner's) to a JSON file."""
+    from cleanroom.cli_support import write_atomically
+    from cleanroom.stats.report import dumps
+    from cleanroom.store.state import StateStore
+
+    if not state.exists():
+        raise InputError(f"state database not found: {state}")
+    store = StateStore(state)
+    session_id = session or store.latest_report_session()
+    stored = store.report(session_id) if session_id else None
+    if stored is None:
+        raise InputError(f"{state}: no stored report" + (f" for session {session}" if session else ""))
+    write_atomically(out, dumps(stored))
+    Console(stderr=True).print(f"wrote the report of session {session_id} to {out}")
 
 
 @audit_app.command("verify")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cleanroom.contract import Contract, load_contract
-from cleanroom.errors import InputError
+from cleanroom.errors import AuthenticationError, InputError
 from cleanroom.server.certs import check_pinned, fingerprint, load_certificate
 
 DEFAULT_IDLE_TIMEOUT = 300.0
@@ -32,7 +32,13 @@ class ServerConfig:
     certificate: Path | None
     private_key: Path | None
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-    extra: dict[str, Any] = field(default_factory=dict)
+
+_SETTINGS = {
+    "server": {"listen", "state", "idle_timeout"},
+    "tls": {"certificate", "private_key"},
+    "crm": {"path", "columns"},
+    "contracts": {"path", "partner_certificate"},
+}
 
 
 def is_loopback(address: str) -> bool:
@@ -66,6 +72,7 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: not valid TOML: {exc}") from None
     base = source.parent
+    _check_settings(doc, source)
 
     def resolve(value: str) -> Path:
         candidate = Path(value)
@@ -75,8 +82,8 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
     listen = _require(server, "server", "listen", source)
     if insecure and not is_loopback(listen):
         raise InputError(f"{source}: [server] listen = {listen!r}: --insecure is only allowed on a loopback address")
-    idle_timeout = float(server.get("idle_timeout", DEFAULT_IDLE_TIMEOUT))
-    if idle_timeout <= 0:
+    idle_timeout = server.get("idle_timeout", DEFAULT_IDLE_TIMEOUT)
+    if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, int | float) or idle_timeout <= 0:
         raise InputError(f"{source}: [server] idle_timeout: must be greater than 0")
     state = resolve(_require(server, "server", "state", source))
 
@@ -108,7 +115,7 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
             raise InputError(f"{source}: [{name}]: contract id '{contract.id}' is listed twice")
         seen.add(contract.id)
         if brand_fingerprint is not None and brand_fingerprint != contract.brand.certificate_sha256:
-            raise InputError(
+            raise AuthenticationError(
                 f"{source}: [tls] certificate has fingerprint {brand_fingerprint[:16]}..., but contract "
                 f"'{contract.id}' pins {contract.brand.certificate_sha256[:16]}... for the brand"
             )
@@ -130,5 +137,18 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         contracts=contracts,
         certificate=certificate,
         private_key=private_key,
-        idle_timeout=idle_timeout,
+        idle_timeout=float(idle_timeout),
     )
+
+
+def _check_settings(doc: dict[str, Any], source: Path) -> None:
+    """A misspelt setting must not be silently ignored."""
+    for table, value in doc.items():
+        if table not in _SETTINGS:
+            raise InputError(f"{source}: [{table}]: unknown table (expected {', '.join(_SETTINGS)})")
+        for entry in value if isinstance(value, list) else [value]:
+            if not isinstance(entry, dict):
+                raise InputError(f"{source}: [{table}]: must be a table")
+            unknown = set(entry) - _SETTINGS[table]
+            if unknown:
+                raise InputError(f"{source}: [{table}] {sorted(unknown)[0]}: unknown setting")

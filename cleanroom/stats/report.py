@@ -28,6 +28,7 @@ class ReleasedCounts:
     """Noisy counts before suppression, in contract order."""
 
     by_segment: Sequence[int]
+    total: int | None  # None when the contract has one segment (the total is that segment)
     by_key: Sequence[int] | None  # None when the contract has one key
     attribute_counts: np.ndarray | None  # (attributes, segments)
     partner_counts: Sequence[int] | None  # per attribute
@@ -56,7 +57,7 @@ def build_report(
         segment: _released(value, threshold)
         for segment, value in zip(contract.segments, counts.by_segment, strict=True)
     }
-    total = _released(sum(max(0, int(v)) for v in counts.by_segment), threshold)
+    total = _released(counts.by_segment[0] if counts.total is None else counts.total, threshold)
     if counts.by_key is None:
         by_key = {contract.keys[0]: total}
     else:

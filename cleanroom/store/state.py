@@ -19,13 +19,13 @@ import datetime as dt
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from cleanroom.contract import Contract
-from cleanroom.errors import InputError, PolicyError, ProtocolError
+from cleanroom.errors import InputError, IntegrityError, PolicyError, ProtocolError
 
 GENESIS = "0" * 64
 _EPSILON_SLACK = 1e-9
@@ -89,23 +89,25 @@ class StateStore:
         except sqlite3.DatabaseError as exc:
             raise InputError(f"state database {self.path} cannot be used: {exc}") from None
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        db.execute("PRAGMA synchronous=FULL")
-        return db
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+            yield db
+        finally:
+            db.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        try:
+        with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
-            yield db
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class StateStore:
                 {k: entry[k] for k in ("at", "event", "session_id", "contract_id", "detail")},
             )
             if entry["prev_hash"] != prev_hash or entry["hash"] != expected:
-                raise ProtocolError(
+                raise IntegrityError(
                     f"{self.path}: audit entry {entry['seq']} ({entry['event']}) does not chain:"
                     " the log was edited or truncated"
                 )
@@ -227,7 +229,6 @@ class StateStore:
             raise PolicyError(
                 f"privacy budget exhausted for contract '{contract.id}': {remaining:g} of "
                 f"{contract.epsilon_total:g} left, a session needs {contract.epsilon_per_session:g}"
-                f" (state: {self.path})"
             )
 
     def _charge(self, db: sqlite3.Connection, session_id: str, contract: Contract) -> None:
@@ -255,11 +256,24 @@ class StateStore:
             self._charge(db, session_id, contract)
 
     def commit_release(
-        self, session_id: str, contract: Contract, report: dict[str, Any], transcript_sha256: str
-    ) -> None:
-        """Spend the budget (if not yet spent) and store the report, atomically."""
+        self,
+        session_id: str,
+        contract: Contract,
+        report: dict[str, Any] | Callable[[float], dict[str, Any]],
+        transcript_sha256: str,
+    ) -> dict[str, Any]:
+        """Spend the budget (if not yet spent) and store the report, atomically.
+
+        ``report`` may be a function of the epsilon remaining after this session, so the
+        figure in the report is read inside the same transaction that spends it.
+        """
         with self._transaction() as db:
             self._charge(db, session_id, contract)
+            if callable(report):
+                (spent,) = db.execute(
+                    "SELECT COALESCE(SUM(epsilon), 0) FROM ledger WHERE contract_id = ?", (contract.id,)
+                ).fetchone()
+                report = report(max(0.0, contract.epsilon_total - spent))
             db.execute(
                 "INSERT INTO reports (session_id, contract_id, transcript_sha256, report_json, stored_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -272,6 +286,7 @@ class StateStore:
             self._append_audit(
                 db, "release", session_id, contract.id, {"transcript_sha256": transcript_sha256}
             )
+        return report
 
     def report(self, session_id: str) -> dict[str, Any] | None:
         with self._connect() as db:
@@ -279,6 +294,11 @@ class StateStore:
                 "SELECT report_json FROM reports WHERE session_id = ?", (session_id,)
             ).fetchone()
         return json.loads(row[0]) if row else None
+
+    def latest_report_session(self) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT session_id FROM reports ORDER BY stored_at DESC LIMIT 1").fetchone()
+        return row[0] if row else None
 
     def session_status(self, session_id: str) -> str | None:
         with self._connect() as db:

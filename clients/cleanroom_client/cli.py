@@ -97,6 +97,7 @@ def lookalike(
     out: Annotated[Path, typer.Option("--out", help="CSV or Parquet")],
     segment: Annotated[str | None, typer.Option("--segment", help="model one segment (default: pooled)")] = None,
     id_column: Annotated[str, typer.Option("--id-column", help="the audience's user id column")] = "user_id",
+    column: Annotated[list[str], typer.Option("--column", help="ATTRIBUTE=COLUMN (repeatable)")] = [],  # noqa: B006
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Score the whole audience locally with the report's model and export the top N ids."""
@@ -105,9 +106,12 @@ def lookalike(
     check_format(output_format)
     released = Report.load(report).to_dict()
     model = LookalikeModel.from_report(released, segment)
-    table = load_table(audience, required=[id_column, *model.attributes], role="partner audience")
-    name = str(audience)
-    features = np.column_stack([boolean_column(table, a, name) for a in model.attributes]) if model.attributes else np.zeros((table.num_rows, 0), dtype=bool)
+    mapping = parse_columns(column)
+    attribute_columns = [mapping.get(a, a) for a in model.attributes]
+    table = load_table(audience, required=[id_column, *attribute_columns], role="partner audience")
+    features = np.zeros((table.num_rows, len(attribute_columns)), dtype=bool)
+    for j, attribute_column in enumerate(attribute_columns):
+        features[:, j] = boolean_column(table, attribute_column, str(audience))
     scores = model.score(features)
     ids = table.column(id_column).to_numpy(zero_copy_only=False)
     chosen, chosen_scores = select_top(ids, scores, size)

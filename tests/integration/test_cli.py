@@ -36,7 +36,7 @@ def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     directory = tmp_path_factory.mktemp("cli")
-    write_demo_files(directory, brand_records=1500, partner_records=2500)
+    write_demo_files(directory, brand_records=1500, partner_records=2500, min_set_size=100)
     server = subprocess.Popen(
         [tool("cleanroom"), "serve", "--config", "brand.toml"],
         cwd=directory,
@@ -149,3 +149,20 @@ def test_certs_init_prints_the_fingerprint(tmp_path):
     assert (tmp_path / "shop.crt").exists() and oct(os.stat(tmp_path / "shop.key").st_mode & 0o777) == "0o600"
     again = run(tool("cleanroom"), "certs", "init", str(tmp_path), "--name", "shop", cwd=tmp_path, check=False)
     assert again.returncode == 3 and "already exists" in again.stderr
+
+
+def test_brand_exports_its_copy_of_the_report(site, tmp_path):
+    directory, port = site
+    run(*client_args(port, "--out", str(tmp_path / "partner.json")), cwd=directory)
+    session = json.loads((tmp_path / "partner.json").read_text())["session_id"]
+    run(tool("cleanroom"), "report", "export", "--state", "brand-state.db", "--session", session,
+        "--out", str(tmp_path / "brand.json"), cwd=directory)
+    assert (tmp_path / "brand.json").read_bytes() == (tmp_path / "partner.json").read_bytes()
+
+
+def test_a_misspelt_server_setting_is_refused(site, tmp_path):
+    directory, _ = site
+    config = (directory / "brand.toml").read_text().replace("listen =", "lisen =")
+    (directory / "typo.toml").write_text(config)
+    result = run(tool("cleanroom"), "serve", "--config", "typo.toml", cwd=directory, check=False)
+    assert result.returncode == 3 and "[server] lisen: unknown setting" in result.stderr

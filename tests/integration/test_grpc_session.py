@@ -55,7 +55,7 @@ def deploy(directory: Path, certificates, **contract_fields: object) -> Deployme
         cert, key, _ = certificates[name]
         shutil.copy(cert, certs / cert.name)
         shutil.copy(key, certs / key.name)
-    fields = {"min_set_size": 100, "min_overlap": 0, "mechanism": "none", **contract_fields}
+    fields = {"min_set_size": 50, "min_overlap": 0, "mechanism": "none", **contract_fields}
     text = contract_text(certificates["acme"][2], certificates["newsco"][2], **fields)  # type: ignore[arg-type]
     (directory / "contract.toml").write_text(text)
     (directory / "brand.toml").write_text(brand_config_text("contract.toml"))
@@ -139,3 +139,13 @@ def test_list_below_min_set_size_is_refused(tmp_path, certificates):
             deployed.client().run(deployed.directory / "audience.csv")
     finally:
         deployed.server.stop(grace=None)
+
+
+def test_refusals_at_hello_are_audited(deployment):
+    original = (deployment.directory / "contract.toml").read_text()
+    (deployment.directory / "edited.toml").write_text(original.replace("min_overlap = 0", "min_overlap = 2"))
+    with pytest.raises(ContractError):
+        deployment.client("edited.toml").run(deployment.directory / "audience.csv")
+    refused = [e for e in deployment.brand_store().audit_entries() if e["event"] == "refused"]
+    assert refused and "contract hash mismatch" in refused[-1]["detail"]["reason"]
+    assert deployment.brand_store().verify_audit() == len(deployment.brand_store().audit_entries())

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from cleanroom.errors import PolicyError, ProtocolError
+from cleanroom.errors import IntegrityError, PolicyError, ProtocolError
 from cleanroom.store.state import StateStore
 
 
@@ -75,7 +75,7 @@ def test_audit_chain_verifies_and_detects_tampering(tmp_path, make_contract):
     assert store.session_status("s1") == "aborted"
     with sqlite3.connect(tmp_path / "s.db") as db:
         db.execute("UPDATE audit SET detail = '{\"reason\": \"edited\"}' WHERE seq = 2")
-    with pytest.raises(ProtocolError, match="audit entry 2"):
+    with pytest.raises(IntegrityError, match="audit entry 2"):
         store.verify_audit()
 
 
@@ -85,5 +85,5 @@ def test_audit_chain_detects_a_deleted_entry(tmp_path, make_contract):
         store.audit("refused", reason=str(i))
     with sqlite3.connect(tmp_path / "s.db") as db:
         db.execute("DELETE FROM audit WHERE seq = 2")
-    with pytest.raises(ProtocolError, match="audit entry 3"):
+    with pytest.raises(IntegrityError, match="audit entry 3"):
         store.verify_audit()

@@ -1,0 +1,45 @@
+"""The partner's own checks on what the brand declares, before any of its records leave."""
+
+from __future__ import annotations
+
+import pytest
+
+from cleanroom.crypto.elgamal import ElGamalPrivateKey
+from cleanroom.errors import PolicyError, ProtocolError
+from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
+from cleanroom.protocol.lists import prepare_partner_list
+from cleanroom.protocol.partner import PartnerSession
+from cleanroom.demo import synthetic_lists
+
+
+@pytest.fixture
+def partner(make_contract, stores):
+    contract = make_contract(min_set_size=100, mechanism="none")
+    audience = synthetic_lists(200, 400, seed=5).audience
+    return PartnerSession(contract, prepare_partner_list(audience, None, contract), stores[1])
+
+
+def reply(records, elements, key=b"") -> pb.BrandMessage:
+    return pb.BrandMessage(
+        hello_reply=pb.HelloReply(session_id="ab" * 16, brand_records=records, brand_elements=elements, elgamal_public_key=key)
+    )
+
+
+def test_a_brand_segment_below_min_set_size_is_refused(partner):
+    partner.hello()
+    key = ElGamalPrivateKey.generate().public_key.to_bytes()
+    with pytest.raises(PolicyError, match="segment 'lapsed' has 3 records"):
+        list(partner.receive(reply([500, 3, 500], [400, 300, 3, 3, 400, 300], key)))
+
+
+def test_more_elements_than_records_is_a_protocol_error(partner):
+    partner.hello()
+    key = ElGamalPrivateKey.generate().public_key.to_bytes()
+    with pytest.raises(ProtocolError, match="more elements than records"):
+        list(partner.receive(reply([500, 500, 500], [501, 1, 1, 1, 1, 1], key)))
+
+
+def test_messages_out_of_order_are_refused(partner):
+    partner.hello()
+    with pytest.raises(ProtocolError, match="unexpected indicators"):
+        list(partner.receive(pb.BrandMessage(indicators=pb.IndicatorsChunk())))
