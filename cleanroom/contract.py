@@ -148,7 +148,9 @@ class _Validator:
             raise self.fail(f"{name}.{sorted(unknown)[0]}", "unknown field")
         return value
 
-    def get(self, table: dict[str, Any], table_name: str, key: str, kind: type, default: Any = None) -> Any:
+    def get(
+        self, table: dict[str, Any], table_name: str, key: str, kind: type, default: Any = None
+    ) -> Any:
         field = f"{table_name}.{key}"
         if key not in table:
             if default is None:
@@ -163,7 +165,9 @@ class _Validator:
             raise self.fail(field, f"must be {_KIND_NAMES.get(kind, kind.__name__)}")
         return value
 
-    def names(self, table: dict[str, Any], table_name: str, key: str, allowed: tuple[str, ...] | None) -> tuple[str, ...]:
+    def names(
+        self, table: dict[str, Any], table_name: str, key: str, allowed: tuple[str, ...] | None
+    ) -> tuple[str, ...]:
         field = f"{table_name}.{key}"
         values = self.get(table, table_name, key, list, default=[])
         seen: set[str] = set()
@@ -203,7 +207,9 @@ class _Validator:
         head = self.table("contract")
         contract_id = self.get(head, "contract", "id", str)
         if not _NAME.match(contract_id):
-            raise self.fail("contract.id", f"{contract_id!r} is not a valid id (letters, digits, . _ -)")
+            raise self.fail(
+                "contract.id", f"{contract_id!r} is not a valid id (letters, digits, . _ -)"
+            )
         expires = self.get(head, "contract", "expires", dt.date)
         if isinstance(expires, dt.datetime):
             raise self.fail("contract.expires", "must be a date (YYYY-MM-DD), not a date-time")
@@ -258,13 +264,17 @@ class _Validator:
         privacy = self.table("privacy")
         mechanism = self.get(privacy, "privacy", "mechanism", str)
         if mechanism not in MECHANISMS:
-            raise self.fail("privacy.mechanism", f"unknown {mechanism!r}; allowed: {', '.join(MECHANISMS)}")
+            raise self.fail(
+                "privacy.mechanism", f"unknown {mechanism!r}; allowed: {', '.join(MECHANISMS)}"
+            )
         epsilon = self.get(privacy, "privacy", "epsilon_per_session", float)
         epsilon_total = self.get(privacy, "privacy", "epsilon_total", float)
         if not 0 < epsilon < float("inf"):
             raise self.fail("privacy.epsilon_per_session", "must be a finite number greater than 0")
         if not epsilon <= epsilon_total < float("inf"):
-            raise self.fail("privacy.epsilon_total", "must be finite and at least epsilon_per_session")
+            raise self.fail(
+                "privacy.epsilon_total", "must be finite and at least epsilon_per_session"
+            )
         delta = self.get(privacy, "privacy", "delta", float, default=1e-9)
         if not 0.0 < delta < 1e-3:
             raise self.fail("privacy.delta", "must be between 0 and 0.001")
@@ -293,4 +303,10 @@ class _Validator:
         )
 
 
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list", dt.date: "a date"}
+_KIND_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    list: "a list",
+    dt.date: "a date",
+}

@@ -17,11 +17,18 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from cleanroom.server.certs import init_certificate
 from cleanroom.io import write_table
+from cleanroom.server.certs import init_certificate
 
 SEGMENTS = ("loyal", "lapsed", "prospect")
-ATTRIBUTES = ("interest_travel", "interest_sports", "age_25_34", "parent", "luxury_buyer", "pet_owner")
+ATTRIBUTES = (
+    "interest_travel",
+    "interest_sports",
+    "age_25_34",
+    "parent",
+    "luxury_buyer",
+    "pet_owner",
+)
 # Share of each segment's members (and of non-customers) with each attribute.
 _PREVALENCE = {
     "loyal": (0.45, 0.20, 0.30, 0.35, 0.30, 0.30),
@@ -45,8 +52,8 @@ def _people(n: int, rng: np.random.Generator) -> pd.DataFrame:
     emails = [f"user{i}.{rng.integers(1000, 9999)}@{_DOMAINS[i % len(_DOMAINS)]}" for i in ids]
     area = rng.choice(_AREA_CODES, size=n)
     exchange = rng.integers(200, 999, size=n)
-    line = rng.integers(0, 10000, size=n)
-    phones = [f"{a}{e:03d}{l:04d}" for a, e, l in zip(area, exchange, line, strict=True)]
+    subscriber = rng.integers(0, 10000, size=n)
+    phones = [f"{a}{e:03d}{s:04d}" for a, e, s in zip(area, exchange, subscriber, strict=True)]
     return pd.DataFrame({"email": emails, "phone": phones})
 
 
@@ -61,7 +68,13 @@ def _messy_email(email: str, rng: np.random.Generator) -> str:
 
 def _messy_phone(digits: str, rng: np.random.Generator) -> str:
     a, e, line = digits[:3], digits[3:6], digits[6:]
-    formats = (f"({a}) {e}-{line}", f"{a}.{e}.{line}", f"+1{a}{e}{line}", f"1-{a}-{e}-{line}", f"{a} {e} {line}")
+    formats = (
+        f"({a}) {e}-{line}",
+        f"{a}.{e}.{line}",
+        f"+1{a}{e}{line}",
+        f"1-{a}-{e}-{line}",
+        f"{a} {e} {line}",
+    )
     return formats[int(rng.integers(len(formats)))]
 
 
@@ -94,13 +107,19 @@ def synthetic_lists(brand_records: int, partner_records: int, seed: int = 2026) 
 
     segment_of = dict(zip(brand_people.tolist(), segment.tolist(), strict=True))
     audience = pd.DataFrame({"user_id": [f"U{i:08d}" for i in partner_people]})
-    audience["email"] = [_messy_email(people.email[i], rng) if rng.random() < 0.85 else "" for i in partner_people]
-    audience["phone"] = [_messy_phone(people.phone[i], rng) if rng.random() < 0.6 else "" for i in partner_people]
+    audience["email"] = [
+        _messy_email(people.email[i], rng) if rng.random() < 0.85 else "" for i in partner_people
+    ]
+    audience["phone"] = [
+        _messy_phone(people.phone[i], rng) if rng.random() < 0.6 else "" for i in partner_people
+    ]
     for j, attribute in enumerate(ATTRIBUTES):
         shares = np.array([_PREVALENCE[segment_of.get(int(i))][j] for i in partner_people])
         audience[attribute] = rng.random(len(partner_people)) < shares
     shuffle = rng.permutation(len(audience))
-    return SyntheticLists(crm=crm, audience=audience.iloc[shuffle].reset_index(drop=True), people_in_both=shared)
+    return SyntheticLists(
+        crm=crm, audience=audience.iloc[shuffle].reset_index(drop=True), people_in_both=shared
+    )
 
 
 def contract_text(
@@ -184,7 +203,9 @@ def write_demo_files(
         shutil.rmtree(certs)
     _, _, brand_fp = init_certificate(certs, "acme")
     _, _, partner_fp = init_certificate(certs, "newsco")
-    (directory / "contract.toml").write_text(contract_text(brand_fp, partner_fp, min_set_size=min_set_size))
+    (directory / "contract.toml").write_text(
+        contract_text(brand_fp, partner_fp, min_set_size=min_set_size)
+    )
     (directory / "brand.toml").write_text(brand_config_text("contract.toml"))
     for state in ("brand-state.db", "partner-state.db"):
         for suffix in ("", "-wal", "-shm"):
@@ -193,12 +214,13 @@ def write_demo_files(
 
 
 def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet: bool) -> None:
+    from cleanroom_client import Client
+
     from cleanroom.server.config import load_server_config
     from cleanroom.server.service import build_server
     from cleanroom.stats.plot import plot_lift
     from cleanroom.stats.render import print_report
     from cleanroom.store.state import StateStore
-    from cleanroom_client import Client
 
     console = Console(quiet=quiet)
     started = time.perf_counter()
@@ -230,8 +252,12 @@ def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet
     print_report(report.to_dict(), console)
     console.print(f"partner input quality (stays with the partner): {report.input_quality}")
     same = "identical" if brand_copy == report.to_dict() else "DIFFERENT"
-    console.print(f"brand and partner hold {same} reports (transcript {report.to_dict()['transcript_sha256'][:16]}...)")
-    console.print(f"wrote {directory / 'report.json'} and {chart} in {time.perf_counter() - started:.1f} s")
+    console.print(
+        f"brand and partner hold {same} reports (transcript {report.to_dict()['transcript_sha256'][:16]}...)"
+    )
+    console.print(
+        f"wrote {directory / 'report.json'} and {chart} in {time.perf_counter() - started:.1f} s"
+    )
     console.print(
         "next: cleanroom-client lookalike --report "
         f"{directory}/report.json --audience {directory}/audience.csv --size 1000 --out {directory}/lookalike.csv"

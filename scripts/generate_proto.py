@@ -1,7 +1,7 @@
 """Regenerate cleanroom/proto/ from proto/cleanroom/v1/*.proto.
 
-    python scripts/generate_proto.py            # rewrite the generated files
-    python scripts/generate_proto.py --check    # exit 1 if they drift from the .proto files
+python scripts/generate_proto.py            # rewrite the generated files
+python scripts/generate_proto.py --check    # exit 1 if they drift from the .proto files
 """
 
 from __future__ import annotations
@@ -39,7 +39,12 @@ def generate(into: Path) -> list[Path]:
         if path.name.endswith(GENERATED_SUFFIXES):
             # protoc writes `from cleanroom.v1 import ...`; our package lives at cleanroom.proto.
             text = path.read_text()
-            text = re.sub(r"^from cleanroom\.v1 import", "from cleanroom.proto.cleanroom.v1 import", text, flags=re.M)
+            text = re.sub(
+                r"^from cleanroom\.v1 import",
+                "from cleanroom.proto.cleanroom.v1 import",
+                text,
+                flags=re.M,
+            )
             path.write_text(text)
             produced.append(path)
     return produced

@@ -179,7 +179,9 @@ class BrandSession:
         try:
             self._check_hello(hello)
         except CleanroomError as refusal:
-            self.store.audit("refused", contract_id=self.contract.id, peer=self.peer, reason=str(refusal))
+            self.store.audit(
+                "refused", contract_id=self.contract.id, peer=self.peer, reason=str(refusal)
+            )
             raise
         self.store.begin_session(self.session_id, self.contract, self.peer)
         self._started = True
@@ -243,7 +245,9 @@ class BrandSession:
     def _on_double_encrypted(self, chunk: pb.DoubleEncryptedChunk) -> Iterable[pb.BrandMessage]:
         g = group_index(self.contract, chunk.segment, chunk.key)
         if self._z_complete[g]:
-            raise ProtocolError(f"double-encrypted group (segment {chunk.segment}, key {chunk.key}) sent twice")
+            raise ProtocolError(
+                f"double-encrypted group (segment {chunk.segment}, key {chunk.key}) sent twice"
+            )
         count = split_elements(chunk.elements, TRUNCATED_SIZE, "double-encrypted chunk")
         self._z_received[g] += count
         declared = self._group_sizes[g]
@@ -267,7 +271,9 @@ class BrandSession:
     def _on_records(self, chunk: pb.PartnerRecordsChunk) -> Iterable[pb.BrandMessage]:
         slots = split_elements(chunk.elements, ELEMENT_SIZE * self._keys, "partner records chunk")
         if slots > self._max_chunk_records:
-            raise ProtocolError(f"partner records chunk of {slots} records exceeds {self._max_chunk_records}")
+            raise ProtocolError(
+                f"partner records chunk of {slots} records exceeds {self._max_chunk_records}"
+            )
         self._records_seen += slots
         if self._records_seen > self._declared_records:
             raise ProtocolError(
@@ -318,23 +324,31 @@ class BrandSession:
     def _on_sums(self, sums: pb.AttributeSums) -> Iterable[pb.BrandMessage]:
         assert self._elgamal is not None
         cells = len(self.contract.attributes) * self._segments
-        if len(sums.ciphertexts) != cells * CIPHERTEXT_SIZE or len(sums.base_counts) != len(self.contract.attributes):
+        if len(sums.ciphertexts) != cells * CIPHERTEXT_SIZE or len(sums.base_counts) != len(
+            self.contract.attributes
+        ):
             raise ProtocolError(
                 f"attribute sums must hold {cells} ciphertexts and {len(self.contract.attributes)} base counts"
             )
         bound = self._records_seen + self._partner_noise.bound()
         values = [
-            self._elgamal.decrypt(sums.ciphertexts[i * CIPHERTEXT_SIZE : (i + 1) * CIPHERTEXT_SIZE], bound)
+            self._elgamal.decrypt(
+                sums.ciphertexts[i * CIPHERTEXT_SIZE : (i + 1) * CIPHERTEXT_SIZE], bound
+            )
             for i in range(cells)
         ]
         for count in sums.base_counts:
             if abs(count) > bound:
                 raise ProtocolError("a partner base count is outside the possible range")
-        noisy = np.asarray(values, dtype=np.int64).reshape(len(self.contract.attributes), self._segments)
+        noisy = np.asarray(values, dtype=np.int64).reshape(
+            len(self.contract.attributes), self._segments
+        )
         noisy += self._brand_noise.sample(noisy.size).reshape(noisy.shape)
         return self._sent(self._release((noisy, list(sums.base_counts))))
 
-    def _release(self, attributes: tuple[np.ndarray, list[int]] | None) -> Iterator[pb.BrandMessage]:
+    def _release(
+        self, attributes: tuple[np.ndarray, list[int]] | None
+    ) -> Iterator[pb.BrandMessage]:
         noise = self._brand_noise
         by_segment = self._by_segment + noise.sample(self._segments)
         total = int(self._by_segment.sum() + noise.sample(1)[0]) if self._segments > 1 else None
@@ -382,4 +396,3 @@ class BrandSession:
     @property
     def finished(self) -> bool:
         return self.phase is Phase.DONE
-

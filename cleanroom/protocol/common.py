@@ -55,7 +55,9 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 def split_elements(packed: bytes, size: int, what: str) -> int:
     if len(packed) % size:
-        raise ProtocolError(f"{what}: {len(packed)} bytes is not a whole number of {size}-byte elements")
+        raise ProtocolError(
+            f"{what}: {len(packed)} bytes is not a whole number of {size}-byte elements"
+        )
     return len(packed) // size
 
 
@@ -65,9 +67,7 @@ def shuffled(items: list[T]) -> list[T]:
 
 
 def truncate(packed: bytes) -> bytes:
-    return b"".join(
-        packed[i : i + TRUNCATED_SIZE] for i in range(0, len(packed), ELEMENT_SIZE)
-    )
+    return b"".join(packed[i : i + TRUNCATED_SIZE] for i in range(0, len(packed), ELEMENT_SIZE))
 
 
 class Transcript:

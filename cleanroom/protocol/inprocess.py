@@ -18,12 +18,16 @@ from cleanroom.protocol.partner import PartnerSession
 WireTap = Callable[[str, bytes], None]
 
 
-def run_in_process(brand: BrandSession, partner: PartnerSession, on_wire: WireTap | None = None) -> None:
+def run_in_process(
+    brand: BrandSession, partner: PartnerSession, on_wire: WireTap | None = None
+) -> None:
     """Run one whole session; both sides' ``report`` is set when it returns."""
     to_brand: deque[bytes] = deque()
     to_partner: deque[bytes] = deque()
 
-    def send(direction: str, outbox: deque[bytes], message: pb.PartnerMessage | pb.BrandMessage) -> None:
+    def send(
+        direction: str, outbox: deque[bytes], message: pb.PartnerMessage | pb.BrandMessage
+    ) -> None:
         data = message.SerializeToString()
         if on_wire is not None:
             on_wire(direction, data)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,13 @@ import pyarrow as pa
 
 from cleanroom.contract import Contract
 from cleanroom.errors import InputError
-from cleanroom.identifiers import KEY_KINDS, MATCH_KEY_OF, KeyQuality, check_invalid_fraction, digest_column
+from cleanroom.identifiers import (
+    KEY_KINDS,
+    MATCH_KEY_OF,
+    KeyQuality,
+    check_invalid_fraction,
+    digest_column,
+)
 from cleanroom.io import boolean_column, load_table, segment_column, source_name, string_column
 
 TableSource = str | os.PathLike[str] | pd.DataFrame | pa.Table
@@ -84,7 +89,9 @@ def _digests(
     table: pa.Table, mapping: Mapping[str, str], contract: Contract, source: str
 ) -> tuple[list[list[Digest]], dict[str, dict[str, int]]]:
     key_columns = _key_columns(table.column_names, mapping, contract, source)
-    missing = [col for pairs in key_columns.values() for _, col in pairs if col not in table.column_names]
+    missing = [
+        col for pairs in key_columns.values() for _, col in pairs if col not in table.column_names
+    ]
     if missing:
         raise InputError(
             f"{source}: missing column '{missing[0]}' (columns: {', '.join(table.column_names)})"
@@ -92,7 +99,7 @@ def _digests(
     per_key: list[list[Digest]] = []
     qualities: dict[str, KeyQuality] = {}
     columns_of: dict[str, str] = {}
-    for match_key, pairs in key_columns.items():
+    for pairs in key_columns.values():
         merged: list[Digest] | None = None
         for kind, column in pairs:
             digests, quality = digest_column(
@@ -100,7 +107,11 @@ def _digests(
             )
             qualities[kind] = quality
             columns_of[kind] = column
-            merged = digests if merged is None else [a if a is not None else b for a, b in zip(merged, digests, strict=True)]
+            merged = (
+                digests
+                if merged is None
+                else [a if a is not None else b for a, b in zip(merged, digests, strict=True)]
+            )
         assert merged is not None
         if len(pairs) > 1:
             _drop_duplicates(merged, qualities[pairs[-1][0]])
@@ -169,4 +180,3 @@ def prepare_partner_list(
     return PartnerList(
         digests=_select(per_key, keep), quality=quality, source=name, attributes=attributes[keep]
     )
-

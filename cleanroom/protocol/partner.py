@@ -27,7 +27,13 @@ import numpy as np
 
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
-from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPublicKey, add, sum_by_mask, validate_ciphertexts
+from cleanroom.crypto.elgamal import (
+    CIPHERTEXT_SIZE,
+    ElGamalPublicKey,
+    add,
+    sum_by_mask,
+    validate_ciphertexts,
+)
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.privacy.accounting import partner_mechanism
@@ -83,7 +89,9 @@ class PartnerSession:
         self._segments = len(contract.segments)
         self._order = list(range(partner_list.size))
         secrets.SystemRandom().shuffle(self._order)
-        self._attributes = partner_list.attributes[self._order] if partner_list.size else partner_list.attributes
+        self._attributes = (
+            partner_list.attributes[self._order] if partner_list.size else partner_list.attributes
+        )
         self._noise = partner_mechanism(contract)
         self._public_key: ElGamalPublicKey | None = None
         self._brand_records: list[int] = []
@@ -161,7 +169,9 @@ class PartnerSession:
         if not _SESSION_ID.match(reply.session_id):
             raise ProtocolError("the brand's session id is malformed")
         if len(reply.brand_records) != self._segments or len(reply.brand_elements) != groups:
-            raise ProtocolError("the brand's hello reply does not match the contract's segments and keys")
+            raise ProtocolError(
+                "the brand's hello reply does not match the contract's segments and keys"
+            )
         for g, elements in enumerate(reply.brand_elements):
             if elements > reply.brand_records[g // self._keys]:
                 raise ProtocolError("the brand declared more elements than records in a segment")
@@ -189,7 +199,9 @@ class PartnerSession:
     def _on_elements(self, chunk: pb.BrandElementsChunk) -> Iterable[pb.PartnerMessage]:
         g = group_index(self.contract, chunk.segment, chunk.key)
         if self._received[g] < 0:
-            raise ProtocolError(f"brand group (segment {chunk.segment}, key {chunk.key}) sent twice")
+            raise ProtocolError(
+                f"brand group (segment {chunk.segment}, key {chunk.key}) sent twice"
+            )
         count = split_elements(chunk.elements, ELEMENT_SIZE, "brand elements chunk")
         if count > ELEMENTS_PER_CHUNK:
             raise ProtocolError("brand elements chunk larger than the protocol allows")
@@ -245,7 +257,9 @@ class PartnerSession:
         digests = self._list.digests
         for i, part in enumerate(self._record_chunks):
             messages = [
-                element_message(key, digest) if (digest := digests[k][r]) is not None else dummy_message()
+                element_message(key, digest)
+                if (digest := digests[k][r]) is not None
+                else dummy_message()
                 for r in part
                 for k, key in enumerate(self.contract.keys)
             ]
@@ -265,10 +279,14 @@ class PartnerSession:
             raise ProtocolError("indicators for records that were not sent")
         start, records = self._chunk_starts[j], len(self._record_chunks[j])
         if len(chunk.ciphertexts) != records * self._segments * CIPHERTEXT_SIZE:
-            raise ProtocolError(f"indicator chunk {j} must hold {records * self._segments} ciphertexts")
+            raise ProtocolError(
+                f"indicator chunk {j} must hold {records * self._segments} ciphertexts"
+            )
         validate_ciphertexts(chunk.ciphertexts)
         masks = self._attributes[start : start + records].T
-        cells = np.frombuffer(chunk.ciphertexts, dtype=np.uint8).reshape(records, self._segments, CIPHERTEXT_SIZE)
+        cells = np.frombuffer(chunk.ciphertexts, dtype=np.uint8).reshape(
+            records, self._segments, CIPHERTEXT_SIZE
+        )
         for s in range(self._segments):
             for a, total in enumerate(sum_by_mask(cells[:, s, :].tobytes(), masks)):
                 current = self._sums[a][s]
@@ -299,7 +317,9 @@ class PartnerSession:
         assert self.session_id is not None
         self.store.charge(self.session_id, self.contract)
         yield pb.PartnerMessage(
-            attribute_sums=pb.AttributeSums(ciphertexts=b"".join(ciphertexts), base_counts=self._base_counts)
+            attribute_sums=pb.AttributeSums(
+                ciphertexts=b"".join(ciphertexts), base_counts=self._base_counts
+            )
         )
 
     # -- round 5 -----------------------------------------------------------------------------
@@ -308,10 +328,16 @@ class PartnerSession:
         report = _parse_report(release.report_json)
         self._check_report(report)
         assert self.session_id is not None
-        self.store.commit_release(self.session_id, self.contract, report, report["transcript_sha256"])
+        self.store.commit_release(
+            self.session_id, self.contract, report, report["transcript_sha256"]
+        )
         self.report = report
         self.phase = Phase.DONE
-        return [pb.PartnerMessage(release_ack=pb.ReleaseAck(transcript_sha256=report["transcript_sha256"]))]
+        return [
+            pb.PartnerMessage(
+                release_ack=pb.ReleaseAck(transcript_sha256=report["transcript_sha256"])
+            )
+        ]
 
     def _check_report(self, report: dict[str, Any]) -> None:
         """The brand must release what this session computed: refuse a report that differs."""
@@ -327,15 +353,22 @@ class PartnerSession:
             if report.get(field) != value:
                 raise ProtocolError(f"the brand's report disagrees with this session on '{field}'")
         cells = report.get("attributes")
-        if not isinstance(cells, list) or len(cells) != len(self.contract.attributes) * self._segments:
+        if (
+            not isinstance(cells, list)
+            or len(cells) != len(self.contract.attributes) * self._segments
+        ):
             raise ProtocolError("the brand's report does not list every (attribute, segment) cell")
         for i, cell in enumerate(cells):
             attribute = self.contract.attributes[i // self._segments]
             if not isinstance(cell, dict) or cell.get("attribute") != attribute:
-                raise ProtocolError("the brand's report lists attribute cells out of contract order")
+                raise ProtocolError(
+                    "the brand's report lists attribute cells out of contract order"
+                )
             sent = max(0, self._base_counts[i // self._segments])
             if cell.get("partner_count") not in (None, sent):
-                raise ProtocolError(f"the brand's report changed the partner count of '{attribute}'")
+                raise ProtocolError(
+                    f"the brand's report changed the partner count of '{attribute}'"
+                )
 
     @property
     def finished(self) -> bool:
@@ -350,4 +383,3 @@ def _parse_report(data: bytes) -> dict[str, Any]:
     if not isinstance(report, dict):
         raise ProtocolError("the brand's release is not a JSON object")
     return report
-

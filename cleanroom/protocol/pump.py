@@ -67,7 +67,11 @@ class Pump:
                 return
             except queue.Full:
                 if self._idle():
-                    self.fail(ConnectionLostError(f"the peer stopped reading for over {self._idle_timeout:g} s"))
+                    self.fail(
+                        ConnectionLostError(
+                            f"the peer stopped reading for over {self._idle_timeout:g} s"
+                        )
+                    )
 
     def read(self, incoming: Iterable[Any]) -> None:
         """Feed every incoming message to the state machine; run on the reading thread."""
@@ -87,7 +91,9 @@ class Pump:
             self._put(_END)
 
     def start_reading(self, incoming: Iterable[Any]) -> threading.Thread:
-        thread = threading.Thread(target=self.read, args=(incoming,), daemon=True, name="cleanroom-reader")
+        thread = threading.Thread(
+            target=self.read, args=(incoming,), daemon=True, name="cleanroom-reader"
+        )
         thread.start()
         return thread
 
@@ -102,7 +108,11 @@ class Pump:
                     item = self._outbox.get(timeout=0.2)
                 except queue.Empty:
                     if self._idle():
-                        self.fail(ConnectionLostError(f"no message from the peer for {self._idle_timeout:g} s"))
+                        self.fail(
+                            ConnectionLostError(
+                                f"no message from the peer for {self._idle_timeout:g} s"
+                            )
+                        )
                     continue
                 if item is _END:
                     return

@@ -72,14 +72,18 @@ def check_pinned(path: str | Path, expected: str, role: str, what: str) -> bytes
     return read_pem(path, what)
 
 
-def init_certificate(directory: str | Path, name: str, host: str | None = None) -> tuple[Path, Path, str]:
+def init_certificate(
+    directory: str | Path, name: str, host: str | None = None
+) -> tuple[Path, Path, str]:
     """Write NAME.crt and NAME.key (ECDSA P-256, self-signed) and return the fingerprint."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
     for path in (cert_path, key_path):
         if path.exists():
-            raise InputError(f"{path} already exists; remove it first (a new key changes the fingerprint)")
+            raise InputError(
+                f"{path} already exists; remove it first (a new key changes the fingerprint)"
+            )
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     alt_names: list[x509.GeneralName] = [x509.DNSName(host)] if host and not _is_ip(host) else []
@@ -99,7 +103,9 @@ def init_certificate(directory: str | Path, name: str, host: str | None = None) 
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .sign(key, hashes.SHA256())

@@ -60,7 +60,9 @@ def serve(
             f"{offer.brand_list.size} CRM records"
         )
     host = settings.listen.rsplit(":", 1)[0]
-    console.print(f"listening on {host}:{port} ({'insecure' if insecure else 'mutual TLS'}); Ctrl-C stops")
+    console.print(
+        f"listening on {host}:{port} ({'insecure' if insecure else 'mutual TLS'}); Ctrl-C stops"
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -72,7 +74,9 @@ def serve(
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="where the demo writes its files")] = Path("cleanroom-demo"),
+    directory: Annotated[
+        Path, typer.Option("--dir", help="where the demo writes its files")
+    ] = Path("cleanroom-demo"),
     brand_records: Annotated[int, typer.Option("--brand-records")] = 6000,
     partner_records: Annotated[int, typer.Option("--partner-records")] = 12000,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -123,7 +127,9 @@ def contract_check(file: Path, output_format: FormatOption = "table") -> None:
 def certs_init(
     directory: Path,
     name: Annotated[str, typer.Option("--name", help="party name, e.g. acme")],
-    host: Annotated[str | None, typer.Option("--host", help="DNS name or IP the server is reached at")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="DNS name or IP the server is reached at")
+    ] = None,
 ) -> None:
     """Write NAME.crt and NAME.key and print the fingerprint to put in the contract."""
     from cleanroom.server.certs import init_certificate
@@ -159,7 +165,9 @@ def report_plot(
 @report_app.command("model")
 def report_model(
     file: Path,
-    segment: Annotated[str | None, typer.Option("--segment", help="segment to model (default: all pooled)")] = None,
+    segment: Annotated[
+        str | None, typer.Option("--segment", help="segment to model (default: all pooled)")
+    ] = None,
     output_format: FormatOption = "json",
 ) -> None:
     """The lookalike model derived from the report alone (the partner derives the same)."""
@@ -171,17 +179,25 @@ def report_model(
         return
     console = Console()
     console.print(f"lookalike model for segment [bold]{model.segment}[/]")
-    for name, present, absent in zip(model.attributes, model.weights_present, model.weights_absent, strict=True):
+    for name, present, absent in zip(
+        model.attributes, model.weights_present, model.weights_absent, strict=True
+    ):
         console.print(f"  {name:<28} has: {present:+.3f}   lacks: {absent:+.3f}")
     if model.excluded:
-        console.print(f"  excluded (suppressed or below {model.min_count}): {', '.join(model.excluded)}")
+        console.print(
+            f"  excluded (suppressed or below {model.min_count}): {', '.join(model.excluded)}"
+        )
 
 
 @report_app.command("export")
 def report_export(
     state: Annotated[Path, typer.Option("--state", help="state database")],
-    session: Annotated[str, typer.Option("--session", help="session id (default: the latest)")] = "",
-    out: Annotated[Path, typer.Option("--out", help="where to write the report JSON")] = Path("report.json"),
+    session: Annotated[
+        str, typer.Option("--session", help="session id (default: the latest)")
+    ] = "",
+    out: Annotated[Path, typer.Option("--out", help="where to write the report JSON")] = Path(
+        "report.json"
+    ),
 ) -> None:
     """Write a stored report (the brand's copy, or the partner's) to a JSON file."""
     from cleanroom.cli_support import write_atomically
@@ -194,7 +210,9 @@ def report_export(
     session_id = session or store.latest_report_session()
     stored = store.report(session_id) if session_id else None
     if stored is None:
-        raise InputError(f"{state}: no stored report" + (f" for session {session}" if session else ""))
+        raise InputError(
+            f"{state}: no stored report" + (f" for session {session}" if session else "")
+        )
     write_atomically(out, dumps(stored))
     Console(stderr=True).print(f"wrote the report of session {session_id} to {out}")
 

@@ -33,6 +33,7 @@ class ServerConfig:
     private_key: Path | None
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
 
+
 _SETTINGS = {
     "server": {"listen", "state", "idle_timeout"},
     "tls": {"certificate", "private_key"},
@@ -81,9 +82,15 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
     server = doc.get("server", {})
     listen = _require(server, "server", "listen", source)
     if insecure and not is_loopback(listen):
-        raise InputError(f"{source}: [server] listen = {listen!r}: --insecure is only allowed on a loopback address")
+        raise InputError(
+            f"{source}: [server] listen = {listen!r}: --insecure is only allowed on a loopback address"
+        )
     idle_timeout = server.get("idle_timeout", DEFAULT_IDLE_TIMEOUT)
-    if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, int | float) or idle_timeout <= 0:
+    if (
+        isinstance(idle_timeout, bool)
+        or not isinstance(idle_timeout, int | float)
+        or idle_timeout <= 0
+    ):
         raise InputError(f"{source}: [server] idle_timeout: must be greater than 0")
     state = resolve(_require(server, "server", "state", source))
 
@@ -91,7 +98,9 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
     crm = resolve(_require(crm_table, "crm", "path", source))
     columns = crm_table.get("columns", {})
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
-        raise InputError(f"{source}: [crm] columns: must map key kinds and 'segment' to column names")
+        raise InputError(
+            f"{source}: [crm] columns: must map key kinds and 'segment' to column names"
+        )
 
     certificate = private_key = None
     brand_fingerprint = None
@@ -145,7 +154,9 @@ def _check_settings(doc: dict[str, Any], source: Path) -> None:
     """A misspelt setting must not be silently ignored."""
     for table, value in doc.items():
         if table not in _SETTINGS:
-            raise InputError(f"{source}: [{table}]: unknown table (expected {', '.join(_SETTINGS)})")
+            raise InputError(
+                f"{source}: [{table}]: unknown table (expected {', '.join(_SETTINGS)})"
+            )
         for entry in value if isinstance(value, list) else [value]:
             if not isinstance(entry, dict):
                 raise InputError(f"{source}: [{table}]: must be a table")

@@ -90,16 +90,20 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         offer = self.offers.get(contract_id)
         peer = self._peer_fingerprint(context)
         if offer is None:
-            self.store.audit("refused", contract_id=contract_id[:128], reason="unknown contract", peer=peer)
+            self.store.audit(
+                "refused", contract_id=contract_id[:128], reason="unknown contract", peer=peer
+            )
             raise ContractError(f"this brand has no contract '{contract_id[:128]}'")
         if offer.partner_fingerprint is not None and peer != offer.partner_fingerprint:
-            self.store.audit("refused", contract_id=contract_id, reason="certificate not pinned", peer=peer)
+            self.store.audit(
+                "refused", contract_id=contract_id, reason="certificate not pinned", peer=peer
+            )
             raise AuthenticationError(
                 f"your certificate is not the one contract '{contract_id}' pins for the partner"
             )
         return offer
 
-    def Session(  # noqa: N802 (gRPC method name)
+    def Session(
         self, request_iterator: Iterator[pb.PartnerMessage], context: grpc.ServicerContext
     ) -> Iterator[pb.BrandMessage]:
         session: BrandSession | None = None
@@ -113,7 +117,9 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
                 offer.contract, offer.brand_list, self.store, peer=offer.contract.partner.name
             )
             pump = Pump(session, idle_timeout=self.idle_timeout)
-            context.add_callback(lambda: pump.fail(ConnectionLostError("the partner went away")) if pump else None)
+            context.add_callback(
+                lambda: pump.fail(ConnectionLostError("the partner went away")) if pump else None
+            )
             pump.start_reading(itertools.chain([first], request_iterator))
             yield from pump.outgoing()
             if pump.error is not None:
@@ -124,7 +130,9 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
             log.exception("session failed")
             self._fail(context, session, error)
 
-    def _fail(self, context: grpc.ServicerContext, session: BrandSession | None, error: BaseException) -> None:
+    def _fail(
+        self, context: grpc.ServicerContext, session: BrandSession | None, error: BaseException
+    ) -> None:
         reason = str(error) if isinstance(error, CleanroomError) else "internal error"
         if session is not None:
             session.abort(reason)
@@ -142,7 +150,9 @@ def prepare_offers(config: ServerConfig) -> dict[str, Offer]:
         offers[contract.id] = Offer(
             contract=contract,
             brand_list=prepare_brand_list(config.crm, config.columns, contract),
-            partner_fingerprint=fingerprint_of_pem(entry.partner_certificate) if entry.partner_certificate else None,
+            partner_fingerprint=fingerprint_of_pem(entry.partner_certificate)
+            if entry.partner_certificate
+            else None,
         )
     return offers
 
@@ -154,7 +164,9 @@ def build_server(
     offers = offers if offers is not None else prepare_offers(config)
     store = StateStore(config.state)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=2 * max_sessions + 4, thread_name_prefix="cleanroom"),
+        futures.ThreadPoolExecutor(
+            max_workers=2 * max_sessions + 4, thread_name_prefix="cleanroom"
+        ),
         options=MESSAGE_OPTIONS,
         maximum_concurrent_rpcs=max_sessions,
     )

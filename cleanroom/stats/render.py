@@ -112,8 +112,15 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
         box=box.SIMPLE_HEAVY,
         title_justify="left",
     )
-    table.add_column("Segment", style="bold", no_wrap=True, min_width=max((len(s) for s in frame["segment"]), default=7))
-    table.add_column("Attribute", no_wrap=True, min_width=max((len(a) for a in frame["attribute"]), default=9))
+    table.add_column(
+        "Segment",
+        style="bold",
+        no_wrap=True,
+        min_width=max((len(s) for s in frame["segment"]), default=7),
+    )
+    table.add_column(
+        "Attribute", no_wrap=True, min_width=max((len(a) for a in frame["attribute"]), default=9)
+    )
     table.add_column("Matched with attribute", justify="right", min_width=10)
     table.add_column("Share of matched", justify="right", min_width=10)
     table.add_column("Share of partner", justify="right", min_width=10)

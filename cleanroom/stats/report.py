@@ -124,7 +124,9 @@ def dumps(report: dict[str, Any]) -> bytes:
 class Report:
     """A released report, as the client library returns it."""
 
-    def __init__(self, data: dict[str, Any], input_quality: dict[str, dict[str, int]] | None = None):
+    def __init__(
+        self, data: dict[str, Any], input_quality: dict[str, dict[str, int]] | None = None
+    ):
         self._data = data
         # This party's own input-quality summary: kept local, never sent (docs/threat-model.md).
         self.input_quality = input_quality or {}

@@ -196,7 +196,9 @@ class StateStore:
     def begin_session(self, session_id: str, contract: Contract, peer: str) -> None:
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone():
-                self._append_audit(db, "refused", session_id, contract.id, {"reason": "session id reused"})
+                self._append_audit(
+                    db, "refused", session_id, contract.id, {"reason": "session id reused"}
+                )
                 raise ProtocolError(f"session id {session_id} was already used")
             db.execute(
                 "INSERT INTO sessions (session_id, contract_id, contract_sha256, peer, started_at, status)"
@@ -271,13 +273,20 @@ class StateStore:
             self._charge(db, session_id, contract)
             if callable(report):
                 (spent,) = db.execute(
-                    "SELECT COALESCE(SUM(epsilon), 0) FROM ledger WHERE contract_id = ?", (contract.id,)
+                    "SELECT COALESCE(SUM(epsilon), 0) FROM ledger WHERE contract_id = ?",
+                    (contract.id,),
                 ).fetchone()
                 report = report(max(0.0, contract.epsilon_total - spent))
             db.execute(
                 "INSERT INTO reports (session_id, contract_id, transcript_sha256, report_json, stored_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (session_id, contract.id, transcript_sha256, json.dumps(report, sort_keys=True), _now()),
+                (
+                    session_id,
+                    contract.id,
+                    transcript_sha256,
+                    json.dumps(report, sort_keys=True),
+                    _now(),
+                ),
             )
             db.execute(
                 "UPDATE sessions SET status = 'released', finished_at = ? WHERE session_id = ?",
@@ -297,7 +306,9 @@ class StateStore:
 
     def latest_report_session(self) -> str | None:
         with self._connect() as db:
-            row = db.execute("SELECT session_id FROM reports ORDER BY stored_at DESC LIMIT 1").fetchone()
+            row = db.execute(
+                "SELECT session_id FROM reports ORDER BY stored_at DESC LIMIT 1"
+            ).fetchone()
         return row[0] if row else None
 
     def session_status(self, session_id: str) -> str | None:

@@ -29,7 +29,9 @@ def parse_columns(values: list[str]) -> dict[str, str]:
     for value in values:
         name, sep, column = value.partition("=")
         if not sep or not name or not column:
-            raise InputError(f"--column {value!r}: expected KIND=COLUMN, e.g. --column email=EMAIL_ADDRESS")
+            raise InputError(
+                f"--column {value!r}: expected KIND=COLUMN, e.g. --column email=EMAIL_ADDRESS"
+            )
         columns[name] = column
     return columns
 
@@ -39,12 +41,16 @@ def run(
     server: Annotated[str, typer.Option("--server", help="brand server HOST:PORT")],
     contract: Annotated[Path, typer.Option("--contract")],
     audience: Annotated[Path, typer.Option("--audience", help="CSV or Parquet")],
-    out: Annotated[Path, typer.Option("--out", help="where to write report.json")] = Path("report.json"),
+    out: Annotated[Path, typer.Option("--out", help="where to write report.json")] = Path(
+        "report.json"
+    ),
     column: Annotated[list[str], typer.Option("--column", help="KIND=COLUMN (repeatable)")] = [],  # noqa: B006
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key")] = None,
     server_cert: Annotated[Path | None, typer.Option("--server-cert")] = None,
-    state: Annotated[Path, typer.Option("--state", help="partner state database")] = Path(DEFAULT_STATE),
+    state: Annotated[Path, typer.Option("--state", help="partner state database")] = Path(
+        DEFAULT_STATE
+    ),
     insecure: Annotated[bool, typer.Option("--insecure", help="plain TCP, loopback only")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds a phase may stall")] = 300.0,
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
@@ -95,9 +101,15 @@ def lookalike(
     audience: Annotated[Path, typer.Option("--audience")],
     size: Annotated[int, typer.Option("--size", help="how many partner users to export")],
     out: Annotated[Path, typer.Option("--out", help="CSV or Parquet")],
-    segment: Annotated[str | None, typer.Option("--segment", help="model one segment (default: pooled)")] = None,
-    id_column: Annotated[str, typer.Option("--id-column", help="the audience's user id column")] = "user_id",
-    column: Annotated[list[str], typer.Option("--column", help="ATTRIBUTE=COLUMN (repeatable)")] = [],  # noqa: B006
+    segment: Annotated[
+        str | None, typer.Option("--segment", help="model one segment (default: pooled)")
+    ] = None,
+    id_column: Annotated[
+        str, typer.Option("--id-column", help="the audience's user id column")
+    ] = "user_id",
+    column: Annotated[
+        list[str], typer.Option("--column", help="ATTRIBUTE=COLUMN (repeatable)")
+    ] = [],  # noqa: B006
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Score the whole audience locally with the report's model and export the top N ids."""
@@ -115,9 +127,13 @@ def lookalike(
     scores = model.score(features)
     ids = table.column(id_column).to_numpy(zero_copy_only=False)
     chosen, chosen_scores = select_top(ids, scores, size)
-    overlap = released["overlap"]["by_segment"].get(segment) if segment else released["overlap"]["total"]
+    overlap = (
+        released["overlap"]["by_segment"].get(segment) if segment else released["overlap"]["total"]
+    )
     if overlap is None:
-        raise InputError(f"{report}: the overlap of {'segment ' + segment if segment else 'the session'} is suppressed")
+        raise InputError(
+            f"{report}: the overlap of {'segment ' + segment if segment else 'the session'} is suppressed"
+        )
     expected = model.expected_index(chosen_scores, overlap, released["partner_size"])
     write_table(pd.DataFrame({id_column: chosen, "score": chosen_scores}), out)
     summary = {

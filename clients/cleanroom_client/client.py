@@ -22,7 +22,13 @@ import grpc
 
 from cleanroom import errors
 from cleanroom.contract import Contract, load_contract
-from cleanroom.errors import AuthenticationError, CleanroomError, ConnectionLostError, InputError, ProtocolError
+from cleanroom.errors import (
+    AuthenticationError,
+    CleanroomError,
+    ConnectionLostError,
+    InputError,
+    ProtocolError,
+)
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.lists import PartnerList, TableSource, prepare_partner_list
@@ -67,17 +73,30 @@ class Client:
             self._server_name = None
         else:
             if certificate is None or private_key is None or server_certificate is None:
-                raise InputError("mutual TLS needs --tls-cert, --tls-key and --server-cert (or --insecure on loopback)")
-            own = check_pinned(certificate, self.contract.partner.certificate_sha256, "partner", "your certificate")
-            brand = check_pinned(server_certificate, self.contract.brand.certificate_sha256, "brand", "server certificate")
-            self._server_name = server_name(load_certificate(server_certificate, "server certificate"))
+                raise InputError(
+                    "mutual TLS needs --tls-cert, --tls-key and --server-cert (or --insecure on loopback)"
+                )
+            own = check_pinned(
+                certificate, self.contract.partner.certificate_sha256, "partner", "your certificate"
+            )
+            brand = check_pinned(
+                server_certificate,
+                self.contract.brand.certificate_sha256,
+                "brand",
+                "server certificate",
+            )
+            self._server_name = server_name(
+                load_certificate(server_certificate, "server certificate")
+            )
             self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=brand,
                 private_key=read_pem(private_key, "private key"),
                 certificate_chain=own,
             )
 
-    def prepare(self, audience: TableSource, columns: Mapping[str, str] | None = None) -> PartnerList:
+    def prepare(
+        self, audience: TableSource, columns: Mapping[str, str] | None = None
+    ) -> PartnerList:
         """Read, validate and hash the audience locally (no network)."""
         return prepare_partner_list(audience, columns, self.contract)
 
@@ -89,7 +108,9 @@ class Client:
         progress: Progress | None = None,
     ) -> Report:
         """Run one session and return the released report (also stored in the state DB)."""
-        prepared = audience if isinstance(audience, PartnerList) else self.prepare(audience, columns)
+        prepared = (
+            audience if isinstance(audience, PartnerList) else self.prepare(audience, columns)
+        )
         store = StateStore(self.state)
         session = PartnerSession(self.contract, prepared, store)
         hello = session.hello()
@@ -107,7 +128,9 @@ class Client:
         options = [*MESSAGE_OPTIONS, ("grpc.ssl_target_name_override", self._server_name)]
         return grpc.secure_channel(self.server, self._credentials, options=options)
 
-    def _exchange(self, session: PartnerSession, hello: pb.PartnerMessage, progress: Progress | None) -> None:
+    def _exchange(
+        self, session: PartnerSession, hello: pb.PartnerMessage, progress: Progress | None
+    ) -> None:
         pump = Pump(
             session,
             idle_timeout=self.idle_timeout,
@@ -137,7 +160,9 @@ class Client:
                 raise pump.error
 
 
-def _observed(call: Iterator[pb.BrandMessage], progress: Progress | None) -> Iterator[pb.BrandMessage]:
+def _observed(
+    call: Iterator[pb.BrandMessage], progress: Progress | None
+) -> Iterator[pb.BrandMessage]:
     for message in call:
         if progress is not None:
             progress(message.WhichOneof("body") or "", message.ByteSize())
@@ -161,9 +186,15 @@ def _translate(error: grpc.RpcError, server: str) -> CleanroomError:
         return cls(f"the brand refused: {details}")
     code = error.code()
     if code == grpc.StatusCode.UNAVAILABLE:
-        if "handshake" in details.lower() or "ssl" in details.lower() or "certificate" in details.lower():
+        if (
+            "handshake" in details.lower()
+            or "ssl" in details.lower()
+            or "certificate" in details.lower()
+        ):
             return AuthenticationError(f"TLS handshake with {server} failed: {details}")
-        return ConnectionLostError(f"the brand server at {server} is unreachable or went away: {details}")
+        return ConnectionLostError(
+            f"the brand server at {server} is unreachable or went away: {details}"
+        )
     if code == grpc.StatusCode.PERMISSION_DENIED:
         return AuthenticationError(f"the brand refused: {details}")
     if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):

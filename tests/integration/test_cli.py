@@ -63,9 +63,24 @@ def site(tmp_path_factory):
 
 def client_args(port: int, *extra: str) -> list[str]:
     return [
-        tool("cleanroom-client"), "run", "--server", f"127.0.0.1:{port}", "--contract", "contract.toml",
-        "--audience", "audience.csv", "--tls-cert", "certs/newsco.crt", "--tls-key", "certs/newsco.key",
-        "--server-cert", "certs/acme.crt", "--state", "partner-state.db", "--quiet", *extra,
+        tool("cleanroom-client"),
+        "run",
+        "--server",
+        f"127.0.0.1:{port}",
+        "--contract",
+        "contract.toml",
+        "--audience",
+        "audience.csv",
+        "--tls-cert",
+        "certs/newsco.crt",
+        "--tls-key",
+        "certs/newsco.key",
+        "--server-cert",
+        "certs/acme.crt",
+        "--state",
+        "partner-state.db",
+        "--quiet",
+        *extra,
     ]
 
 
@@ -87,18 +102,37 @@ def test_partner_run_writes_the_report_the_brand_stored(site):
     assert "interest_travel" in shown.stdout
     run(tool("cleanroom"), "report", "plot", "report.json", "--out", "lift.png", cwd=directory)
     assert (directory / "lift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    brand_model = json.loads(run(tool("cleanroom"), "report", "model", "report.json", "--segment", "loyal", cwd=directory).stdout)
+    brand_model = json.loads(
+        run(
+            tool("cleanroom"), "report", "model", "report.json", "--segment", "loyal", cwd=directory
+        ).stdout
+    )
 
     exported = run(
-        tool("cleanroom-client"), "lookalike", "--report", "report.json", "--audience", "audience.csv",
-        "--size", "300", "--segment", "loyal", "--out", "lookalike.csv", "--format", "json", cwd=directory,
+        tool("cleanroom-client"),
+        "lookalike",
+        "--report",
+        "report.json",
+        "--audience",
+        "audience.csv",
+        "--size",
+        "300",
+        "--segment",
+        "loyal",
+        "--out",
+        "lookalike.csv",
+        "--format",
+        "json",
+        cwd=directory,
     )
     summary = json.loads(exported.stdout)
     assert summary["model"] == brand_model  # both sides derive the same model
     frame = pd.read_csv(directory / "lookalike.csv")
     assert len(frame) == 300 and list(frame.columns) == ["user_id", "score"]
     assert frame["score"].is_monotonic_decreasing
-    audit = json.loads(run(tool("cleanroom"), "audit", "verify", "--state", "brand-state.db", cwd=directory).stdout)
+    audit = json.loads(
+        run(tool("cleanroom"), "audit", "verify", "--state", "brand-state.db", cwd=directory).stdout
+    )
     assert audit["chain"] == "intact" and audit["entries"] >= 3
 
 
@@ -135,19 +169,54 @@ def test_server_down_exits_7(site, tmp_path):
 
 def test_contract_hash_and_check(site):
     directory, _ = site
-    digest = run(tool("cleanroom"), "contract", "hash", "contract.toml", cwd=directory).stdout.strip()
-    checked = json.loads(run(tool("cleanroom"), "contract", "check", "contract.toml", "--format", "json", cwd=directory).stdout)
+    digest = run(
+        tool("cleanroom"), "contract", "hash", "contract.toml", cwd=directory
+    ).stdout.strip()
+    checked = json.loads(
+        run(
+            tool("cleanroom"),
+            "contract",
+            "check",
+            "contract.toml",
+            "--format",
+            "json",
+            cwd=directory,
+        ).stdout
+    )
     assert checked["sha256"] == digest and re.fullmatch(r"[0-9a-f]{64}", digest)
-    (directory / "broken.toml").write_text((directory / "contract.toml").read_text().replace("min_overlap = 50", "min_overlap = -5"))
+    (directory / "broken.toml").write_text(
+        (directory / "contract.toml").read_text().replace("min_overlap = 50", "min_overlap = -5")
+    )
     bad = run(tool("cleanroom"), "contract", "check", "broken.toml", cwd=directory, check=False)
     assert bad.returncode == 4 and "release.min_overlap" in bad.stderr
 
 
 def test_certs_init_prints_the_fingerprint(tmp_path):
-    result = run(tool("cleanroom"), "certs", "init", str(tmp_path), "--name", "shop", "--host", "shop.example.com", cwd=tmp_path)
+    result = run(
+        tool("cleanroom"),
+        "certs",
+        "init",
+        str(tmp_path),
+        "--name",
+        "shop",
+        "--host",
+        "shop.example.com",
+        cwd=tmp_path,
+    )
     assert re.fullmatch(r"[0-9a-f]{64}\n", result.stdout)
-    assert (tmp_path / "shop.crt").exists() and oct(os.stat(tmp_path / "shop.key").st_mode & 0o777) == "0o600"
-    again = run(tool("cleanroom"), "certs", "init", str(tmp_path), "--name", "shop", cwd=tmp_path, check=False)
+    assert (tmp_path / "shop.crt").exists() and oct(
+        os.stat(tmp_path / "shop.key").st_mode & 0o777
+    ) == "0o600"
+    again = run(
+        tool("cleanroom"),
+        "certs",
+        "init",
+        str(tmp_path),
+        "--name",
+        "shop",
+        cwd=tmp_path,
+        check=False,
+    )
     assert again.returncode == 3 and "already exists" in again.stderr
 
 
@@ -155,8 +224,18 @@ def test_brand_exports_its_copy_of_the_report(site, tmp_path):
     directory, port = site
     run(*client_args(port, "--out", str(tmp_path / "partner.json")), cwd=directory)
     session = json.loads((tmp_path / "partner.json").read_text())["session_id"]
-    run(tool("cleanroom"), "report", "export", "--state", "brand-state.db", "--session", session,
-        "--out", str(tmp_path / "brand.json"), cwd=directory)
+    run(
+        tool("cleanroom"),
+        "report",
+        "export",
+        "--state",
+        "brand-state.db",
+        "--session",
+        session,
+        "--out",
+        str(tmp_path / "brand.json"),
+        cwd=directory,
+    )
     assert (tmp_path / "brand.json").read_bytes() == (tmp_path / "partner.json").read_bytes()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from cleanroom_client import Client
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cleanroom.demo import brand_config_text, contract_text, synthetic_lists
@@ -16,7 +17,6 @@ from cleanroom.io import write_table
 from cleanroom.server.config import load_server_config
 from cleanroom.server.service import build_server
 from cleanroom.store.state import StateStore
-from cleanroom_client import Client
 
 
 @dataclass
@@ -88,14 +88,20 @@ def test_health_service_reports_serving(deployment):
         (deployment.directory / "certs/newsco.key").read_bytes(),
         (deployment.directory / "certs/newsco.crt").read_bytes(),
     )
-    with grpc.secure_channel(deployment.address, credentials, options=[("grpc.ssl_target_name_override", "acme")]) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    with grpc.secure_channel(
+        deployment.address, credentials, options=[("grpc.ssl_target_name_override", "acme")]
+    ) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=10
+        )
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_a_contract_that_differs_by_one_byte_is_refused(deployment):
     original = (deployment.directory / "contract.toml").read_text()
-    (deployment.directory / "edited.toml").write_text(original.replace("min_overlap = 0", "min_overlap = 1"))
+    (deployment.directory / "edited.toml").write_text(
+        original.replace("min_overlap = 0", "min_overlap = 1")
+    )
     with pytest.raises(ContractError, match="contract hash mismatch"):
         deployment.client("edited.toml").run(deployment.directory / "audience.csv")
     assert deployment.brand_store().epsilon_spent("acme-x-newsco-demo") == 0
@@ -113,7 +119,7 @@ def test_exhausted_budget_is_refused_and_nothing_is_spent(tmp_path, certificates
 
 
 def test_partner_certificate_not_pinned_by_the_contract_is_refused_before_connecting(deployment):
-    with pytest.raises(AuthenticationError, match="parties.partner.certificate_sha256"):
+    with pytest.raises(AuthenticationError, match=r"parties\.partner\.certificate_sha256"):
         deployment.client(
             certificate=deployment.directory / "certs/intruder.crt",
             private_key=deployment.directory / "certs/intruder.key",
@@ -121,7 +127,7 @@ def test_partner_certificate_not_pinned_by_the_contract_is_refused_before_connec
 
 
 def test_wrong_server_certificate_is_refused(deployment):
-    with pytest.raises(AuthenticationError, match="parties.brand.certificate_sha256"):
+    with pytest.raises(AuthenticationError, match=r"parties\.brand\.certificate_sha256"):
         deployment.client(server_certificate=deployment.directory / "certs/intruder.crt")
 
 
@@ -129,7 +135,10 @@ def test_server_down_is_a_connection_error_and_spends_nothing(deployment):
     deployment.server.stop(grace=None).wait()
     with pytest.raises(ConnectionLostError, match="cannot reach the brand server"):
         deployment.client().run(deployment.directory / "audience.csv")
-    assert StateStore(deployment.directory / "partner-state.db").epsilon_spent("acme-x-newsco-demo") == 0
+    assert (
+        StateStore(deployment.directory / "partner-state.db").epsilon_spent("acme-x-newsco-demo")
+        == 0
+    )
 
 
 def test_list_below_min_set_size_is_refused(tmp_path, certificates):
@@ -143,7 +152,9 @@ def test_list_below_min_set_size_is_refused(tmp_path, certificates):
 
 def test_refusals_at_hello_are_audited(deployment):
     original = (deployment.directory / "contract.toml").read_text()
-    (deployment.directory / "edited.toml").write_text(original.replace("min_overlap = 0", "min_overlap = 2"))
+    (deployment.directory / "edited.toml").write_text(
+        original.replace("min_overlap = 0", "min_overlap = 2")
+    )
     with pytest.raises(ContractError):
         deployment.client("edited.toml").run(deployment.directory / "audience.csv")
     refused = [e for e in deployment.brand_store().audit_entries() if e["event"] == "refused"]

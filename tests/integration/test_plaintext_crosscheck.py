@@ -19,7 +19,12 @@ from cleanroom.protocol.inprocess import run_in_process
 from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 
-BRAND_COLUMNS = {"email": "email", "email_sha256": "email_sha256", "phone": "phone", "segment": "tier"}
+BRAND_COLUMNS = {
+    "email": "email",
+    "email_sha256": "email_sha256",
+    "phone": "phone",
+    "segment": "tier",
+}
 
 
 def plain_expectation(crm: pd.DataFrame, audience: pd.DataFrame, keys: tuple[str, ...]) -> dict:
@@ -28,7 +33,9 @@ def plain_expectation(crm: pd.DataFrame, audience: pd.DataFrame, keys: tuple[str
     def normalized(frame: pd.DataFrame, key: str, hashed: str | None) -> pd.Series:
         raw = frame[key].map(lambda v: digest(key, v, "pair-1", "US"))
         if hashed and hashed in frame:
-            raw = raw.where(raw.notna(), frame[hashed].map(lambda v: digest(hashed, v, "pair-1", "US")))
+            raw = raw.where(
+                raw.notna(), frame[hashed].map(lambda v: digest(hashed, v, "pair-1", "US"))
+            )
         return raw
 
     brand = pd.DataFrame({"segment": crm["tier"]})
@@ -38,14 +45,19 @@ def plain_expectation(crm: pd.DataFrame, audience: pd.DataFrame, keys: tuple[str
         partner[f"d_{key}"] = normalized(audience, key, None)
         # each side keeps the first occurrence of an identifier
         brand.loc[brand[key].duplicated() & brand[key].notna(), key] = None
-        partner.loc[partner[f"d_{key}"].duplicated() & partner[f"d_{key}"].notna(), f"d_{key}"] = None
+        partner.loc[partner[f"d_{key}"].duplicated() & partner[f"d_{key}"].notna(), f"d_{key}"] = (
+            None
+        )
     partner = partner[partner[[f"d_{k}" for k in keys]].notna().any(axis=1)].copy()
     brand = brand[brand[list(keys)].notna().any(axis=1)]
     partner["segment"] = None
     partner["matched_by"] = None
     for key in keys:  # priority order: a record keeps its first matching key
         merged = partner[[f"d_{key}"]].merge(
-            brand[[key, "segment"]].dropna(subset=[key]), how="left", left_on=f"d_{key}", right_on=key
+            brand[[key, "segment"]].dropna(subset=[key]),
+            how="left",
+            left_on=f"d_{key}",
+            right_on=key,
         )
         merged.index = partner.index
         new = partner["segment"].isna() & merged["segment"].notna()
@@ -58,15 +70,23 @@ def plain_expectation(crm: pd.DataFrame, audience: pd.DataFrame, keys: tuple[str
         "total": len(matched),
         "by_segment": Counter(matched["segment"]),
         "by_key": Counter(matched["matched_by"]),
-        "attribute": {(a, s): int(matched.loc[matched["segment"] == s, a].sum()) for a in ATTRIBUTES for s in SEGMENTS},
+        "attribute": {
+            (a, s): int(matched.loc[matched["segment"] == s, a].sum())
+            for a in ATTRIBUTES
+            for s in SEGMENTS
+        },
         "partner_count": {a: int(partner[a].sum()) for a in ATTRIBUTES},
     }
 
 
 def run_session(contract, crm, audience, stores):
     brand_store, partner_store = stores
-    brand = BrandSession(contract, prepare_brand_list(crm, BRAND_COLUMNS, contract), brand_store, peer="newsco")
-    partner = PartnerSession(contract, prepare_partner_list(audience, None, contract), partner_store)
+    brand = BrandSession(
+        contract, prepare_brand_list(crm, BRAND_COLUMNS, contract), brand_store, peer="newsco"
+    )
+    partner = PartnerSession(
+        contract, prepare_partner_list(audience, None, contract), partner_store
+    )
     run_in_process(brand, partner)
     assert brand.report == partner.report
     return brand.report
@@ -95,20 +115,30 @@ def test_exact_counts_equal_a_plain_merge(make_contract, stores, lists):
 
 
 def test_noisy_counts_stay_within_the_stated_interval(make_contract, stores, lists):
-    contract = make_contract(mechanism="discrete_laplace", epsilon=2.0, min_set_size=0, min_overlap=0)
+    contract = make_contract(
+        mechanism="discrete_laplace", epsilon=2.0, min_set_size=0, min_overlap=0
+    )
     report = run_session(contract, lists.crm, lists.audience, stores)
     expected = plain_expectation(lists.crm, lists.audience, contract.keys)
     interval = report["privacy"]["interval_999"]
     for segment in SEGMENTS:
-        assert abs(report["overlap"]["by_segment"][segment] - expected["by_segment"][segment]) <= interval["overlap"]
+        assert (
+            abs(report["overlap"]["by_segment"][segment] - expected["by_segment"][segment])
+            <= interval["overlap"]
+        )
     for cell in report["attributes"]:
         true = expected["attribute"][(cell["attribute"], cell["segment"])]
         assert abs(cell["count"] - true) <= interval["attribute_count"]
-        assert abs(cell["partner_count"] - expected["partner_count"][cell["attribute"]]) <= interval["partner_count"]
+        assert (
+            abs(cell["partner_count"] - expected["partner_count"][cell["attribute"]])
+            <= interval["partner_count"]
+        )
 
 
 def test_overlap_only_contract_releases_no_attributes(make_contract, stores, lists):
-    contract = make_contract(mechanism="none", min_set_size=0, min_overlap=0, attributes=(), segments=SEGMENTS)
+    contract = make_contract(
+        mechanism="none", min_set_size=0, min_overlap=0, attributes=(), segments=SEGMENTS
+    )
     report = run_session(contract, lists.crm, lists.audience, stores)
     expected = plain_expectation(lists.crm, lists.audience, contract.keys)
     assert report["attributes"] == []

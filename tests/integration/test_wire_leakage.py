@@ -11,7 +11,12 @@ from cleanroom.protocol.inprocess import run_in_process
 from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 
-BRAND_COLUMNS = {"email": "email", "email_sha256": "email_sha256", "phone": "phone", "segment": "tier"}
+BRAND_COLUMNS = {
+    "email": "email",
+    "email_sha256": "email_sha256",
+    "phone": "phone",
+    "segment": "tier",
+}
 
 
 def identifier_forms(values) -> set[bytes]:
@@ -31,8 +36,12 @@ def identifier_forms(values) -> set[bytes]:
 def test_no_identifier_in_any_form_crosses_the_wire(make_contract, stores):
     lists = synthetic_lists(300, 500, seed=11)
     contract = make_contract(mechanism="none", min_set_size=0, min_overlap=0)
-    brand = BrandSession(contract, prepare_brand_list(lists.crm, BRAND_COLUMNS, contract), stores[0], peer="p")
-    partner = PartnerSession(contract, prepare_partner_list(lists.audience, None, contract), stores[1])
+    brand = BrandSession(
+        contract, prepare_brand_list(lists.crm, BRAND_COLUMNS, contract), stores[0], peer="p"
+    )
+    partner = PartnerSession(
+        contract, prepare_partner_list(lists.audience, None, contract), stores[1]
+    )
     wire: list[tuple[str, bytes]] = []
     run_in_process(brand, partner, on_wire=lambda direction, data: wire.append((direction, data)))
 

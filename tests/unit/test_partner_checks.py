@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from cleanroom.crypto.elgamal import ElGamalPrivateKey
+from cleanroom.demo import synthetic_lists
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.lists import prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
-from cleanroom.demo import synthetic_lists
 
 
 @pytest.fixture
@@ -21,7 +21,12 @@ def partner(make_contract, stores):
 
 def reply(records, elements, key=b"") -> pb.BrandMessage:
     return pb.BrandMessage(
-        hello_reply=pb.HelloReply(session_id="ab" * 16, brand_records=records, brand_elements=elements, elgamal_public_key=key)
+        hello_reply=pb.HelloReply(
+            session_id="ab" * 16,
+            brand_records=records,
+            brand_elements=elements,
+            elgamal_public_key=key,
+        )
     )
 
 

@@ -13,7 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_generated_protobuf_code_matches_the_proto_files():
     result = subprocess.run(
-        [sys.executable, "scripts/generate_proto.py", "--check"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "scripts/generate_proto.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
 

@@ -74,7 +74,7 @@ def test_audit_chain_verifies_and_detects_tampering(tmp_path, make_contract):
     assert store.verify_audit() == 3
     assert store.session_status("s1") == "aborted"
     with sqlite3.connect(tmp_path / "s.db") as db:
-        db.execute("UPDATE audit SET detail = '{\"reason\": \"edited\"}' WHERE seq = 2")
+        db.execute('UPDATE audit SET detail = \'{"reason": "edited"}\' WHERE seq = 2')
     with pytest.raises(IntegrityError, match="audit entry 2"):
         store.verify_audit()
 
