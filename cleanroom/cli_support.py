@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core logs every failed TLS handshake at INFO; the CLI reports errors itself.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import json
 import sys
 from collections.abc import Iterator

@@ -28,6 +28,7 @@ from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
+from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
@@ -140,6 +141,7 @@ class BrandSession:
     def receive(self, message: pb.PartnerMessage) -> Iterable[pb.BrandMessage]:
         """Handle one partner message; the returned messages are produced lazily, in order."""
         kind = message.WhichOneof("body")
+        crash_point("brand", str(kind))
         if kind == "abort":
             raise ProtocolError(f"the partner aborted the session: {message.abort.reason[:200]}")
         handlers = {
@@ -376,6 +378,7 @@ class BrandSession:
             )
 
         self.report = self.store.commit_release(self.session_id, self.contract, report, transcript)
+        crash_point("brand", "released")
         self.phase = Phase.ACK
         yield pb.BrandMessage(release=pb.Release(report_json=dumps(self.report)))
 

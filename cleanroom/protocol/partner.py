@@ -36,6 +36,7 @@ from cleanroom.crypto.elgamal import (
 )
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 from cleanroom.errors import PolicyError, ProtocolError
+from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import partner_mechanism
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
@@ -132,6 +133,7 @@ class PartnerSession:
 
     def receive(self, message: pb.BrandMessage) -> Iterable[pb.PartnerMessage]:
         kind = message.WhichOneof("body")
+        crash_point("partner", str(kind))
         if kind == "abort":
             raise ProtocolError(f"the brand aborted the session: {message.abort.reason[:200]}")
         handlers = {

@@ -90,6 +90,20 @@ class Pump:
         finally:
             self._put(_END)
 
+    def start_watchdog(self) -> None:
+        """End the session if nothing moves for ``idle_timeout``, even while a send is blocked."""
+
+        def watch() -> None:
+            while not self._stopped.wait(0.5):
+                if self._idle():
+                    self.fail(
+                        ConnectionLostError(
+                            f"the session stalled for over {self._idle_timeout:g} s"
+                        )
+                    )
+
+        threading.Thread(target=watch, daemon=True, name="cleanroom-watchdog").start()
+
     def start_reading(self, incoming: Iterable[Any]) -> threading.Thread:
         thread = threading.Thread(
             target=self.read, args=(incoming,), daemon=True, name="cleanroom-reader"
@@ -122,5 +136,7 @@ class Pump:
                     yield message
         except Exception as exc:  # GeneratorExit (the stream closed) must pass through
             self.fail(exc)
+        finally:
+            self._stopped.set()  # also ends the watchdog
         if self.error is not None and self._abort_message is not None:
             yield self._abort_message(self.error)

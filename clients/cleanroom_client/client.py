@@ -41,7 +41,6 @@ from cleanroom.stats.report import Report
 from cleanroom.store.state import StateStore
 
 DEFAULT_STATE = "partner-state.db"
-CONNECT_TIMEOUT = 15.0
 
 Progress = Callable[[str, int], None]
 
@@ -137,15 +136,10 @@ class Client:
             abort_message=lambda error: pb.PartnerMessage(abort=pb.Abort(reason=str(error)[:500])),
         )
         with self._channel() as channel:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT)
-            except grpc.FutureTimeoutError:
-                raise ConnectionLostError(
-                    f"cannot reach the brand server at {self.server} (no answer in {CONNECT_TIMEOUT:g} s)"
-                ) from None
             stub = session_pb2_grpc.CleanRoomStub(channel)
             call = stub.Session(pump.outgoing(first=[hello]))
             pump.on_error = lambda: _cancel_later(call)
+            pump.start_watchdog()
             try:
                 pump.read(_observed(call, progress))
                 if pump.error is None:
@@ -186,15 +180,15 @@ def _translate(error: grpc.RpcError, server: str) -> CleanroomError:
         return cls(f"the brand refused: {details}")
     code = error.code()
     if code == grpc.StatusCode.UNAVAILABLE:
-        if (
-            "handshake" in details.lower()
-            or "ssl" in details.lower()
-            or "certificate" in details.lower()
-        ):
-            return AuthenticationError(f"TLS handshake with {server} failed: {details}")
-        return ConnectionLostError(
-            f"the brand server at {server} is unreachable or went away: {details}"
-        )
+        lowered = details.lower()
+        handshake_words = ("handshake", "ssl", "certificate", "tls")
+        closed_while_connecting = "failed to connect" in lowered and "socket closed" in lowered
+        if closed_while_connecting or any(word in lowered for word in handshake_words):
+            return AuthenticationError(
+                f"the TLS handshake with {server} failed: is your certificate the one the "
+                f"brand's config pins for this contract? ({details})"
+            )
+        return ConnectionLostError(f"cannot reach the brand server at {server}: {details}")
     if code == grpc.StatusCode.PERMISSION_DENIED:
         return AuthenticationError(f"the brand refused: {details}")
     if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):

@@ -2,72 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
-from pathlib import Path
-
 import grpc
 import pytest
-from cleanroom_client import Client
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from cleanroom.demo import brand_config_text, contract_text, synthetic_lists
 from cleanroom.errors import AuthenticationError, ConnectionLostError, ContractError, PolicyError
-from cleanroom.io import write_table
-from cleanroom.server.config import load_server_config
-from cleanroom.server.service import build_server
 from cleanroom.store.state import StateStore
 
 
-@dataclass
-class Deployment:
-    directory: Path
-    port: int
-    server: grpc.Server
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def client(self, contract: str = "contract.toml", **overrides: object) -> Client:
-        settings: dict[str, object] = {
-            "contract": self.directory / contract,
-            "certificate": self.directory / "certs/newsco.crt",
-            "private_key": self.directory / "certs/newsco.key",
-            "server_certificate": self.directory / "certs/acme.crt",
-            "state": self.directory / "partner-state.db",
-        }
-        settings.update(overrides)
-        return Client(self.address, **settings)  # type: ignore[arg-type]
-
-    def brand_store(self) -> StateStore:
-        return StateStore(self.directory / "brand-state.db")
-
-
-def deploy(directory: Path, certificates, **contract_fields: object) -> Deployment:
-    directory.mkdir(parents=True, exist_ok=True)
-    lists = synthetic_lists(300, 500, seed=3)
-    write_table(lists.crm, directory / "crm.csv")
-    write_table(lists.audience, directory / "audience.csv")
-    certs = directory / "certs"
-    certs.mkdir(exist_ok=True)
-    for name in ("acme", "newsco", "intruder"):
-        cert, key, _ = certificates[name]
-        shutil.copy(cert, certs / cert.name)
-        shutil.copy(key, certs / key.name)
-    fields = {"min_set_size": 50, "min_overlap": 0, "mechanism": "none", **contract_fields}
-    text = contract_text(certificates["acme"][2], certificates["newsco"][2], **fields)  # type: ignore[arg-type]
-    (directory / "contract.toml").write_text(text)
-    (directory / "brand.toml").write_text(brand_config_text("contract.toml"))
-    server, port = build_server(load_server_config(directory / "brand.toml"))
-    return Deployment(directory, port, server)
-
-
 @pytest.fixture
-def deployment(tmp_path, certificates):
-    deployed = deploy(tmp_path / "site", certificates)
-    yield deployed
-    deployed.server.stop(grace=None)
+def deployment(deploy):
+    return deploy()
 
 
 def test_session_over_mutual_tls_gives_both_sides_the_same_report(deployment):
@@ -107,15 +52,12 @@ def test_a_contract_that_differs_by_one_byte_is_refused(deployment):
     assert deployment.brand_store().epsilon_spent("acme-x-newsco-demo") == 0
 
 
-def test_exhausted_budget_is_refused_and_nothing_is_spent(tmp_path, certificates):
-    deployed = deploy(tmp_path / "site", certificates, epsilon=1.0, epsilon_total=1.0)
-    try:
+def test_exhausted_budget_is_refused_and_nothing_is_spent(deploy):
+    deployed = deploy(epsilon=1.0, epsilon_total=1.0)
+    deployed.client().run(deployed.directory / "audience.csv")
+    with pytest.raises(PolicyError, match="budget exhausted"):
         deployed.client().run(deployed.directory / "audience.csv")
-        with pytest.raises(PolicyError, match="budget exhausted"):
-            deployed.client().run(deployed.directory / "audience.csv")
-        assert deployed.brand_store().epsilon_spent("acme-x-newsco-demo") == pytest.approx(1.0)
-    finally:
-        deployed.server.stop(grace=None)
+    assert deployed.brand_store().epsilon_spent("acme-x-newsco-demo") == pytest.approx(1.0)
 
 
 def test_partner_certificate_not_pinned_by_the_contract_is_refused_before_connecting(deployment):
@@ -141,13 +83,10 @@ def test_server_down_is_a_connection_error_and_spends_nothing(deployment):
     )
 
 
-def test_list_below_min_set_size_is_refused(tmp_path, certificates):
-    deployed = deploy(tmp_path / "site", certificates, min_set_size=100_000)
-    try:
-        with pytest.raises(PolicyError, match="min_set_size"):
-            deployed.client().run(deployed.directory / "audience.csv")
-    finally:
-        deployed.server.stop(grace=None)
+def test_list_below_min_set_size_is_refused(deploy):
+    deployed = deploy(min_set_size=100_000)
+    with pytest.raises(PolicyError, match="min_set_size"):
+        deployed.client().run(deployed.directory / "audience.csv")
 
 
 def test_refusals_at_hello_are_audited(deployment):

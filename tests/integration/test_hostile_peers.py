@@ -1,0 +1,143 @@
+"""A brand server facing participants that misbehave: wrong identity, oversized or stalled
+streams, and many sessions at once."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from cleanroom.contract import PROTOCOL_VERSION, load_contract
+from cleanroom.errors import AuthenticationError
+from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
+from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
+
+
+def raw_stub(deployment, name: str) -> tuple[grpc.Channel, session_pb2_grpc.CleanRoomStub]:
+    """A hand-driven client presenting certs/NAME.crt, for sending what the library never would."""
+    certs = deployment.directory / "certs"
+    credentials = grpc.ssl_channel_credentials(
+        (certs / "acme.crt").read_bytes(),
+        (certs / f"{name}.key").read_bytes(),
+        (certs / f"{name}.crt").read_bytes(),
+    )
+    channel = grpc.secure_channel(
+        deployment.address, credentials, options=[("grpc.ssl_target_name_override", "acme")]
+    )
+    return channel, session_pb2_grpc.CleanRoomStub(channel)
+
+
+def hello_for(contract_path) -> pb.PartnerMessage:
+    contract = load_contract(contract_path)
+    return pb.PartnerMessage(
+        hello=pb.Hello(
+            protocol_version=PROTOCOL_VERSION,
+            contract_id=contract.id,
+            contract_sha256=contract.sha256,
+            partner_records=500,
+        )
+    )
+
+
+def test_a_partner_naming_another_partners_contract_is_denied_and_audited(deploy):
+    site = deploy(second_partner=True)
+    channel, stub = raw_stub(site, "intruder")  # pinned, but only for acme-x-intruder
+    with channel, pytest.raises(grpc.RpcError) as refused:
+        list(stub.Session(iter([hello_for(site.directory / "contract.toml")]), timeout=30))
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    entries = site.brand_store().audit_entries()
+    assert entries[-1]["event"] == "refused"
+    assert entries[-1]["detail"]["reason"] == "certificate not pinned"
+    assert site.brand_store().session_status("anything") is None
+    assert site.brand_store().epsilon_spent("acme-x-newsco-demo") == 0
+
+
+def test_a_certificate_no_contract_pins_fails_the_tls_handshake(deploy, certificates, tmp_path):
+    site = deploy()
+    # A partner-side contract naming the intruder: the brand's TLS layer has never heard of it.
+    text = (site.directory / "contract.toml").read_text().replace(certificates["newsco"][2], certificates["intruder"][2])
+    (tmp_path / "forged.toml").write_text(text)
+    client = site.client(
+        contract=tmp_path / "forged.toml",
+        certificate=site.directory / "certs/intruder.crt",
+        private_key=site.directory / "certs/intruder.key",
+        state=tmp_path / "p.db",
+    )
+    with pytest.raises(AuthenticationError):
+        client.run(site.directory / "audience.csv")
+
+
+def test_an_oversized_message_is_refused(deploy):
+    site = deploy()
+    channel, stub = raw_stub(site, "newsco")
+    hello = hello_for(site.directory / "contract.toml")
+    huge = pb.PartnerMessage(double_encrypted=pb.DoubleEncryptedChunk(elements=b"\0" * (5 * 1024 * 1024)))
+    with channel, pytest.raises(grpc.RpcError) as refused:
+        list(stub.Session(iter([hello, huge]), timeout=60))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert site.brand_store().epsilon_spent("acme-x-newsco-demo") == 0
+
+
+def test_a_stalled_partner_is_dropped_after_the_idle_timeout(deploy):
+    site = deploy(idle_timeout=1.5)
+    channel, stub = raw_stub(site, "newsco")
+    release = threading.Event()
+
+    def hello_then_silence():
+        yield hello_for(site.directory / "contract.toml")
+        release.wait(30)
+
+    started = time.monotonic()
+    with channel, pytest.raises(grpc.RpcError):
+        call = stub.Session(hello_then_silence(), timeout=60)
+        next(call)  # the hello reply arrives; then this client neither reads nor writes
+        time.sleep(4)
+        list(call)
+    release.set()
+    assert time.monotonic() - started < 30
+    aborts = [e for e in site.brand_store().audit_entries() if e["event"] == "abort"]
+    assert aborts and re.search(r"stalled|no message from the peer", aborts[-1]["detail"]["reason"])
+    assert site.brand_store().epsilon_spent("acme-x-newsco-demo") == 0
+
+
+def test_eight_concurrent_sessions_get_isolated_reports_and_a_correct_ledger(deploy, tmp_path):
+    site = deploy(second_partner=True, epsilon=1.0, epsilon_total=5.0)
+    runs = []
+    for i in range(8):
+        if i % 4 == 3:  # two sessions under the other partner's contract
+            runs.append(
+                site.client(
+                    "intruder-contract.toml",
+                    certificate=site.directory / "certs/intruder.crt",
+                    private_key=site.directory / "certs/intruder.key",
+                    state=tmp_path / f"partner{i}.db",
+                )
+            )
+        else:  # six under newsco's contract, which only has budget for five
+            runs.append(site.client(state=tmp_path / f"partner{i}.db"))
+
+    def attempt(client):
+        try:
+            return client.run(site.directory / "audience.csv")
+        except Exception as error:  # noqa: BLE001 (the outcome is what we assert on)
+            return error
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, runs))
+    reports = [o for o in outcomes if not isinstance(o, Exception)]
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    store = site.brand_store()
+    assert store.epsilon_spent("acme-x-newsco-demo") == pytest.approx(5.0)
+    assert store.epsilon_spent("acme-x-intruder") == pytest.approx(2.0)
+    assert len(reports) == 7 and len(errors) == 1
+    assert "budget" in str(errors[0])
+    assert len({r.session_id for r in reports}) == 7
+    for report in reports:
+        assert store.report(report.session_id) == report.to_dict()
+    # identical inputs and no noise: every session saw the same lists, isolated from the others
+    assert len({r.overlap for r in reports}) == 1
+    assert store.verify_audit() == len(store.audit_entries())
