@@ -419,8 +419,11 @@ def terminate_server(proc: subprocess.Popen[bytes], wrapped: bool, timeout: floa
         return
     targets = [proc.pid]
     if wrapped and psutil is not None:
+        # the server itself, below /usr/bin/time (and py-spy when profiling)
         with contextlib.suppress(psutil.Error):
-            targets = [c.pid for c in psutil.Process(proc.pid).children()] or targets
+            tree = psutil.Process(proc.pid).children(recursive=True)
+            servers = [c.pid for c in tree if "serve" in c.cmdline() and "py-spy" not in c.name()]
+            targets = servers or [c.pid for c in psutil.Process(proc.pid).children()] or targets
     for pid in targets:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -680,7 +683,7 @@ def profile_command(command: list[str], output: Path) -> list[str]:
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
-def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
+def summarize_profile(path: Path, top: int = 60) -> dict[str, Any]:
     """Top functions of a py-spy raw (collapsed) profile, by inclusive and by self samples."""
     if not path.exists():
         return {"error": f"{path.name} not written"}
@@ -695,6 +698,8 @@ def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
         total += count
         names = []
         for frame in stack.split(";"):
+            if frame.startswith(("process ", "thread ")):
+                continue  # py-spy's per-process (--subprocesses) and per-thread roots
             m = _FRAME.match(frame)
             name = frame
             if m:
@@ -717,11 +722,14 @@ def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
 
 
 def interesting(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop the frames every thread has (thread bootstrap, grpc plumbing) from the top list."""
-    boring = ("_bootstrap", "Thread.run", "<module>", "main (", "_run_module", "run_app",
-              "__call__ (click", "invoke (click", "_main (typer", "__call__ (typer", "main (click",
-              "_worker (concurrent", "run (concurrent")  # fmt: skip
-    return [r for r in rows if not any(b in r["function"] for b in boring)]
+    """The project's own functions (cleanroom, cleanroom_client), not the CLI and gRPC plumbing."""
+    own = ("(cleanroom/", "(clients/cleanroom_client/", "(cleanroom_client/")
+    skip = ("cli.py)", "Pump.outgoing", "Pump.read", "_observed")
+    return [
+        r
+        for r in rows
+        if any(o in r["function"] for o in own) and not any(k in r["function"] for k in skip)
+    ]
 
 
 # --------------------------------------------------------------------------- baselines

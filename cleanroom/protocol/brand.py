@@ -100,7 +100,9 @@ class BrandSession:
         *,
         peer: str,
         cipher: CommutativeCipher | None = None,
+        elgamal_key: ElGamalPrivateKey | None = None,
     ) -> None:
+        """``cipher`` and ``elgamal_key`` are for tests; sessions draw fresh keys."""
         self.contract = contract
         self.store = store
         self.peer = peer
@@ -109,7 +111,7 @@ class BrandSession:
         self.report: dict[str, Any] | None = None
         self.transcript = Transcript()
         self._cipher = cipher or CommutativeCipher.generate()
-        self._elgamal = None if contract.overlap_only else ElGamalPrivateKey.generate()
+        self._elgamal = None if contract.overlap_only else (elgamal_key or ElGamalPrivateKey.generate())
         self._brand_noise = brand_mechanism(contract)
         self._partner_noise = partner_mechanism(contract)
         self._keys = len(contract.keys)
