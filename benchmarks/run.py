@@ -413,10 +413,10 @@ def kill_tree(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
             os.killpg(proc.pid, sig)
 
 
-def terminate_server(proc: subprocess.Popen[bytes], wrapped: bool, timeout: float = 30) -> None:
+def terminate_server(proc: subprocess.Popen[bytes], wrapped: bool, timeout: float = 60) -> str:
     """SIGTERM to the server itself (not to /usr/bin/time, so it still writes its report)."""
     if proc.poll() is not None:
-        return
+        return f"had already exited with {proc.returncode}"
     targets = [proc.pid]
     if wrapped and psutil is not None:
         # the server itself, below /usr/bin/time (and py-spy when profiling)
@@ -427,11 +427,14 @@ def terminate_server(proc: subprocess.Popen[bytes], wrapped: bool, timeout: floa
     for pid in targets:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+    began = time.perf_counter()
     try:
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         kill_tree(proc)
         proc.wait(10)
+        return f"killed: still running {timeout:g} s after SIGTERM"
+    return f"exited with {proc.returncode} {time.perf_counter() - began:.1f} s after SIGTERM to {targets}"
 
 
 def cleanup_all() -> None:
@@ -551,7 +554,12 @@ def run_session(
         shutil.rmtree(directory)
     write_session_files(directory, data, certs, fingerprints, config, n)
     audience = data / ("audience-attrs.csv" if config == "attrs20" else "audience.csv")
-    result: dict[str, Any] = {"n": n, "config": config, "ok": False}
+    result: dict[str, Any] = {
+        "n": n,
+        "config": config,
+        "ok": False,
+        "loadavg_before": os.getloadavg(),
+    }
     server: ServerHandle | None = None
     client: subprocess.Popen[bytes] | None = None
     try:
@@ -645,13 +653,14 @@ def run_session(
             else None,
         }
         result["ok"] = True
+        result["loadavg_after"] = os.getloadavg()
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         if client is not None:
             kill_tree(client)
         if server is not None:
-            terminate_server(server.proc, server.wrapped)
+            stopped = terminate_server(server.proc, server.wrapped)
             if server.watch:
                 server.watch.stop()
             result["server"] = {
@@ -660,6 +669,7 @@ def run_session(
                 "psutil_peak_rss_tree": server.watch.peak_tree if server.watch else None,
                 "processes": server.watch.max_processes if server.watch else None,
                 "log_tail": [line for _, line in server.log_lines[-5:]],
+                "stop": stopped,
             }
     for side in ("client", "server"):
         info = result.get(side, {})

@@ -115,6 +115,11 @@ class Client:
         hello = session.hello()
         try:
             self._exchange(session, hello, progress)
+        except ConnectionLostError:
+            if session.report is None:
+                raise
+            # The report was verified and stored before the brand went away; only the
+            # brand's record of our acknowledgement may be missing.
         except BaseException as exc:
             session.abort(str(exc))
             raise

@@ -5,25 +5,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import start_server, stop_server, tool
 
 from cleanroom.demo import write_demo_files
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
-
-
-def tool(name: str) -> str:
-    path = BIN / name
-    return str(path) if path.exists() else name
 
 
 def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -37,28 +28,9 @@ def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 def site(tmp_path_factory):
     directory = tmp_path_factory.mktemp("cli")
     write_demo_files(directory, brand_records=1500, partner_records=2500, min_set_size=100)
-    server = subprocess.Popen(
-        [tool("cleanroom"), "serve", "--config", "brand.toml"],
-        cwd=directory,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    port = None
-    deadline = time.monotonic() + 120
-    assert server.stderr is not None
-    while time.monotonic() < deadline:
-        line = server.stderr.readline()
-        match = re.search(r"listening on [\d.]+:(\d+)", line)
-        if match:
-            port = int(match.group(1))
-            break
-        if server.poll() is not None:
-            pytest.fail(f"server exited: {server.stderr.read()}")
-    assert port is not None
+    server, port = start_server(directory)
     yield directory, port
-    server.send_signal(signal.SIGTERM)
-    server.wait(timeout=30)
-    server.stderr.close()
+    stop_server(server)
 
 
 def client_args(port: int, *extra: str) -> list[str]:

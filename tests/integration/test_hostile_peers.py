@@ -59,7 +59,11 @@ def test_a_partner_naming_another_partners_contract_is_denied_and_audited(deploy
 def test_a_certificate_no_contract_pins_fails_the_tls_handshake(deploy, certificates, tmp_path):
     site = deploy()
     # A partner-side contract naming the intruder: the brand's TLS layer has never heard of it.
-    text = (site.directory / "contract.toml").read_text().replace(certificates["newsco"][2], certificates["intruder"][2])
+    text = (
+        (site.directory / "contract.toml")
+        .read_text()
+        .replace(certificates["newsco"][2], certificates["intruder"][2])
+    )
     (tmp_path / "forged.toml").write_text(text)
     client = site.client(
         contract=tmp_path / "forged.toml",
@@ -75,7 +79,9 @@ def test_an_oversized_message_is_refused(deploy):
     site = deploy()
     channel, stub = raw_stub(site, "newsco")
     hello = hello_for(site.directory / "contract.toml")
-    huge = pb.PartnerMessage(double_encrypted=pb.DoubleEncryptedChunk(elements=b"\0" * (5 * 1024 * 1024)))
+    huge = pb.PartnerMessage(
+        double_encrypted=pb.DoubleEncryptedChunk(elements=b"\0" * (5 * 1024 * 1024))
+    )
     with channel, pytest.raises(grpc.RpcError) as refused:
         list(stub.Session(iter([hello, huge]), timeout=60))
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -123,7 +129,7 @@ def test_eight_concurrent_sessions_get_isolated_reports_and_a_correct_ledger(dep
     def attempt(client):
         try:
             return client.run(site.directory / "audience.csv")
-        except Exception as error:  # noqa: BLE001 (the outcome is what we assert on)
+        except Exception as error:
             return error
 
     with ThreadPoolExecutor(8) as pool:

@@ -1,0 +1,135 @@
+"""Kill the brand server or the partner client at each round, as real processes.
+
+Whatever round a process dies in: no half-written report file, budget spent only where the
+design says a release happened, SQLite state intact with an unbroken audit chain, and the
+next session runs normally.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+
+import pytest
+from support import start_server, stop_server, tool
+
+from cleanroom.demo import write_demo_files
+from cleanroom.faults import CRASH_EXIT_CODE
+from cleanroom.store.state import StateStore
+
+pytestmark = pytest.mark.slow
+CONTRACT_ID = "acme-x-newsco-demo"
+
+# crash point -> (brand spent, partner spent, partner stored a report)
+CASES = {
+    "brand:hello": (0, 0, False),
+    "brand:double_encrypted": (0, 0, False),
+    "brand:partner_records": (0, 0, False),
+    # the partner's noisy sums have left: its ledger counts them (docs/privacy.md)
+    "brand:attribute_sums": (0, 1, False),
+    "brand:released": (1, 1, False),  # committed, died before sending the report
+    "brand:release_ack": (1, 1, True),  # the partner holds the report; only the ack is lost
+    "partner:hello_reply": (0, 0, False),
+    "partner:brand_elements": (0, 0, False),
+    "partner:indicators": (0, 0, False),
+    "partner:release": (1, 1, False),  # the brand released; the partner died before storing
+}
+
+
+@pytest.fixture
+def site(tmp_path):
+    write_demo_files(tmp_path, brand_records=400, partner_records=600, min_set_size=20)
+    contract = tmp_path / "contract.toml"
+    contract.write_text(contract.read_text().replace('"discrete_laplace"', '"none"'))
+    return tmp_path
+
+
+def partner_run(
+    directory, out: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    args = [
+        tool("cleanroom-client"),
+        "run",
+        "--server",
+        f"127.0.0.1:{directory.port}",
+        "--contract",
+        "contract.toml",
+        "--audience",
+        "audience.csv",
+        "--tls-cert",
+        "certs/newsco.crt",
+        "--tls-key",
+        "certs/newsco.key",
+        "--server-cert",
+        "certs/acme.crt",
+        "--state",
+        "partner-state.db",
+        "--quiet",
+        "--out",
+        out,
+        "--timeout",
+        "20",
+    ]
+    return subprocess.run(
+        args,
+        cwd=directory.path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+class Site:
+    def __init__(self, path):
+        self.path = path
+        self.port = 0
+
+
+def assert_state_intact(path) -> None:
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+    store = StateStore(path)
+    assert store.verify_audit() == len(store.audit_entries())
+
+
+@pytest.mark.parametrize("crash_at", list(CASES))
+def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, crash_at):
+    brand_spent, partner_spent, partner_has_report = CASES[crash_at]
+    side, _ = crash_at.split(":")
+    env = {"CLEANROOM_CRASH_AT": crash_at}
+    directory = Site(site)
+    server, directory.port = start_server(site, env if side == "brand" else None)
+    try:
+        result = partner_run(directory, "report.json", env if side == "partner" else None)
+        if side == "partner":
+            assert result.returncode == CRASH_EXIT_CODE, result.stderr
+        else:
+            assert server.wait(timeout=60) == CRASH_EXIT_CODE
+            assert result.returncode == (0 if partner_has_report else 7), result.stderr
+    finally:
+        stop_server(server)
+
+    assert (site / "report.json").exists() == partner_has_report
+    assert not list(site.glob(".*.partial"))
+    brand, partner = StateStore(site / "brand-state.db"), StateStore(site / "partner-state.db")
+    assert brand.epsilon_spent(CONTRACT_ID) == brand_spent
+    assert partner.epsilon_spent(CONTRACT_ID) == partner_spent
+    assert (brand.latest_report_session() is not None) == bool(brand_spent)
+    assert (partner.latest_report_session() is not None) == partner_has_report
+    assert_state_intact(site / "brand-state.db")
+    assert_state_intact(site / "partner-state.db")
+
+    # the next session, with nobody crashing, runs normally
+    server, directory.port = start_server(site)
+    try:
+        again = partner_run(directory, "next.json")
+    finally:
+        stop_server(server)
+    assert again.returncode == 0, again.stderr
+    report = json.loads((site / "next.json").read_text())
+    assert StateStore(site / "brand-state.db").report(report["session_id"]) == report
+    assert report["overlap"]["total"] > 0

@@ -1,0 +1,126 @@
+"""Helpers for integration tests: brand sites with a real server, CLI processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from cleanroom_client import Client
+
+from cleanroom.demo import brand_config_text, contract_text, synthetic_lists
+from cleanroom.io import write_table
+from cleanroom.server.config import load_server_config
+from cleanroom.server.service import build_server
+from cleanroom.store.state import StateStore
+
+
+@dataclass
+class Deployment:
+    directory: Path
+    port: int
+    server: grpc.Server
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def client(self, contract: str = "contract.toml", **overrides: object) -> Client:
+        settings: dict[str, object] = {
+            "contract": self.directory / contract,
+            "certificate": self.directory / "certs/newsco.crt",
+            "private_key": self.directory / "certs/newsco.key",
+            "server_certificate": self.directory / "certs/acme.crt",
+            "state": self.directory / "partner-state.db",
+        }
+        settings.update(overrides)
+        return Client(self.address, **settings)  # type: ignore[arg-type]
+
+    def brand_store(self) -> StateStore:
+        return StateStore(self.directory / "brand-state.db")
+
+
+def deploy_site(
+    directory: Path,
+    certificates,
+    *,
+    idle_timeout: float = 300.0,
+    second_partner: bool = False,
+    **contract_fields: object,
+) -> Deployment:
+    """A brand site: lists, certificates, contract(s), config, and a running server on port 0."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lists = synthetic_lists(300, 500, seed=3)
+    write_table(lists.crm, directory / "crm.csv")
+    write_table(lists.audience, directory / "audience.csv")
+    certs = directory / "certs"
+    certs.mkdir(exist_ok=True)
+    for name in ("acme", "newsco", "intruder"):
+        cert, key, _ = certificates[name]
+        shutil.copy(cert, certs / cert.name)
+        shutil.copy(key, certs / key.name)
+    fields = {"min_set_size": 50, "min_overlap": 0, "mechanism": "none", **contract_fields}
+    text = contract_text(certificates["acme"][2], certificates["newsco"][2], **fields)  # type: ignore[arg-type]
+    (directory / "contract.toml").write_text(text)
+    config = brand_config_text("contract.toml").replace(
+        'state = "brand-state.db"', f'state = "brand-state.db"\nidle_timeout = {idle_timeout}'
+    )
+    if second_partner:  # another partner, "intruder", with its own contract
+        other = contract_text(
+            certificates["acme"][2],
+            certificates["intruder"][2],
+            contract_id="acme-x-intruder",
+            **fields,
+        )
+        (directory / "intruder-contract.toml").write_text(other)
+        config += '\n[[contracts]]\npath = "intruder-contract.toml"\npartner_certificate = "certs/intruder.crt"\n'
+    (directory / "brand.toml").write_text(config)
+    server, port = build_server(load_server_config(directory / "brand.toml"))
+    return Deployment(directory, port, server)
+
+
+BIN = Path(sys.executable).parent
+
+
+def tool(name: str) -> str:
+    """The installed console script next to this interpreter (falls back to PATH)."""
+    path = BIN / name
+    return str(path) if path.exists() else name
+
+
+def start_server(
+    directory: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int]:
+    """``cleanroom serve`` as a real process; returns it and the port it bound."""
+    server = subprocess.Popen(
+        [tool("cleanroom"), "serve", "--config", "brand.toml"],
+        cwd=directory,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert server.stderr is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = server.stderr.readline()
+        match = re.search(r"listening on [\d.]+:(\d+)", line)
+        if match:
+            return server, int(match.group(1))
+        if server.poll() is not None:
+            raise AssertionError(f"server exited: {server.stderr.read()}")
+    server.kill()
+    raise AssertionError("server did not start")
+
+
+def stop_server(server: subprocess.Popen[str]) -> None:
+    if server.poll() is None:
+        server.terminate()
+        server.wait(timeout=30)
+    if server.stderr is not None:
+        server.stderr.close()
