@@ -30,6 +30,7 @@ from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
+from cleanroom.privacy.setdiff import check_set_difference, list_sketch, pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
     ELEMENTS_PER_CHUNK,
@@ -111,11 +112,14 @@ class BrandSession:
         self.report: dict[str, Any] | None = None
         self.transcript = Transcript()
         self._cipher = cipher or CommutativeCipher.generate()
-        self._elgamal = None if contract.overlap_only else (elgamal_key or ElGamalPrivateKey.generate())
+        self._elgamal = (
+            None if contract.overlap_only else (elgamal_key or ElGamalPrivateKey.generate())
+        )
         self._brand_noise = brand_mechanism(contract)
         self._partner_noise = partner_mechanism(contract)
         self._keys = len(contract.keys)
         self._segments = len(contract.segments)
+        self._sketch = list_sketch(brand_list.digests, store.sketch_key())
         self._groups = self._group_messages(brand_list)
         self._group_sizes = [len(group) for group in self._groups]
         self._brand_records = [int(np.sum(brand_list.segments == s)) for s in range(self._segments)]
@@ -228,6 +232,7 @@ class BrandSession:
                     f"release.min_set_size = {contract.min_set_size}"
                 )
         self.store.require_budget(contract)
+        check_set_difference(self.store, contract, self._sketch, "brand's")
 
     def _hello_and_elements(self, reply: pb.BrandMessage) -> Iterator[pb.BrandMessage]:
         yield reply
@@ -379,7 +384,9 @@ class BrandSession:
                 epsilon_remaining=epsilon_remaining,
             )
 
-        self.report = self.store.commit_release(self.session_id, self.contract, report, transcript)
+        self.report = self.store.commit_release(
+            self.session_id, self.contract, report, transcript, list_sketch=pack(self._sketch)
+        )
         crash_point("brand", "released")
         self.phase = Phase.ACK
         yield pb.BrandMessage(release=pb.Release(report_json=dumps(self.report)))

@@ -38,6 +38,7 @@ from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import partner_mechanism
+from cleanroom.privacy.setdiff import check_set_difference, list_sketch, pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
     ELEMENTS_PER_CHUNK,
@@ -86,6 +87,7 @@ class PartnerSession:
         self.transcript = Transcript()
         self._cipher = cipher or CommutativeCipher.generate()
         self._list = partner_list
+        self._sketch = list_sketch(partner_list.digests, store.sketch_key())
         self._keys = len(contract.keys)
         self._segments = len(contract.segments)
         self._order = list(range(partner_list.size))
@@ -118,6 +120,7 @@ class PartnerSession:
                 f"release.min_set_size = {self.contract.min_set_size}"
             )
         self.store.require_budget(self.contract)
+        check_set_difference(self.store, self.contract, self._sketch, "partner's")
         message = pb.PartnerMessage(
             hello=pb.Hello(
                 protocol_version=PROTOCOL_VERSION,
@@ -331,7 +334,11 @@ class PartnerSession:
         self._check_report(report)
         assert self.session_id is not None
         self.store.commit_release(
-            self.session_id, self.contract, report, report["transcript_sha256"]
+            self.session_id,
+            self.contract,
+            report,
+            report["transcript_sha256"],
+            list_sketch=pack(self._sketch),
         )
         self.report = report
         self.phase = Phase.DONE

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import secrets
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +52,16 @@ CREATE TABLE IF NOT EXISTS reports (
     contract_id TEXT NOT NULL,
     transcript_sha256 TEXT NOT NULL,
     report_json TEXT NOT NULL,
+    stored_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS list_sketches (
+    session_id TEXT PRIMARY KEY,
+    contract_id TEXT NOT NULL,
+    sketch BLOB NOT NULL,
     stored_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS audit (
@@ -257,12 +268,34 @@ class StateStore:
         with self._transaction() as db:
             self._charge(db, session_id, contract)
 
+    # -- set-difference sketches (cleanroom/privacy/setdiff.py) ---------------------------------
+
+    def sketch_key(self) -> bytes:
+        """This database's secret for list sketches, made on first use."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM settings WHERE name = 'sketch_key'").fetchone()
+            if row:
+                return bytes(row[0])
+            key = secrets.token_bytes(32)
+            db.execute("INSERT INTO settings (name, value) VALUES ('sketch_key', ?)", (key,))
+            return key
+
+    def recent_sketches(self, contract_id: str, limit: int = 20) -> list[tuple[str, bytes]]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT session_id, sketch FROM list_sketches WHERE contract_id = ?"
+                " ORDER BY stored_at DESC LIMIT ?",
+                (contract_id, limit),
+            ).fetchall()
+        return [(session_id, bytes(blob)) for session_id, blob in rows]
+
     def commit_release(
         self,
         session_id: str,
         contract: Contract,
         report: dict[str, Any] | Callable[[float], dict[str, Any]],
         transcript_sha256: str,
+        list_sketch: bytes | None = None,
     ) -> dict[str, Any]:
         """Spend the budget (if not yet spent) and store the report, atomically.
 
@@ -292,6 +325,11 @@ class StateStore:
                 "UPDATE sessions SET status = 'released', finished_at = ? WHERE session_id = ?",
                 (_now(), session_id),
             )
+            if list_sketch is not None:
+                db.execute(
+                    "INSERT INTO list_sketches (session_id, contract_id, sketch, stored_at) VALUES (?, ?, ?, ?)",
+                    (session_id, contract.id, list_sketch, _now()),
+                )
             self._append_audit(
                 db, "release", session_id, contract.id, {"transcript_sha256": transcript_sha256}
             )

@@ -1,0 +1,72 @@
+"""The set-difference defence: a list that barely changed since an earlier session is refused
+(or flagged), on whichever side changed it, before anything is sent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cleanroom.demo import synthetic_lists
+from cleanroom.errors import PolicyError
+from cleanroom.privacy.setdiff import difference, list_sketch
+from cleanroom.protocol.brand import BrandSession
+from cleanroom.protocol.inprocess import run_in_process
+from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
+from cleanroom.protocol.partner import PartnerSession
+
+BRAND_COLUMNS = {"email": "email", "email_sha256": "email_sha256", "phone": "phone", "segment": "tier"}
+
+
+@pytest.fixture(scope="module")
+def lists():
+    return synthetic_lists(300, 500, seed=21)
+
+
+def session(contract, crm, audience, stores):
+    brand = BrandSession(contract, prepare_brand_list(crm, BRAND_COLUMNS, contract), stores[0], peer="p")
+    partner = PartnerSession(contract, prepare_partner_list(audience, None, contract), stores[1])
+    run_in_process(brand, partner)
+    return brand.report
+
+
+def test_sketch_difference_counts_added_and_removed_records():
+    rng = np.random.default_rng(1)
+    records = [rng.bytes(32) for _ in range(5000)]
+    key = b"k" * 32
+    base = list_sketch([records], key)
+    changed = list_sketch([records[7:] + [rng.bytes(32) for _ in range(5)]], key)
+    assert difference(base, base) == 0
+    assert difference(base, changed) == 12  # 7 removed + 5 added
+    assert int(base.sum()) == 5000
+
+
+def test_a_brand_list_that_changed_by_a_few_records_is_refused(make_contract, stores, lists):
+    contract = make_contract(mechanism="none", min_set_size=10, min_overlap=0)
+    session(contract, lists.crm, lists.audience, stores)
+    session(contract, lists.crm, lists.audience, stores)  # the same list again is fine
+    with pytest.raises(PolicyError, match="set_difference_min"):
+        session(contract, lists.crm.iloc[3:], lists.audience, stores)
+    audit = stores[0].audit_entries()
+    flagged = [e for e in audit if e["event"] == "set-difference"]
+    assert flagged and flagged[-1]["detail"]["records_changed"] == 3
+    assert stores[0].epsilon_spent(contract.id) == pytest.approx(2.0)
+    # a list that changed by more than the threshold runs
+    assert session(contract, lists.crm.iloc[60:], lists.audience, stores) is not None
+
+
+def test_a_partner_list_that_changed_by_a_few_records_is_refused_before_hello(make_contract, stores, lists):
+    contract = make_contract(mechanism="none", min_set_size=10, min_overlap=0)
+    session(contract, lists.crm, lists.audience, stores)
+    with_email = lists.audience.index[lists.audience.email != ""]
+    smaller = lists.audience.drop(index=with_email[:2])
+    partner = PartnerSession(contract, prepare_partner_list(smaller, None, contract), stores[1])
+    with pytest.raises(PolicyError, match="partner's list"):
+        partner.hello()
+
+
+def test_flag_action_records_and_continues(make_contract, stores, lists):
+    contract = make_contract(mechanism="none", min_set_size=10, min_overlap=0)
+    flagged = contract.__class__(**{**contract.__dict__, "set_difference_action": "flag"})
+    session(flagged, lists.crm, lists.audience, stores)
+    assert session(flagged, lists.crm.iloc[1:], lists.audience, stores) is not None
+    assert any(e["event"] == "set-difference" for e in stores[0].audit_entries())
