@@ -251,6 +251,7 @@ class Forwarder:
         self.down = 0  # brand -> partner
         self.connections = 0
         self.port = 0
+        self.samples: list[tuple[float, int, int]] = []  # (perf_counter, up, down), ~4 per second
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
@@ -304,6 +305,9 @@ class Forwarder:
                     self.up += len(data)
                 else:
                     self.down += len(data)
+                now = time.perf_counter()
+                if not self.samples or now - self.samples[-1][0] >= 0.25:
+                    self.samples.append((now, self.up, self.down))
                 writer.write(data)
                 await writer.drain()
             if writer.can_write_eof():
@@ -311,6 +315,34 @@ class Forwarder:
         except (ConnectionError, OSError):
             with contextlib.suppress(Exception):
                 writer.close()
+
+
+def timeline(
+    samples: list[tuple[float, int, int]], began: float, up: int, down: int
+) -> dict[str, Any]:
+    """When each direction's bytes flowed, in seconds from the client's start: the times at
+    which 1%, 50% and 99% of the session's bytes had passed, and a coarse series."""
+    points = [(t - began, u, d) for t, u, d in samples]
+    summary: dict[str, Any] = {}
+    for name, index, total in (("up", 1, up), ("down", 2, down)):
+        marks = {}
+        for share in (0.01, 0.5, 0.99):
+            hit = next((p[0] for p in points if p[index] >= share * total), None)
+            marks[f"t{int(share * 100)}"] = round(hit, 2) if hit is not None else None
+        summary[name] = marks
+    step = max(1, len(points) // 200)
+    summary["series"] = [[round(t, 2), u, d] for t, u, d in points[::step]]
+    return summary
+
+
+def source_digest() -> str:
+    """SHA-256 over the code being measured (cleanroom/, clients/): it changes under us."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted([*REPO.glob("cleanroom/**/*.py"), *REPO.glob("clients/**/*.py")]):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------------- processes
@@ -408,9 +440,10 @@ def start(command: list[str], cwd: Path, stdout: Any, stderr: Any) -> subprocess
 
 
 def kill_tree(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
+    """Signal the process group we started (start_new_session), even if its leader (time,
+    py-spy) has already exited: a server left under it would otherwise be orphaned."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
 
 
 def terminate_server(proc: subprocess.Popen[bytes], wrapped: bool, timeout: float = 60) -> str:
@@ -559,6 +592,7 @@ def run_session(
         "config": config,
         "ok": False,
         "loadavg_before": os.getloadavg(),
+        "source_sha256_16": source_digest(),
     }
     server: ServerHandle | None = None
     client: subprocess.Popen[bytes] | None = None
@@ -625,6 +659,7 @@ def run_session(
                 bytes_up=forwarder.up,
                 bytes_down=forwarder.down,
                 connections=forwarder.connections,
+                timeline=timeline(forwarder.samples, began, forwarder.up, forwarder.down),
             )
         if server_cpu_before is not None and server_cpu_after is not None:
             result["server_session_cpu_s"] = round(server_cpu_after - server_cpu_before, 2)
@@ -661,6 +696,7 @@ def run_session(
             kill_tree(client)
         if server is not None:
             stopped = terminate_server(server.proc, server.wrapped)
+            kill_tree(server.proc)  # anything left in its process group
             if server.watch:
                 server.watch.stop()
             result["server"] = {

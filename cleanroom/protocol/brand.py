@@ -22,11 +22,13 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
+from cleanroom.crypto.signing import sign_report, verify_report_signature
 from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
@@ -102,8 +104,11 @@ class BrandSession:
         peer: str,
         cipher: CommutativeCipher | None = None,
         elgamal_key: ElGamalPrivateKey | None = None,
+        signer: Ed25519PrivateKey | None = None,
+        partner_key: Ed25519PublicKey | None = None,
     ) -> None:
-        """``cipher`` and ``elgamal_key`` are for tests; sessions draw fresh keys."""
+        """``signer``/``partner_key`` sign and check the report (None only with --insecure);
+        ``cipher`` and ``elgamal_key`` are for tests: sessions draw fresh keys."""
         self.contract = contract
         self.store = store
         self.peer = peer
@@ -111,6 +116,9 @@ class BrandSession:
         self.phase = Phase.HELLO
         self.report: dict[str, Any] | None = None
         self.transcript = Transcript()
+        self._signer = signer
+        self._partner_key = partner_key
+        self._report_bytes = b""
         self._cipher = cipher or CommutativeCipher.generate()
         self._elgamal = (
             None if contract.overlap_only else (elgamal_key or ElGamalPrivateKey.generate())
@@ -387,9 +395,18 @@ class BrandSession:
         self.report = self.store.commit_release(
             self.session_id, self.contract, report, transcript, list_sketch=pack(self._sketch)
         )
+        self._report_bytes = dumps(self.report)
+        signature = b""
+        if self._signer is not None:
+            signature = sign_report(self._signer, self._report_bytes)
+            self.store.add_signature(
+                self.session_id, "brand", signature, self._signer.public_key().public_bytes_raw()
+            )
         crash_point("brand", "released")
         self.phase = Phase.ACK
-        yield pb.BrandMessage(release=pb.Release(report_json=dumps(self.report)))
+        yield pb.BrandMessage(
+            release=pb.Release(report_json=self._report_bytes, brand_signature=signature)
+        )
 
     def _on_ack(self, ack: pb.ReleaseAck) -> Iterable[pb.BrandMessage]:
         assert self.report is not None
@@ -403,6 +420,20 @@ class BrandSession:
         self.phase = Phase.DONE
         if not agreed:
             raise ProtocolError("the partner's transcript hash differs from the brand's")
+        if self._partner_key is not None:
+            if not verify_report_signature(
+                self._partner_key, ack.partner_signature, self._report_bytes
+            ):
+                self.store.audit(
+                    "bad-signature", session_id=self.session_id, contract_id=self.contract.id
+                )
+                raise ProtocolError("the partner's signature on the report does not verify")
+            self.store.add_signature(
+                self.session_id,
+                "partner",
+                ack.partner_signature,
+                self._partner_key.public_bytes_raw(),
+            )
         return ()
 
     @property

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
@@ -35,6 +36,7 @@ from cleanroom.crypto.elgamal import (
     validate_ciphertexts,
 )
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
+from cleanroom.crypto.signing import sign_report, verify_report_signature
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import partner_mechanism
@@ -78,6 +80,8 @@ class PartnerSession:
         store: StateStore,
         *,
         cipher: CommutativeCipher | None = None,
+        signer: Ed25519PrivateKey | None = None,
+        brand_key: Ed25519PublicKey | None = None,
     ) -> None:
         self.contract = contract
         self.store = store
@@ -85,6 +89,8 @@ class PartnerSession:
         self.session_id: str | None = None
         self.report: dict[str, Any] | None = None
         self.transcript = Transcript()
+        self._signer = signer
+        self._brand_key = brand_key
         self._cipher = cipher or CommutativeCipher.generate()
         self._list = partner_list
         self._sketch = list_sketch(partner_list.digests, store.sketch_key())
@@ -332,6 +338,10 @@ class PartnerSession:
     def _on_release(self, release: pb.Release) -> Iterable[pb.PartnerMessage]:
         report = _parse_report(release.report_json)
         self._check_report(report)
+        if self._brand_key is not None and not verify_report_signature(
+            self._brand_key, release.brand_signature, release.report_json
+        ):
+            raise ProtocolError("the brand's signature on the report does not verify")
         assert self.session_id is not None
         self.store.commit_release(
             self.session_id,
@@ -340,11 +350,26 @@ class PartnerSession:
             report["transcript_sha256"],
             list_sketch=pack(self._sketch),
         )
+        signature = b""
+        if self._brand_key is not None:
+            self.store.add_signature(
+                self.session_id,
+                "brand",
+                release.brand_signature,
+                self._brand_key.public_bytes_raw(),
+            )
+        if self._signer is not None:
+            signature = sign_report(self._signer, release.report_json)
+            self.store.add_signature(
+                self.session_id, "partner", signature, self._signer.public_key().public_bytes_raw()
+            )
         self.report = report
         self.phase = Phase.DONE
         return [
             pb.PartnerMessage(
-                release_ack=pb.ReleaseAck(transcript_sha256=report["transcript_sha256"])
+                release_ack=pb.ReleaseAck(
+                    transcript_sha256=report["transcript_sha256"], partner_signature=signature
+                )
             )
         ]
 

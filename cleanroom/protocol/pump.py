@@ -45,6 +45,7 @@ class Pump:
         self._stopped = threading.Event()
         self._last_activity = time.monotonic()
         self.error: BaseException | None = None
+        self._ended_cleanly = False
         self.on_error: Callable[[], None] | None = None
 
     def _touch(self) -> None:
@@ -54,6 +55,8 @@ class Pump:
         return time.monotonic() - self._last_activity > self._idle_timeout
 
     def fail(self, error: BaseException) -> None:
+        if self._ended_cleanly:
+            return  # everything was sent and the session is over: a late close is no failure
         if self.error is None:
             self.error = error
         self._stopped.set()
@@ -90,8 +93,9 @@ class Pump:
         finally:
             self._put(_END)
 
-    def start_watchdog(self) -> None:
-        """End the session if nothing moves for ``idle_timeout``, even while a send is blocked."""
+    def start_watchdog(self, on_stall: Callable[[], None]) -> None:
+        """End the session if nothing moves for ``idle_timeout``; ``on_stall`` (cancelling the
+        call) frees a send that is blocked on a peer that stopped reading."""
 
         def watch() -> None:
             while not self._stopped.wait(0.5):
@@ -101,6 +105,8 @@ class Pump:
                             f"the session stalled for over {self._idle_timeout:g} s"
                         )
                     )
+                    on_stall()
+                    return
 
         threading.Thread(target=watch, daemon=True, name="cleanroom-watchdog").start()
 
@@ -129,6 +135,7 @@ class Pump:
                         )
                     continue
                 if item is _END:
+                    self._ended_cleanly = self.error is None
                     return
                 assert isinstance(item, Iterable)
                 for message in item:

@@ -10,11 +10,15 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from cleanroom.errors import AuthenticationError, InputError
+from cleanroom.crypto.signing import signing_key_from_tls_key, verify_report_signature
+from cleanroom.errors import AuthenticationError, InputError, IntegrityError
+from cleanroom.stats.report import Report
 
 VALIDITY = dt.timedelta(days=825)
+SIGNING_KEY_URI = "urn:cleanroom:ed25519:"
 
 
 def read_pem(path: str | Path, what: str) -> bytes:
@@ -48,6 +52,35 @@ def fingerprint_of_pem(pem: bytes) -> str:
         return fingerprint(x509.load_pem_x509_certificate(pem))
     except ValueError:
         raise AuthenticationError("the peer presented an unreadable certificate") from None
+
+
+def require_signing_key(pem: bytes, what: str) -> Ed25519PublicKey:
+    """The report-signing key of a pinned certificate; certificates must come from certs init."""
+    key = signing_public_key(x509.load_pem_x509_certificate(pem))
+    if key is None:
+        raise AuthenticationError(
+            f"{what} carries no report-signing key: make the certificate with 'cleanroom certs init'"
+        )
+    return key
+
+
+def verify_signed_report(report: Report, certificates: dict[str, Path]) -> None:
+    """Check a report file's signatures against the parties' pinned certificates."""
+    for role, path in certificates.items():
+        key = require_signing_key(
+            read_pem(path, f"{role} certificate"), f"{role} certificate {path}"
+        )
+        entry = report.signatures.get(role)
+        if not entry:
+            raise IntegrityError(f"the report carries no {role} signature")
+        if entry.get("public_key") != key.public_bytes_raw().hex():
+            raise IntegrityError(
+                f"the {role} signature was made with a key other than {path} carries"
+            )
+        if not verify_report_signature(
+            key, bytes.fromhex(entry["signature"]), report.signed_bytes()
+        ):
+            raise IntegrityError(f"the {role} signature does not verify: the report was altered")
 
 
 def server_name(certificate: x509.Certificate) -> str:
@@ -91,6 +124,19 @@ def init_certificate(
     alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ("127.0.0.1", "::1")]
     if host and _is_ip(host):
         alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
+    signing_key = signing_key_from_tls_key(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    # The report-signing public key rides in the pinned certificate, so pinning one pins both.
+    alt_names.append(
+        x509.UniformResourceIdentifier(
+            SIGNING_KEY_URI + signing_key.public_key().public_bytes_raw().hex()
+        )
+    )
     now = dt.datetime.now(dt.UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -126,3 +172,20 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def signing_public_key(certificate: x509.Certificate) -> Ed25519PublicKey | None:
+    """The report-signing key a certificate made by ``cleanroom certs init`` carries."""
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for uri in names.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith(SIGNING_KEY_URI):
+            try:
+                return Ed25519PublicKey.from_public_bytes(
+                    bytes.fromhex(uri[len(SIGNING_KEY_URI) :])
+                )
+            except ValueError:
+                return None
+    return None

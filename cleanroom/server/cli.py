@@ -201,7 +201,6 @@ def report_export(
 ) -> None:
     """Write a stored report (the brand's copy, or the partner's) to a JSON file."""
     from cleanroom.cli_support import write_atomically
-    from cleanroom.stats.report import dumps
     from cleanroom.store.state import StateStore
 
     if not state.exists():
@@ -209,12 +208,30 @@ def report_export(
     store = StateStore(state)
     session_id = session or store.latest_report_session()
     stored = store.report(session_id) if session_id else None
-    if stored is None:
+    if stored is None or session_id is None:
         raise InputError(
             f"{state}: no stored report" + (f" for session {session}" if session else "")
         )
-    write_atomically(out, dumps(stored))
+    write_atomically(out, Report(stored, signatures=store.signatures(session_id)).to_json())
     Console(stderr=True).print(f"wrote the report of session {session_id} to {out}")
+
+
+@report_app.command("verify")
+def report_verify(
+    file: Path,
+    brand_cert: Annotated[
+        Path, typer.Option("--brand-cert", help="the brand's pinned certificate")
+    ],
+    partner_cert: Annotated[
+        Path, typer.Option("--partner-cert", help="the partner's pinned certificate")
+    ],
+) -> None:
+    """Check that both parties signed exactly this report (exit 9 if not)."""
+    from cleanroom.server.certs import verify_signed_report
+
+    report = Report.load(file)
+    verify_signed_report(report, {"brand": brand_cert, "partner": partner_cert})
+    print(json.dumps({"report": str(file), "session_id": report.session_id, "signatures": "valid"}))
 
 
 @audit_app.command("verify")
@@ -224,8 +241,19 @@ def audit_verify(state: Annotated[Path, typer.Option("--state", help="state data
 
     if not state.exists():
         raise InputError(f"state database not found: {state}")
-    entries = StateStore(state).verify_audit()
-    print(json.dumps({"state": str(state), "entries": entries, "chain": "intact"}))
+    store = StateStore(state)
+    entries = store.verify_audit()
+    signatures = store.verify_report_signatures()
+    print(
+        json.dumps(
+            {
+                "state": str(state),
+                "entries": entries,
+                "chain": "intact",
+                "signatures_valid": signatures,
+            }
+        )
+    )
 
 
 def main() -> NoReturn:

@@ -17,9 +17,11 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cleanroom.contract import Contract
+from cleanroom.crypto.signing import signing_key_from_tls_key
 from cleanroom.errors import (
     AuthenticationError,
     CleanroomError,
@@ -35,7 +37,7 @@ from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.common import MAX_MESSAGE_BYTES
 from cleanroom.protocol.lists import BrandList, prepare_brand_list
 from cleanroom.protocol.pump import Pump
-from cleanroom.server.certs import fingerprint_of_pem
+from cleanroom.server.certs import fingerprint_of_pem, require_signing_key
 from cleanroom.server.config import ServerConfig
 from cleanroom.store.state import StateStore
 
@@ -70,13 +72,22 @@ class Offer:
     contract: Contract
     brand_list: BrandList
     partner_fingerprint: str | None  # None only with --insecure
+    partner_signing_key: Ed25519PublicKey | None = None  # None only with --insecure
 
 
 class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
-    def __init__(self, offers: dict[str, Offer], store: StateStore, *, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        offers: dict[str, Offer],
+        store: StateStore,
+        *,
+        idle_timeout: float,
+        signer: Ed25519PrivateKey | None = None,
+    ) -> None:
         self.offers = offers
         self.store = store
         self.idle_timeout = idle_timeout
+        self.signer = signer
 
     def _peer_fingerprint(self, context: grpc.ServicerContext) -> str | None:
         certificates = context.auth_context().get("x509_pem_cert")
@@ -114,12 +125,19 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
                 return
             offer = self._offer_for(first, context)
             session = BrandSession(
-                offer.contract, offer.brand_list, self.store, peer=offer.contract.partner.name
+                offer.contract,
+                offer.brand_list,
+                self.store,
+                peer=offer.contract.partner.name,
+                signer=self.signer,
+                partner_key=offer.partner_signing_key,
             )
             pump = Pump(session, idle_timeout=self.idle_timeout)
+            on_stream_end = pump.fail
             context.add_callback(
-                lambda: pump.fail(ConnectionLostError("the partner went away")) if pump else None
+                lambda: on_stream_end(ConnectionLostError("the partner went away"))
             )
+            pump.start_watchdog(on_stall=context.cancel)
             pump.start_reading(itertools.chain([first], request_iterator))
             yield from pump.outgoing()
             if pump.error is not None:
@@ -129,6 +147,9 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         except Exception as error:
             log.exception("session failed")
             self._fail(context, session, error)
+        finally:  # also when the stream is torn down under us (GeneratorExit)
+            if session is not None and not session.finished:
+                session.abort(str(pump.error) if pump and pump.error else "the stream ended early")
 
     def _fail(
         self, context: grpc.ServicerContext, session: BrandSession | None, error: BaseException
@@ -153,6 +174,11 @@ def prepare_offers(config: ServerConfig) -> dict[str, Offer]:
             partner_fingerprint=fingerprint_of_pem(entry.partner_certificate)
             if entry.partner_certificate
             else None,
+            partner_signing_key=require_signing_key(
+                entry.partner_certificate, f"partner certificate of contract '{contract.id}'"
+            )
+            if entry.partner_certificate
+            else None,
         )
     return offers
 
@@ -171,7 +197,15 @@ def build_server(
         maximum_concurrent_rpcs=max_sessions,
     )
     session_pb2_grpc.add_CleanRoomServicer_to_server(
-        CleanRoomService(offers, store, idle_timeout=config.idle_timeout), server
+        CleanRoomService(
+            offers,
+            store,
+            idle_timeout=config.idle_timeout,
+            signer=signing_key_from_tls_key(config.private_key.read_bytes())
+            if config.private_key
+            else None,
+        ),
+        server,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

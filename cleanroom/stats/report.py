@@ -125,14 +125,20 @@ class Report:
     """A released report, as the client library returns it."""
 
     def __init__(
-        self, data: dict[str, Any], input_quality: dict[str, dict[str, int]] | None = None
+        self,
+        data: dict[str, Any],
+        input_quality: dict[str, dict[str, int]] | None = None,
+        signatures: dict[str, dict[str, str]] | None = None,
     ):
         self._data = data
+        # Ed25519 signatures of both parties over the exact report bytes (cleanroom.crypto.signing).
+        self.signatures = signatures or {}
         # This party's own input-quality summary: kept local, never sent (docs/threat-model.md).
         self.input_quality = input_quality or {}
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
+        """Read a report file as written by ``cleanroom-client run`` or ``cleanroom report export``."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -143,7 +149,8 @@ class Report:
         required = {"contract_id", "session_id", "overlap", "attributes", "partner_size"}
         if not isinstance(data, dict) or not required <= data.keys():
             raise InputError(f"report file {path} is not a cleanroom report (missing fields)")
-        return cls(data)
+        signatures = data.pop("signatures", {})
+        return cls(data, signatures=signatures)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(self._data))
@@ -152,8 +159,13 @@ class Report:
         """One tidy row per (segment, attribute) cell, with the segment's overlap."""
         return report_to_frame(self._data)
 
-    def to_json(self) -> bytes:
+    def signed_bytes(self) -> bytes:
+        """The exact bytes both parties signed."""
         return dumps(self._data)
+
+    def to_json(self) -> bytes:
+        """The report file: the released report with both signatures alongside."""
+        return dumps({**self._data, "signatures": self.signatures})
 
     @property
     def overlap(self) -> int | None:

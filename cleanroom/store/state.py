@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from cleanroom.contract import Contract
 from cleanroom.errors import InputError, IntegrityError, PolicyError, ProtocolError
 
@@ -52,6 +54,7 @@ CREATE TABLE IF NOT EXISTS reports (
     contract_id TEXT NOT NULL,
     transcript_sha256 TEXT NOT NULL,
     report_json TEXT NOT NULL,
+    signatures TEXT NOT NULL DEFAULT '{}',
     stored_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (
@@ -341,6 +344,51 @@ class StateStore:
                 "SELECT report_json FROM reports WHERE session_id = ?", (session_id,)
             ).fetchone()
         return json.loads(row[0]) if row else None
+
+    def add_signature(
+        self, session_id: str, role: str, signature: bytes, public_key: bytes
+    ) -> None:
+        """Record one party's Ed25519 signature over the stored report, in the audit chain too."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT signatures, contract_id FROM reports WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                raise ProtocolError(f"no stored report for session {session_id}")
+            signatures = json.loads(row[0])
+            signatures[role] = {"public_key": public_key.hex(), "signature": signature.hex()}
+            db.execute(
+                "UPDATE reports SET signatures = ? WHERE session_id = ?",
+                (json.dumps(signatures, sort_keys=True), session_id),
+            )
+            self._append_audit(db, "signed", session_id, row[1], {"role": role, **signatures[role]})
+
+    def signatures(self, session_id: str) -> dict[str, dict[str, str]]:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT signatures FROM reports WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def verify_report_signatures(self) -> int:
+        """Check every stored signature against the report bytes it signs; return the count."""
+        from cleanroom.crypto.signing import verify_report_signature
+        from cleanroom.stats.report import dumps
+
+        with self._connect() as db:
+            rows = db.execute("SELECT session_id, report_json, signatures FROM reports").fetchall()
+        checked = 0
+        for session_id, report_json, signatures in rows:
+            signed = dumps(json.loads(report_json))
+            for role, entry in json.loads(signatures).items():
+                key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(entry["public_key"]))
+                if not verify_report_signature(key, bytes.fromhex(entry["signature"]), signed):
+                    raise IntegrityError(
+                        f"{self.path}: the {role} signature on the report of session {session_id}"
+                        " does not verify: the stored report was altered"
+                    )
+                checked += 1
+        return checked
 
     def latest_report_session(self) -> str | None:
         with self._connect() as db:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -85,7 +86,7 @@ def run(
         report = client.run(prepared, progress=progress)
     write_atomically(out, report.to_json())
     if output_format == "json":
-        print_json(report.to_dict())
+        print_json(json.loads(report.to_json()))
     elif not quiet:
         from cleanroom.stats.render import print_report
 

@@ -22,6 +22,7 @@ import grpc
 
 from cleanroom import errors
 from cleanroom.contract import Contract, load_contract
+from cleanroom.crypto.signing import signing_key_from_tls_key
 from cleanroom.errors import (
     AuthenticationError,
     CleanroomError,
@@ -34,7 +35,13 @@ from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.lists import PartnerList, TableSource, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.protocol.pump import Pump
-from cleanroom.server.certs import check_pinned, load_certificate, read_pem, server_name
+from cleanroom.server.certs import (
+    check_pinned,
+    load_certificate,
+    read_pem,
+    require_signing_key,
+    server_name,
+)
 from cleanroom.server.config import DEFAULT_IDLE_TIMEOUT, is_loopback
 from cleanroom.server.service import ERROR_METADATA, MESSAGE_OPTIONS
 from cleanroom.stats.report import Report
@@ -70,6 +77,8 @@ class Client:
                 raise InputError(f"--insecure is only allowed for a loopback server, not {server}")
             self._credentials = None
             self._server_name = None
+            self._signer = None
+            self._brand_key = None
         else:
             if certificate is None or private_key is None or server_certificate is None:
                 raise InputError(
@@ -87,6 +96,8 @@ class Client:
             self._server_name = server_name(
                 load_certificate(server_certificate, "server certificate")
             )
+            self._signer = signing_key_from_tls_key(read_pem(private_key, "private key"))
+            self._brand_key = require_signing_key(brand, f"server certificate {server_certificate}")
             self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=brand,
                 private_key=read_pem(private_key, "private key"),
@@ -111,7 +122,9 @@ class Client:
             audience if isinstance(audience, PartnerList) else self.prepare(audience, columns)
         )
         store = StateStore(self.state)
-        session = PartnerSession(self.contract, prepared, store)
+        session = PartnerSession(
+            self.contract, prepared, store, signer=self._signer, brand_key=self._brand_key
+        )
         hello = session.hello()
         try:
             self._exchange(session, hello, progress)
@@ -124,7 +137,11 @@ class Client:
             session.abort(str(exc))
             raise
         assert session.report is not None
-        return Report(session.report, input_quality=prepared.quality)
+        return Report(
+            session.report,
+            input_quality=prepared.quality,
+            signatures=store.signatures(session.report["session_id"]),
+        )
 
     def _channel(self) -> grpc.Channel:
         if self._credentials is None:
@@ -144,7 +161,7 @@ class Client:
             stub = session_pb2_grpc.CleanRoomStub(channel)
             call = stub.Session(pump.outgoing(first=[hello]))
             pump.on_error = lambda: _cancel_later(call)
-            pump.start_watchdog()
+            pump.start_watchdog(on_stall=call.cancel)
             try:
                 pump.read(_observed(call, progress))
                 if pump.error is None:

@@ -68,6 +68,7 @@ def test_partner_run_writes_the_report_the_brand_stored(site):
         (brand_json,) = db.execute(
             "SELECT report_json FROM reports WHERE session_id = ?", (written["session_id"],)
         ).fetchone()
+    assert set(written.pop("signatures")) == {"brand", "partner"}
     assert json.loads(brand_json) == written
 
     shown = run(tool("cleanroom"), "report", "show", "report.json", cwd=directory)
@@ -217,3 +218,62 @@ def test_a_misspelt_server_setting_is_refused(site, tmp_path):
     (directory / "typo.toml").write_text(config)
     result = run(tool("cleanroom"), "serve", "--config", "typo.toml", cwd=directory, check=False)
     assert result.returncode == 3 and "[server] lisen: unknown setting" in result.stderr
+
+
+def test_both_parties_sign_the_report_and_tampering_is_detected(site, tmp_path):
+    directory, port = site
+    out = tmp_path / "signed.json"
+    run(*client_args(port, "--out", str(out)), cwd=directory)
+    data = json.loads(out.read_text())
+    assert set(data["signatures"]) == {"brand", "partner"}
+    certs = ["--brand-cert", "certs/acme.crt", "--partner-cert", "certs/newsco.crt"]
+    verified = run(tool("cleanroom"), "report", "verify", str(out), *certs, cwd=directory)
+    assert json.loads(verified.stdout)["signatures"] == "valid"
+
+    data["overlap"]["total"] += 1
+    (tmp_path / "tampered.json").write_text(json.dumps(data))
+    tampered = run(
+        tool("cleanroom"),
+        "report",
+        "verify",
+        str(tmp_path / "tampered.json"),
+        *certs,
+        cwd=directory,
+        check=False,
+    )
+    assert tampered.returncode == 9 and "does not verify" in tampered.stderr
+    swapped = run(
+        tool("cleanroom"),
+        "report",
+        "verify",
+        str(out),
+        "--brand-cert",
+        "certs/newsco.crt",
+        "--partner-cert",
+        "certs/acme.crt",
+        cwd=directory,
+        check=False,
+    )
+    assert swapped.returncode == 9
+
+    audit = json.loads(
+        run(tool("cleanroom"), "audit", "verify", "--state", "brand-state.db", cwd=directory).stdout
+    )
+    assert audit["signatures_valid"] >= 2
+    import sqlite3
+
+    with sqlite3.connect(directory / "partner-state.db") as db:
+        db.execute(
+            "UPDATE reports SET report_json = replace(report_json, '\"partner_size\": ', '\"partner_size\": 1')"
+        )
+    db.close()
+    broken = run(
+        tool("cleanroom"),
+        "audit",
+        "verify",
+        "--state",
+        "partner-state.db",
+        cwd=directory,
+        check=False,
+    )
+    assert broken.returncode == 9 and "signature" in broken.stderr

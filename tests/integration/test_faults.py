@@ -131,5 +131,6 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
         stop_server(server)
     assert again.returncode == 0, again.stderr
     report = json.loads((site / "next.json").read_text())
+    assert set(report.pop("signatures")) == {"brand", "partner"}
     assert StateStore(site / "brand-state.db").report(report["session_id"]) == report
     assert report["overlap"]["total"] > 0

@@ -14,7 +14,12 @@ from cleanroom.protocol.inprocess import run_in_process
 from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 
-BRAND_COLUMNS = {"email": "email", "email_sha256": "email_sha256", "phone": "phone", "segment": "tier"}
+BRAND_COLUMNS = {
+    "email": "email",
+    "email_sha256": "email_sha256",
+    "phone": "phone",
+    "segment": "tier",
+}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +28,9 @@ def lists():
 
 
 def session(contract, crm, audience, stores):
-    brand = BrandSession(contract, prepare_brand_list(crm, BRAND_COLUMNS, contract), stores[0], peer="p")
+    brand = BrandSession(
+        contract, prepare_brand_list(crm, BRAND_COLUMNS, contract), stores[0], peer="p"
+    )
     partner = PartnerSession(contract, prepare_partner_list(audience, None, contract), stores[1])
     run_in_process(brand, partner)
     return brand.report
@@ -54,7 +61,9 @@ def test_a_brand_list_that_changed_by_a_few_records_is_refused(make_contract, st
     assert session(contract, lists.crm.iloc[60:], lists.audience, stores) is not None
 
 
-def test_a_partner_list_that_changed_by_a_few_records_is_refused_before_hello(make_contract, stores, lists):
+def test_a_partner_list_that_changed_by_a_few_records_is_refused_before_hello(
+    make_contract, stores, lists
+):
     contract = make_contract(mechanism="none", min_set_size=10, min_overlap=0)
     session(contract, lists.crm, lists.audience, stores)
     with_email = lists.audience.index[lists.audience.email != ""]

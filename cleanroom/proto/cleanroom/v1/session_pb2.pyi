@@ -109,16 +109,20 @@ class AttributeSums(_message.Message):
     def __init__(self, ciphertexts: _Optional[bytes] = ..., base_counts: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Release(_message.Message):
-    __slots__ = ("report_json",)
+    __slots__ = ("report_json", "brand_signature")
     REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    BRAND_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     report_json: bytes
-    def __init__(self, report_json: _Optional[bytes] = ...) -> None: ...
+    brand_signature: bytes
+    def __init__(self, report_json: _Optional[bytes] = ..., brand_signature: _Optional[bytes] = ...) -> None: ...
 
 class ReleaseAck(_message.Message):
-    __slots__ = ("transcript_sha256",)
+    __slots__ = ("transcript_sha256", "partner_signature")
     TRANSCRIPT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PARTNER_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     transcript_sha256: str
-    def __init__(self, transcript_sha256: _Optional[str] = ...) -> None: ...
+    partner_signature: bytes
+    def __init__(self, transcript_sha256: _Optional[str] = ..., partner_signature: _Optional[bytes] = ...) -> None: ...
 
 class Abort(_message.Message):
     __slots__ = ("reason",)
