@@ -1119,6 +1119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         status = f"{session['wall_s']:.2f} s" if session["ok"] else session["error"]
                         print(f"  {status}", flush=True)
                         runs.append(session)
+                        entry.setdefault("runs", []).append(session)  # saved as it happens
                         save()
                     good = [s for s in runs if s["ok"]]
                     best = min(good, key=lambda s: s["wall_s"]) if good else runs[-1]

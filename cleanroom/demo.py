@@ -216,6 +216,7 @@ def write_demo_files(
 def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet: bool) -> None:
     from cleanroom_client import Client
 
+    from cleanroom.engine import Engine
     from cleanroom.server.config import load_server_config
     from cleanroom.server.service import build_server
     from cleanroom.stats.plot import plot_lift
@@ -230,8 +231,9 @@ def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet
         f"partner audience {partner_records} rows (audience.csv), {lists.people_in_both} people in both"
     )
     config = load_server_config(directory / "brand.toml")
+    engine = Engine()
     with console.status("brand server: reading and hashing the CRM"):
-        server, port = build_server(config)
+        server, port = build_server(config, engine=engine)
     try:
         console.print(f"brand server listening on 127.0.0.1:{port} with mutual TLS")
         client = Client(
@@ -246,6 +248,7 @@ def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet
             report = client.run(directory / "audience.csv")
     finally:
         server.stop(grace=1).wait()
+        engine.close()
     brand_copy = StateStore(directory / "brand-state.db").report(report.session_id)
     (directory / "report.json").write_bytes(report.to_json())
     chart = plot_lift(report.to_dict(), directory / "lift.png")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import secrets
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
-from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 from cleanroom.crypto.signing import sign_report, verify_report_signature
+from cleanroom.engine import INLINE, Engine, encrypt, encrypt_indicators, hash_and_encrypt
 from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
@@ -106,6 +107,7 @@ class BrandSession:
         elgamal_key: ElGamalPrivateKey | None = None,
         signer: Ed25519PrivateKey | None = None,
         partner_key: Ed25519PublicKey | None = None,
+        engine: Engine = INLINE,
     ) -> None:
         """``signer``/``partner_key`` sign and check the report (None only with --insecure);
         ``cipher`` and ``elgamal_key`` are for tests: sessions draw fresh keys."""
@@ -116,6 +118,7 @@ class BrandSession:
         self.phase = Phase.HELLO
         self.report: dict[str, Any] | None = None
         self.transcript = Transcript()
+        self._engine = engine
         self._signer = signer
         self._partner_key = partner_key
         self._report_bytes = b""
@@ -245,17 +248,23 @@ class BrandSession:
     def _hello_and_elements(self, reply: pb.BrandMessage) -> Iterator[pb.BrandMessage]:
         yield reply
         dst = self.contract.hash_to_curve_dst()
+        headers = []  # (segment, key, last) of each chunk, in sending order
+        parts = []
         for g, group in enumerate(self._groups):
             segment, key = divmod(g, self._keys)
-            parts = list(chunks(group, ELEMENTS_PER_CHUNK)) or [[]]
-            for i, part in enumerate(parts):
-                elements = self._cipher.encrypt(hash_to_curve_batch(part, dst)) if part else b""
-                yield pb.BrandMessage(
-                    brand_elements=pb.BrandElementsChunk(
-                        segment=segment, key=key, elements=elements, last=i == len(parts) - 1
-                    )
+            group_parts = list(chunks(group, ELEMENTS_PER_CHUNK)) or [[]]
+            headers += [(segment, key, i == len(group_parts) - 1) for i in range(len(group_parts))]
+            parts += group_parts
+        encrypted = self._engine.map(
+            hash_and_encrypt, ((len(part), (self._cipher, part, dst)) for part in parts)
+        )
+        for (segment, key, last), elements in zip(headers, encrypted, strict=True):
+            yield pb.BrandMessage(
+                brand_elements=pb.BrandElementsChunk(
+                    segment=segment, key=key, elements=elements, last=last
                 )
-            group.clear()
+            )
+        self._groups = []
 
     # -- round 2 -----------------------------------------------------------------------------
 
@@ -296,10 +305,9 @@ class BrandSession:
             raise ProtocolError(
                 f"the partner sent more records than the {self._declared_records} it declared"
             )
-        matched = self._match(chunk.elements, slots)
-        outgoing: list[Iterable[pb.BrandMessage]] = []
-        if self._elgamal is not None:
-            outgoing.append(self._indicators(matched, last=chunk.last))
+        # W^b starts on a worker now; matching waits for it on the sending side, in order.
+        raised = self._engine.submit(slots * self._keys, encrypt, self._cipher, chunk.elements)
+        outgoing: list[Iterable[pb.BrandMessage]] = [self._matched(raised, slots, last=chunk.last)]
         if chunk.last:
             if self._records_seen != self._declared_records:
                 raise ProtocolError(
@@ -315,9 +323,16 @@ class BrandSession:
                 self.phase = Phase.SUMS
         return self._sent(m for part in outgoing for m in part)
 
-    def _match(self, elements: bytes, records: int) -> np.ndarray:
+    def _matched(
+        self, raised: Future[bytes], records: int, last: bool
+    ) -> Iterator[pb.BrandMessage]:
+        segment = self._match(raised.result(), records)
+        if self._elgamal is not None:
+            yield from self._indicators(segment, last)
+
+    def _match(self, raised_elements: bytes, records: int) -> np.ndarray:
         """Segment of each record (-1 if unmatched): its first key, in priority order, that matches."""
-        raised = truncate(self._cipher.encrypt(elements)) if records else b""
+        raised = truncate(raised_elements)
         values = np.frombuffer(raised, dtype=f"S{TRUNCATED_SIZE}").reshape(records, self._keys)
         segment = np.full(records, -1, dtype=np.int8)
         for k, table in enumerate(self._tables):
@@ -333,7 +348,9 @@ class BrandSession:
         bits = np.zeros((len(segment), self._segments), dtype=np.uint8)
         matched = segment >= 0
         bits[np.flatnonzero(matched), segment[matched]] = 1
-        ciphertexts = self._elgamal.encrypt_indicators(bits.ravel()) if len(segment) else b""
+        ciphertexts = self._engine.submit(
+            bits.size, encrypt_indicators, self._elgamal, bits.ravel()
+        ).result()
         yield pb.BrandMessage(indicators=pb.IndicatorsChunk(ciphertexts=ciphertexts, last=last))
 
     # -- rounds 4 and 5 ----------------------------------------------------------------------

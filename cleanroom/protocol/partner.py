@@ -21,6 +21,7 @@ import json
 import re
 import secrets
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -32,11 +33,9 @@ from cleanroom.crypto.elgamal import (
     CIPHERTEXT_SIZE,
     ElGamalPublicKey,
     add,
-    sum_by_mask,
-    validate_ciphertexts,
 )
-from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 from cleanroom.crypto.signing import sign_report, verify_report_signature
+from cleanroom.engine import INLINE, Engine, add_sums, encrypt, hash_and_encrypt, validate_and_sum
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import partner_mechanism
@@ -82,6 +81,7 @@ class PartnerSession:
         cipher: CommutativeCipher | None = None,
         signer: Ed25519PrivateKey | None = None,
         brand_key: Ed25519PublicKey | None = None,
+        engine: Engine = INLINE,
     ) -> None:
         self.contract = contract
         self.store = store
@@ -89,6 +89,7 @@ class PartnerSession:
         self.session_id: str | None = None
         self.report: dict[str, Any] | None = None
         self.transcript = Transcript()
+        self._engine = engine
         self._signer = signer
         self._brand_key = brand_key
         self._cipher = cipher or CommutativeCipher.generate()
@@ -106,11 +107,12 @@ class PartnerSession:
         self._brand_records: list[int] = []
         self._declared: list[int] = []
         self._received: list[int] = []
-        self._z_parts: list[list[bytes]] = []
+        self._z_parts: list[list[Future[bytes]]] = []
         self._groups_done = 0
         self._record_chunks = list(chunks(self._order, records_per_chunk(contract))) or [[]]
         self._chunk_starts = np.cumsum([0] + [len(part) for part in self._record_chunks]).tolist()
         self._indicator_chunks = 0
+        self._pending_sums: list[Future[list[list[bytes]]]] = []
         self._sums: list[list[bytes | None]] = []
         self._base_counts: list[int] = []
         self._started = False
@@ -219,8 +221,10 @@ class PartnerSession:
         self._received[g] += count
         if self._received[g] > self._declared[g]:
             raise ProtocolError("the brand sent more elements than it declared")
-        if count:
-            self._z_parts[g].append(truncate(self._cipher.encrypt(chunk.elements)))
+        if count:  # E^a starts on a worker while later chunks are still arriving
+            self._z_parts[g].append(
+                self._engine.submit(count, encrypt, self._cipher, chunk.elements)
+            )
         if not chunk.last:
             return ()
         if self._received[g] != self._declared[g]:
@@ -250,7 +254,7 @@ class PartnerSession:
                 )
 
     def _reshuffled(self, g: int) -> Iterator[pb.PartnerMessage]:
-        packed = b"".join(self._z_parts[g])
+        packed = b"".join(truncate(part.result()) for part in self._z_parts[g])
         self._z_parts[g] = []
         elements = [packed[i : i + TRUNCATED_SIZE] for i in range(0, len(packed), TRUNCATED_SIZE)]
         secrets.SystemRandom().shuffle(elements)
@@ -266,18 +270,22 @@ class PartnerSession:
     def _records(self) -> Iterator[pb.PartnerMessage]:
         dst = self.contract.hash_to_curve_dst()
         digests = self._list.digests
-        for i, part in enumerate(self._record_chunks):
-            messages = [
-                element_message(key, digest)
-                if (digest := digests[k][r]) is not None
-                else dummy_message()
-                for r in part
-                for k, key in enumerate(self.contract.keys)
-            ]
+
+        def jobs() -> Iterator[tuple[int, tuple[Any, ...]]]:
+            for part in self._record_chunks:
+                messages = [
+                    element_message(key, digest)
+                    if (digest := digests[k][r]) is not None
+                    else dummy_message()
+                    for r in part
+                    for k, key in enumerate(self.contract.keys)
+                ]
+                yield len(messages), (self._cipher, messages, dst)
+
+        for i, elements in enumerate(self._engine.map(hash_and_encrypt, jobs())):
             yield pb.PartnerMessage(
                 partner_records=pb.PartnerRecordsChunk(
-                    elements=self._cipher.encrypt(hash_to_curve_batch(messages, dst)),
-                    last=i == len(self._record_chunks) - 1,
+                    elements=elements, last=i == len(self._record_chunks) - 1
                 )
             )
 
@@ -293,15 +301,14 @@ class PartnerSession:
             raise ProtocolError(
                 f"indicator chunk {j} must hold {records * self._segments} ciphertexts"
             )
-        validate_ciphertexts(chunk.ciphertexts)
         masks = self._attributes[start : start + records].T
         cells = np.frombuffer(chunk.ciphertexts, dtype=np.uint8).reshape(
             records, self._segments, CIPHERTEXT_SIZE
         )
-        for s in range(self._segments):
-            for a, total in enumerate(sum_by_mask(cells[:, s, :].tobytes(), masks)):
-                current = self._sums[a][s]
-                self._sums[a][s] = total if current is None else add(current, total)
+        per_segment = [cells[:, s, :].tobytes() for s in range(self._segments)]
+        self._pending_sums.append(
+            self._engine.submit(records * self._segments, validate_and_sum, per_segment, masks)
+        )
         self._indicator_chunks += 1
         is_last = self._indicator_chunks == len(self._record_chunks)
         if chunk.last != is_last:
@@ -314,6 +321,9 @@ class PartnerSession:
     def _attribute_sums(self) -> Iterator[pb.PartnerMessage]:
         assert self._public_key is not None
         key = self._public_key
+        for part in self._pending_sums:
+            add_sums(self._sums, part.result())
+        self._pending_sums = []
         cells = len(self.contract.attributes) * self._segments
         noise = self._noise.sample(cells + len(self.contract.attributes))
         ciphertexts = []

@@ -43,9 +43,13 @@ FormatOption = Annotated[str, typer.Option("--format", help="table or json")]
 def serve(
     config: Annotated[Path, typer.Option("--config", help="brand server config (TOML)")],
     insecure: Annotated[bool, typer.Option("--insecure", help="plain TCP, loopback only")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", help="processes for the crypto (default: every core)")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Serve the brand's CRM to the partners named in the config, until interrupted."""
+    from cleanroom.engine import Engine
     from cleanroom.server.config import load_server_config
     from cleanroom.server.service import build_server, prepare_offers
 
@@ -53,7 +57,8 @@ def serve(
     settings = load_server_config(config, insecure=insecure)
     with console.status("reading and hashing the CRM"):
         offers = prepare_offers(settings)
-    server, port = build_server(settings, offers=offers)
+    engine = Engine(workers or None)
+    server, port = build_server(settings, offers=offers, engine=engine)
     for offer in offers.values():
         console.print(
             f"contract [bold]{offer.contract.id}[/] with {offer.contract.partner.name}: "
@@ -70,6 +75,7 @@ def serve(
     except KeyboardInterrupt:
         pass
     server.stop(grace=5).wait()
+    engine.close()
 
 
 @app.command()

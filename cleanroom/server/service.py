@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cleanroom.contract import Contract
 from cleanroom.crypto.signing import signing_key_from_tls_key
+from cleanroom.engine import INLINE, Engine
 from cleanroom.errors import (
     AuthenticationError,
     CleanroomError,
@@ -83,8 +84,10 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         *,
         idle_timeout: float,
         signer: Ed25519PrivateKey | None = None,
+        engine: Engine = INLINE,
     ) -> None:
         self.offers = offers
+        self.engine = engine
         self.store = store
         self.idle_timeout = idle_timeout
         self.signer = signer
@@ -131,8 +134,11 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
                 peer=offer.contract.partner.name,
                 signer=self.signer,
                 partner_key=offer.partner_signing_key,
+                engine=self.engine,
             )
-            pump = Pump(session, idle_timeout=self.idle_timeout)
+            pump = Pump(
+                session, idle_timeout=self.idle_timeout, max_pending=2 * self.engine.workers + 2
+            )
             on_stream_end = pump.fail
             context.add_callback(
                 lambda: on_stream_end(ConnectionLostError("the partner went away"))
@@ -184,7 +190,11 @@ def prepare_offers(config: ServerConfig) -> dict[str, Offer]:
 
 
 def build_server(
-    config: ServerConfig, *, offers: dict[str, Offer] | None = None, max_sessions: int = 16
+    config: ServerConfig,
+    *,
+    offers: dict[str, Offer] | None = None,
+    max_sessions: int = 16,
+    engine: Engine = INLINE,
 ) -> tuple[grpc.Server, int]:
     """Create and start the server; returns it and the bound port (``listen`` may use port 0)."""
     offers = offers if offers is not None else prepare_offers(config)
@@ -204,6 +214,7 @@ def build_server(
             signer=signing_key_from_tls_key(config.private_key.read_bytes())
             if config.private_key
             else None,
+            engine=engine,
         ),
         server,
     )

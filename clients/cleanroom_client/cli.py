@@ -54,6 +54,9 @@ def run(
     ),
     insecure: Annotated[bool, typer.Option("--insecure", help="plain TCP, loopback only")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds a phase may stall")] = 300.0,
+    workers: Annotated[
+        int, typer.Option("--workers", help="processes for the crypto (default: every core)")
+    ] = 0,
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -70,6 +73,7 @@ def run(
         state=state,
         insecure=insecure,
         idle_timeout=timeout,
+        workers=workers or None,
     )
     phases = Phases(quiet)
     with phases.running():

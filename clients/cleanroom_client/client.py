@@ -23,6 +23,7 @@ import grpc
 from cleanroom import errors
 from cleanroom.contract import Contract, load_contract
 from cleanroom.crypto.signing import signing_key_from_tls_key
+from cleanroom.engine import Engine
 from cleanroom.errors import (
     AuthenticationError,
     CleanroomError,
@@ -66,11 +67,14 @@ class Client:
         state: str | os.PathLike[str] = DEFAULT_STATE,
         insecure: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        workers: int | None = None,
     ) -> None:
+        """``workers``: processes for the per-record crypto (default: every core)."""
         self.server = server
         self.contract = contract if isinstance(contract, Contract) else load_contract(contract)
         self.insecure = insecure
         self.idle_timeout = idle_timeout
+        self.workers = workers
         self.state = Path(state)
         if insecure:
             if not is_loopback(server):
@@ -122,12 +126,18 @@ class Client:
             audience if isinstance(audience, PartnerList) else self.prepare(audience, columns)
         )
         store = StateStore(self.state)
+        engine = Engine(self.workers)
         session = PartnerSession(
-            self.contract, prepared, store, signer=self._signer, brand_key=self._brand_key
+            self.contract,
+            prepared,
+            store,
+            signer=self._signer,
+            brand_key=self._brand_key,
+            engine=engine,
         )
         hello = session.hello()
         try:
-            self._exchange(session, hello, progress)
+            self._exchange(session, hello, progress, max_pending=2 * engine.workers + 2)
         except ConnectionLostError:
             if session.report is None:
                 raise
@@ -136,6 +146,8 @@ class Client:
         except BaseException as exc:
             session.abort(str(exc))
             raise
+        finally:
+            engine.close()
         assert session.report is not None
         return Report(
             session.report,
@@ -150,11 +162,16 @@ class Client:
         return grpc.secure_channel(self.server, self._credentials, options=options)
 
     def _exchange(
-        self, session: PartnerSession, hello: pb.PartnerMessage, progress: Progress | None
+        self,
+        session: PartnerSession,
+        hello: pb.PartnerMessage,
+        progress: Progress | None,
+        max_pending: int,
     ) -> None:
         pump = Pump(
             session,
             idle_timeout=self.idle_timeout,
+            max_pending=max_pending,
             abort_message=lambda error: pb.PartnerMessage(abort=pb.Abort(reason=str(error)[:500])),
         )
         with self._channel() as channel:
