@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from cleanroom.crypto.commutative import CommutativeCipher
-from cleanroom.crypto.elgamal import ElGamalPrivateKey, add, sum_by_mask, validate_ciphertexts
+from cleanroom.crypto.elgamal import ElGamalPrivateKey, add, check_encodings, sum_by_mask
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 
 R = TypeVar("R")
@@ -96,11 +96,15 @@ def encrypt_indicators(key: ElGamalPrivateKey, bits: np.ndarray) -> bytes:
     return key.encrypt_indicators(bits) if len(bits) else b""
 
 
-def validate_and_sum(per_segment: Sequence[bytes], masks: np.ndarray) -> list[list[bytes]]:
-    """Per segment, the ciphertext sums of the records each attribute mask selects."""
+def check_and_sum(per_segment: Sequence[bytes], masks: np.ndarray) -> list[list[bytes]]:
+    """Per segment, the ciphertext sums of the records each attribute mask selects.
+
+    Encodings are checked here and curve membership by each addition; the subgroup check
+    happens once per sum (``clear_torsion``), not once per ciphertext (docs/protocol.md).
+    """
     sums = []
     for packed in per_segment:
-        validate_ciphertexts(packed)
+        check_encodings(packed)
         sums.append(sum_by_mask(packed, masks))
     return sums
 

@@ -371,6 +371,52 @@ def validate_ciphertexts(packed: bytes) -> None:
             raise CryptoError()
 
 
+_INVERSE_OF_8 = pow(8, -1, _L)
+_TOP_BYTE = 0x7F
+
+
+def check_encodings(packed: bytes) -> None:
+    """Length and canonical encoding of every point, vectorised (y < p, no stray sign on x = 0).
+
+    The cheap half of validation for ciphertexts the partner only adds up: curve membership
+    is checked by every addition, and whatever torsion a sum carries is removed by
+    :func:`clear_torsion` before anything derived from it is sent.
+    """
+    packed = _as_bytes(packed)
+    _count(packed)
+    points = np.frombuffer(packed, dtype=np.uint8).reshape(-1, _POINT_SIZE)
+    # y >= p = 2^255 - 19 exactly when bytes 1..30 are 0xff, byte 31 is 0x7f and byte 0 >= 0xed
+    y_too_large = (
+        ((points[:, 31] & _TOP_BYTE) == _TOP_BYTE)
+        & np.all(points[:, 1:31] == 0xFF, axis=1)
+        & (points[:, 0] >= 0xED)
+    )
+    if np.any(y_too_large):
+        raise CryptoError()
+
+
+def clear_torsion(ciphertext: bytes) -> bytes:
+    """Both points mapped onto the prime-order subgroup without changing the plaintext.
+
+    Each point Q = P + T (P of prime order l, T of order dividing 8) becomes
+    [8^-1 mod l]([8]Q) = P: the three doublings kill T, the multiplication undoes the factor
+    8 on P. A sum the partner computed over ciphertexts a brand may have salted with small-
+    order components therefore decrypts as if they were absent, and carries no trace of which
+    records it included. A point not on the curve raises CryptoError.
+    """
+    ciphertext = _as_bytes(ciphertext, CIPHERTEXT_SIZE)
+    return _project(ciphertext[:_POINT_SIZE]) + _project(ciphertext[_POINT_SIZE:])
+
+
+def _project(point: bytes) -> bytes:
+    multiple = point
+    for _ in range(3):
+        multiple = _point_add(multiple, multiple)
+    if multiple == _IDENTITY:
+        return _IDENTITY
+    return _mult(_INVERSE_OF_8, multiple)
+
+
 def sum_by_mask(packed: bytes, masks: np.ndarray) -> list[bytes]:
     """For each row j of masks (shape (k, n)), the sum of the ciphertexts where it is True.
 

@@ -29,13 +29,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
-from cleanroom.crypto.elgamal import (
-    CIPHERTEXT_SIZE,
-    ElGamalPublicKey,
-    add,
-)
+from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPublicKey, add, clear_torsion
 from cleanroom.crypto.signing import sign_report, verify_report_signature
-from cleanroom.engine import INLINE, Engine, add_sums, encrypt, hash_and_encrypt, validate_and_sum
+from cleanroom.engine import INLINE, Engine, add_sums, check_and_sum, encrypt, hash_and_encrypt
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import partner_mechanism
@@ -307,7 +303,7 @@ class PartnerSession:
         )
         per_segment = [cells[:, s, :].tobytes() for s in range(self._segments)]
         self._pending_sums.append(
-            self._engine.submit(records * self._segments, validate_and_sum, per_segment, masks)
+            self._engine.submit(records * self._segments, check_and_sum, per_segment, masks)
         )
         self._indicator_chunks += 1
         is_last = self._indicator_chunks == len(self._record_chunks)
@@ -330,6 +326,7 @@ class PartnerSession:
         for a in range(len(self.contract.attributes)):
             for s in range(self._segments):
                 total = self._sums[a][s]
+                total = None if total is None else clear_torsion(total)
                 noisy = key.encrypt(int(noise[a * self._segments + s]))
                 ciphertexts.append(key.rerandomize(noisy if total is None else add(total, noisy)))
         true_base = self._attributes.sum(axis=0).astype(np.int64)
