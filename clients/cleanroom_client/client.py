@@ -44,7 +44,7 @@ from cleanroom.server.certs import (
     server_name,
 )
 from cleanroom.server.config import DEFAULT_IDLE_TIMEOUT, is_loopback
-from cleanroom.server.service import ERROR_METADATA, MESSAGE_OPTIONS
+from cleanroom.server.service import ERROR_METADATA, MESSAGE_OPTIONS, NO_COMPRESSION
 from cleanroom.stats.report import Report
 from cleanroom.store.state import StateStore
 
@@ -157,9 +157,13 @@ class Client:
 
     def _channel(self) -> grpc.Channel:
         if self._credentials is None:
-            return grpc.insecure_channel(self.server, options=MESSAGE_OPTIONS)
+            return grpc.insecure_channel(
+                self.server, options=MESSAGE_OPTIONS, compression=NO_COMPRESSION
+            )
         options = [*MESSAGE_OPTIONS, ("grpc.ssl_target_name_override", self._server_name)]
-        return grpc.secure_channel(self.server, self._credentials, options=options)
+        return grpc.secure_channel(
+            self.server, self._credentials, options=options, compression=NO_COMPRESSION
+        )
 
     def _exchange(
         self,
