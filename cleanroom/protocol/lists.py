@@ -58,19 +58,24 @@ class PartnerList(PreparedList):
 def _key_columns(
     available: Sequence[str], mapping: Mapping[str, str], contract: Contract, source: str
 ) -> dict[str, list[tuple[str, str]]]:
-    """For each match key, the (key kind, column) pairs to read, in coalescing order."""
+    """For each match key, the (key kind, column) pairs to read, in coalescing order.
+
+    A list may lack a key the contract allows (a publisher without phone numbers): those
+    slots stay empty. A list with no column for any of the contract's keys is an error.
+    """
     chosen: dict[str, list[tuple[str, str]]] = {}
     for match_key in contract.keys:
         kinds = [kind for kind in KEY_KINDS if MATCH_KEY_OF[kind] == match_key]
         explicit = [(kind, mapping[kind]) for kind in kinds if kind in mapping]
-        found = explicit or [(kind, kind) for kind in kinds if kind in available]
-        if not found:
-            expected = " or ".join(f"'{kind}'" for kind in kinds)
-            raise InputError(
-                f"{source}: no column for match key '{match_key}': expected a column named "
-                f"{expected}, or map one with --column {match_key}=COLUMN"
-            )
-        chosen[match_key] = found
+        chosen[match_key] = explicit or [(kind, kind) for kind in kinds if kind in available]
+    if not any(chosen.values()):
+        expected = ", ".join(
+            f"'{kind}'" for kind in KEY_KINDS if MATCH_KEY_OF[kind] in contract.keys
+        )
+        raise InputError(
+            f"{source}: no identifier column: expected one named {expected}, or map one with "
+            f"--column {contract.keys[0]}=COLUMN"
+        )
     return chosen
 
 
@@ -112,7 +117,8 @@ def _digests(
                 if merged is None
                 else [a if a is not None else b for a, b in zip(merged, digests, strict=True)]
             )
-        assert merged is not None
+        if merged is None:  # no column for this key in this list
+            merged = [None] * table.num_rows
         if len(pairs) > 1:
             _drop_duplicates(merged, qualities[pairs[-1][0]])
         per_key.append(merged)

@@ -12,7 +12,12 @@ from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.store.state import StateStore
 
-BRAND_COLUMNS = {"email": "email", "email_sha256": "email_sha256", "phone": "phone", "segment": "tier"}
+BRAND_COLUMNS = {
+    "email": "email",
+    "email_sha256": "email_sha256",
+    "phone": "phone",
+    "segment": "tier",
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,9 @@ def released(contract, lists, tmp_path, brand_engine, partner_engine, tag):
         engine=brand_engine,
     )
     partner = PartnerSession(
-        contract, prepare_partner_list(lists.audience, None, contract), StateStore(tmp_path / f"p-{tag}.db"),
+        contract,
+        prepare_partner_list(lists.audience, None, contract),
+        StateStore(tmp_path / f"p-{tag}.db"),
         engine=partner_engine,
     )
     run_in_process(brand, partner)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from cleanroom_client import Client
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cleanroom.errors import AuthenticationError, ConnectionLostError, ContractError, PolicyError
@@ -99,3 +100,27 @@ def test_refusals_at_hello_are_audited(deployment):
     refused = [e for e in deployment.brand_store().audit_entries() if e["event"] == "refused"]
     assert refused and "contract hash mismatch" in refused[-1]["detail"]["reason"]
     assert deployment.brand_store().verify_audit() == len(deployment.brand_store().audit_entries())
+
+
+def test_the_library_runs_on_a_dataframe_and_an_arrow_table(deployment):
+    import pandas as pd
+    import pyarrow as pa
+
+    frame = pd.read_csv(deployment.directory / "audience.csv", dtype=str, keep_default_na=False)
+    from_frame = deployment.client().run(frame)
+    from_arrow = deployment.client().run(pa.Table.from_pandas(frame))
+    assert from_frame.overlap == from_arrow.overlap
+    assert from_frame.to_pandas()["count"].tolist() == from_arrow.to_pandas()["count"].tolist()
+
+
+def test_insecure_is_refused_off_loopback(deployment):
+    from cleanroom.errors import InputError
+
+    with pytest.raises(InputError, match="loopback"):
+        Client("203.0.113.7:50051", contract=deployment.directory / "contract.toml", insecure=True)
+
+
+def test_an_expired_contract_is_refused_before_connecting(deploy, tmp_path):
+    site = deploy(expires="2020-01-01")
+    with pytest.raises(ContractError, match="expired on 2020-01-01"):
+        site.client().run(site.directory / "audience.csv")

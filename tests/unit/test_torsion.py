@@ -30,7 +30,10 @@ def salted(ciphertext: bytes, torsion: bytes) -> bytes:
 
 
 @settings(max_examples=30, deadline=None)
-@given(bits=st.lists(st.integers(0, 1), min_size=1, max_size=12), planted=st.lists(st.booleans(), min_size=12, max_size=12))
+@given(
+    bits=st.lists(st.integers(0, 1), min_size=1, max_size=12),
+    planted=st.lists(st.booleans(), min_size=12, max_size=12),
+)
 def test_planted_torsion_does_not_survive_into_the_sum(bits, planted):
     packed = KEY.encrypt_indicators(bits)
     cts = [packed[i * 64 : (i + 1) * 64] for i in range(len(bits))]
