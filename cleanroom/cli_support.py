@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -36,15 +35,16 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> NoReturn:
     except CleanroomError as error:
         error_console().print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(error.exit_code)
-    except click.exceptions.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        error_console().print("aborted")
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         error_console().print("interrupted")
         sys.exit(130)
+    except Exception as error:
+        # Usage errors (unknown option, missing argument) come from click, which recent typer
+        # releases vendor: recognise them by what they offer rather than by their class.
+        if hasattr(error, "show") and isinstance(getattr(error, "exit_code", None), int):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
     sys.exit(result if isinstance(result, int) else 0)
 
 
