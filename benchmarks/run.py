@@ -72,6 +72,31 @@ LISTEN_RE = re.compile(r"listening on (\S+):(\d+)")
 RECORDS_RE = re.compile(r"(\d+) CRM records")
 
 _children: list[subprocess.Popen[bytes]] = []  # every process we started, for cleanup
+_source = {"root": REPO}  # where the measured code is read from (a snapshot with --snapshot)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, **extra)
+    if _source["root"] != REPO:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(_source["root"]), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+    return env
+
+
+def take_snapshot(destination: Path) -> Path:
+    """Copy cleanroom/ and clients/cleanroom_client/ so that every process of this run
+    measures the same code, however the working tree changes meanwhile. The processes get
+    it first on PYTHONPATH (they run outside the repository, so it shadows the editable
+    install)."""
+    if destination.exists():
+        shutil.rmtree(destination)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "cleanroom", destination / "cleanroom", ignore=ignore)
+    shutil.copytree(
+        REPO / "clients" / "cleanroom_client", destination / "cleanroom_client", ignore=ignore
+    )
+    return destination
 
 
 # --------------------------------------------------------------------------- data
@@ -339,9 +364,15 @@ def source_digest() -> str:
     """SHA-256 over the code being measured (cleanroom/, clients/): it changes under us."""
     import hashlib
 
+    root = _source["root"]
     digest = hashlib.sha256()
-    for path in sorted([*REPO.glob("cleanroom/**/*.py"), *REPO.glob("clients/**/*.py")]):
-        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    for path in (
+        sorted(root.glob("**/*.py"))
+        if root != REPO
+        else sorted([*REPO.glob("cleanroom/**/*.py"), *REPO.glob("clients/**/*.py")])
+    ):
+        name = str(path.relative_to(root)).removeprefix("clients/")
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -398,6 +429,16 @@ class Watch:
                 self.max_processes = max(self.max_processes, len(rss))
 
 
+def busy_cpu_seconds() -> dict[str, float] | None:
+    """Busy CPU seconds of the whole machine, and of this process (the forwarder)."""
+    if psutil is None:
+        return None
+    t = psutil.cpu_times()
+    me = psutil.Process().cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    return {"busy": busy, "steal": getattr(t, "steal", 0.0), "self": me.user + me.system}
+
+
 def timed_command(command: list[str], time_file: Path) -> tuple[list[str], bool]:
     if Path(TIME).exists():
         return [TIME, "-v", "-o", str(time_file), *command], True
@@ -431,7 +472,7 @@ def parse_time_v(path: Path) -> dict[str, Any]:
 
 
 def start(command: list[str], cwd: Path, stdout: Any, stderr: Any) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, COLUMNS="200", PYTHONUNBUFFERED="1", NO_COLOR="1")
+    env = child_env(COLUMNS="200", PYTHONUNBUFFERED="1", NO_COLOR="1")
     proc = subprocess.Popen(
         command, cwd=cwd, stdout=stdout, stderr=stderr, env=env, start_new_session=True
     )
@@ -484,7 +525,8 @@ def supports_workers(executable: Path, subcommand: str) -> bool:
             capture_output=True,
             text=True,
             timeout=60,
-            env=dict(os.environ, COLUMNS="200"),
+            env=child_env(COLUMNS="200"),
+            cwd=tempfile.gettempdir(),
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -634,6 +676,7 @@ def run_session(
                 command = profile_command(command, directory / "client.pyspy")
             command, wrapped = timed_command(command, directory / "client.time")
             server_cpu_before = server.watch.cpu_seconds() if server.watch else None
+            machine_before = busy_cpu_seconds()
             out = (directory / "client.stdout").open("wb")
             err = (directory / "client.stderr").open("wb")
             began = time.perf_counter()
@@ -652,6 +695,7 @@ def run_session(
                 out.close()
                 err.close()
             server_cpu_after = server.watch.cpu_seconds() if server.watch else None
+            machine_after = busy_cpu_seconds()
             time.sleep(0.2)  # let the last TLS close frames through the forwarder
             result.update(
                 wall_s=round(wall, 3),
@@ -675,6 +719,14 @@ def run_session(
             result["client_cpu_s"] = round(
                 client_time.get("user_s", 0) + client_time.get("system_s", 0), 2
             )
+        if machine_before and machine_after and server_cpu_before is not None:
+            # CPU the rest of the machine used meanwhile: other users' work, the contention
+            ours = (result.get("client_cpu_s") or 0) + result.get("server_session_cpu_s", 0)
+            ours += machine_after["self"] - machine_before["self"]
+            other = machine_after["busy"] - machine_before["busy"] - ours
+            result["other_cpu_s"] = round(max(0.0, other), 1)
+            result["other_cores_avg"] = round(max(0.0, other) / wall, 2)
+            result["steal_s"] = round(machine_after["steal"] - machine_before["steal"], 1)
         if code != 0:
             tail = (directory / "client.stderr").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"the client exited with {code}:\n{tail}")
@@ -1035,6 +1087,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="profile one session per config with py-spy on both sides (first --n only)",
     )
     parser.add_argument("--no-workers", action="store_true", help="do not pass --workers")
+    parser.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="run the working tree's code as it is at each moment, not a copy taken at start",
+    )
     parser.add_argument("--timeout", type=float, default=None, help="seconds per session")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -1056,6 +1113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown config(s): {', '.join(sorted(unknown))}")
     cores = os.cpu_count() or 1
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cleanroom-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if not args.no_snapshot:
+        _source["root"] = take_snapshot(workdir / "src")
     workers: dict[str, list[str]] = {"server": [], "client": []}
     if not args.no_workers:
         if supports_workers(entry_point("cleanroom"), "serve"):
@@ -1068,8 +1129,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"--workers: server {workers['server'] or 'not supported'}, "
         f"client {workers['client'] or 'not supported'}"
     )
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cleanroom-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or RESULTS / f"run-{stamp}.json"
@@ -1078,6 +1137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": info,
         "workers": workers,
+        "code": {
+            "snapshot": not args.no_snapshot,
+            "source_sha256_16": source_digest(),
+        },
         "generator": args.generator,
         "entries": [],
     }

@@ -14,8 +14,10 @@ encrypted element, and with ~15 records per bucket at 1M records it cannot be us
 whether a given person is on the list.
 
 Limits (docs/threat-model.md): it does not stop a party that changes the software, spreads
-its probing over many sessions each above the threshold, or uses another contract; the
-differential-privacy noise is what bounds those.
+its probing over many sessions each above the threshold, pads a target with made-up
+identifiers to exceed the threshold, or uses another contract. Noise bounds what the
+partner can learn that way; the brand sees exact overlaps, so against a brand that probes
+on purpose the protection is the semi-honest assumption, not this check.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
-from cleanroom.crypto.signing import sign_report, verify_report_signature
+from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.engine import INLINE, Engine, encrypt, encrypt_indicators, hash_and_encrypt
 from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
@@ -410,15 +410,17 @@ class BrandSession:
             )
 
         self.report = self.store.commit_release(
-            self.session_id, self.contract, report, transcript, list_sketch=pack(self._sketch)
+            self.session_id,
+            self.contract,
+            report,
+            transcript,
+            list_sketch=pack(self._sketch),
+            sign_as=None if self._signer is None else ("brand", self._signer),
         )
         self._report_bytes = dumps(self.report)
         signature = b""
         if self._signer is not None:
-            signature = sign_report(self._signer, self._report_bytes)
-            self.store.add_signature(
-                self.session_id, "brand", signature, self._signer.public_key().public_bytes_raw()
-            )
+            signature = bytes.fromhex(self.store.signatures(self.session_id)["brand"]["signature"])
         crash_point("brand", "released")
         self.phase = Phase.ACK
         yield pb.BrandMessage(
@@ -427,15 +429,14 @@ class BrandSession:
 
     def _on_ack(self, ack: pb.ReleaseAck) -> Iterable[pb.BrandMessage]:
         assert self.report is not None
-        agreed = ack.transcript_sha256 == self.report["transcript_sha256"]
-        self.store.audit(
-            "acknowledged" if agreed else "transcript-mismatch",
-            session_id=self.session_id,
-            contract_id=self.contract.id,
-            partner_transcript_sha256=ack.transcript_sha256[:64],
-        )
         self.phase = Phase.DONE
-        if not agreed:
+        if ack.transcript_sha256 != self.report["transcript_sha256"]:
+            self.store.audit(
+                "transcript-mismatch",
+                session_id=self.session_id,
+                contract_id=self.contract.id,
+                partner_transcript_sha256=ack.transcript_sha256[:64],
+            )
             raise ProtocolError("the partner's transcript hash differs from the brand's")
         if self._partner_key is not None:
             if not verify_report_signature(
@@ -451,6 +452,7 @@ class BrandSession:
                 ack.partner_signature,
                 self._partner_key.public_bytes_raw(),
             )
+        self.store.audit("acknowledged", session_id=self.session_id, contract_id=self.contract.id)
         return ()
 
     @property

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPublicKey, add, clear_torsion
-from cleanroom.crypto.signing import sign_report, verify_report_signature
+from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.engine import INLINE, Engine, add_sums, check_and_sum, encrypt, hash_and_encrypt
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.faults import crash_point
@@ -50,6 +50,7 @@ from cleanroom.protocol.common import (
     truncate,
 )
 from cleanroom.protocol.lists import PartnerList
+from cleanroom.stats.report import dumps
 from cleanroom.store.state import StateStore
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -344,31 +345,33 @@ class PartnerSession:
 
     def _on_release(self, release: pb.Release) -> Iterable[pb.PartnerMessage]:
         report = _parse_report(release.report_json)
+        if dumps(report) != release.report_json:
+            raise ProtocolError("the brand's release is not in canonical form")
         self._check_report(report)
         if self._brand_key is not None and not verify_report_signature(
             self._brand_key, release.brand_signature, release.report_json
         ):
             raise ProtocolError("the brand's signature on the report does not verify")
         assert self.session_id is not None
+        signatures = {}
+        if self._brand_key is not None:
+            signatures["brand"] = {
+                "public_key": self._brand_key.public_bytes_raw().hex(),
+                "signature": release.brand_signature.hex(),
+            }
         self.store.commit_release(
             self.session_id,
             self.contract,
             report,
             report["transcript_sha256"],
             list_sketch=pack(self._sketch),
+            signatures=signatures,
+            sign_as=None if self._signer is None else ("partner", self._signer),
         )
         signature = b""
-        if self._brand_key is not None:
-            self.store.add_signature(
-                self.session_id,
-                "brand",
-                release.brand_signature,
-                self._brand_key.public_bytes_raw(),
-            )
         if self._signer is not None:
-            signature = sign_report(self._signer, release.report_json)
-            self.store.add_signature(
-                self.session_id, "partner", signature, self._signer.public_key().public_bytes_raw()
+            signature = bytes.fromhex(
+                self.store.signatures(self.session_id)["partner"]["signature"]
             )
         self.report = report
         self.phase = Phase.DONE

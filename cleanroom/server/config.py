@@ -10,7 +10,7 @@ from typing import Any
 
 from cleanroom.contract import Contract, load_contract
 from cleanroom.errors import AuthenticationError, InputError
-from cleanroom.server.certs import check_pinned, fingerprint, load_certificate
+from cleanroom.server.certs import check_pinned, fingerprint, load_certificate, require_signing_key
 
 DEFAULT_IDLE_TIMEOUT = 300.0
 
@@ -91,7 +91,9 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         or not isinstance(idle_timeout, int | float)
         or idle_timeout <= 0
     ):
-        raise InputError(f"{source}: [server] idle_timeout: must be greater than 0")
+        raise InputError(
+            f"{source}: [server] idle_timeout: must be a number of seconds greater than 0"
+        )
     state = resolve(_require(server, "server", "state", source))
 
     crm_table = doc.get("crm", {})
@@ -109,6 +111,7 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         certificate = resolve(_require(tls, "tls", "certificate", source))
         private_key = resolve(_require(tls, "tls", "private_key", source))
         brand_fingerprint = fingerprint(load_certificate(certificate, "brand certificate"))
+        require_signing_key(certificate.read_bytes(), f"{source}: [tls] certificate")
         if not private_key.exists():
             raise InputError(f"{source}: [tls] private_key: file not found: {private_key}")
 

@@ -49,6 +49,7 @@ SERVICE_NAME = "cleanroom.v1.CleanRoom"
 # Encrypted elements are uniformly random bytes: compressing them costs CPU and saves nothing.
 NO_COMPRESSION = grpc.Compression.NoCompression
 MESSAGE_OPTIONS = [
+    ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES + 64 * 1024),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES + 64 * 1024),
 ]

@@ -101,11 +101,17 @@ def build_report(
             "mechanism": contract.mechanism,
             "epsilon_spent": contract.epsilon_per_session,
             "epsilon_remaining": round(epsilon_remaining, 12),
-            "noise_scale": {"brand": brand_noise.scale, "partner": partner_noise.scale},
+            # An overlap-only session releases nothing the partner noises.
+            "noise_scale": {
+                "brand": brand_noise.scale,
+                "partner": None if contract.overlap_only else partner_noise.scale,
+            },
             "interval_999": {
                 "overlap": brand_noise.interval(0.999),
-                "attribute_count": _sum_interval(brand_noise, partner_noise),
-                "partner_count": partner_noise.interval(0.999),
+                "attribute_count": None
+                if contract.overlap_only
+                else _sum_interval(brand_noise, partner_noise),
+                "partner_count": None if contract.overlap_only else partner_noise.interval(0.999),
             },
         },
     }

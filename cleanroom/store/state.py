@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cleanroom.contract import Contract
 from cleanroom.errors import InputError, IntegrityError, PolicyError, ProtocolError
@@ -299,12 +299,18 @@ class StateStore:
         report: dict[str, Any] | Callable[[float], dict[str, Any]],
         transcript_sha256: str,
         list_sketch: bytes | None = None,
+        signatures: dict[str, dict[str, str]] | None = None,
+        sign_as: tuple[str, Ed25519PrivateKey] | None = None,
     ) -> dict[str, Any]:
         """Spend the budget (if not yet spent) and store the report, atomically.
 
         ``report`` may be a function of the epsilon remaining after this session, so the
-        figure in the report is read inside the same transaction that spends it.
+        figure in the report is read inside the same transaction that spends it. Signatures
+        (given, and this party's own made with ``sign_as``) are stored in the same transaction.
         """
+        from cleanroom.crypto.signing import sign_report
+        from cleanroom.stats.report import dumps
+
         with self._transaction() as db:
             self._charge(db, session_id, contract)
             if callable(report):
@@ -313,14 +319,22 @@ class StateStore:
                     (contract.id,),
                 ).fetchone()
                 report = report(max(0.0, contract.epsilon_total - spent))
+            signed = dict(signatures or {})
+            if sign_as is not None:
+                role, key = sign_as
+                signed[role] = {
+                    "public_key": key.public_key().public_bytes_raw().hex(),
+                    "signature": sign_report(key, dumps(report)).hex(),
+                }
             db.execute(
-                "INSERT INTO reports (session_id, contract_id, transcript_sha256, report_json, stored_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO reports (session_id, contract_id, transcript_sha256, report_json,"
+                " signatures, stored_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     contract.id,
                     transcript_sha256,
                     json.dumps(report, sort_keys=True),
+                    json.dumps(signed, sort_keys=True),
                     _now(),
                 ),
             )

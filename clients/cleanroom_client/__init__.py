@@ -11,8 +11,9 @@ Exceptions (all from :mod:`cleanroom.errors`):
     ├── AuthenticationError   unknown or wrong certificate
     ├── PolicyError           budget exhausted, list below min_set_size, set difference
     ├── ConnectionLostError   brand unreachable, dropped mid-session, timed out
-    └── ProtocolError         the brand sent something invalid
-        └── CryptoError
+    ├── ProtocolError         the brand sent something invalid
+    │   └── CryptoError
+    └── IntegrityError        a report signature or the audit log does not verify
 """
 
 from cleanroom.errors import (
@@ -22,6 +23,7 @@ from cleanroom.errors import (
     ContractError,
     CryptoError,
     InputError,
+    IntegrityError,
     PolicyError,
     ProtocolError,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "ContractError",
     "CryptoError",
     "InputError",
+    "IntegrityError",
     "PolicyError",
     "ProtocolError",
     "Report",

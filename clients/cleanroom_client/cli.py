@@ -124,6 +124,11 @@ def lookalike(
     released = Report.load(report).to_dict()
     model = LookalikeModel.from_report(released, segment)
     mapping = parse_columns(column)
+    unknown = sorted(set(mapping) - set(model.attributes))
+    if unknown:
+        raise InputError(
+            f"--column {unknown[0]}=...: not an attribute of the model ({', '.join(model.attributes)})"
+        )
     attribute_columns = [mapping.get(a, a) for a in model.attributes]
     table = load_table(audience, required=[id_column, *attribute_columns], role="partner audience")
     features = np.zeros((table.num_rows, len(attribute_columns)), dtype=bool)

@@ -138,8 +138,9 @@ class Client:
         hello = session.hello()
         try:
             self._exchange(session, hello, progress, max_pending=2 * engine.workers + 2)
-        except ConnectionLostError:
+        except ConnectionLostError as exc:
             if session.report is None:
+                session.abort(str(exc))
                 raise
             # The report was verified and stored before the brand went away; only the
             # brand's record of our acknowledgement may be missing.
@@ -232,6 +233,10 @@ def _translate(error: grpc.RpcError, server: str) -> CleanroomError:
                 f"brand's config pins for this contract? ({details})"
             )
         return ConnectionLostError(f"cannot reach the brand server at {server}: {details}")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "concurrent" in details.lower():
+        return ConnectionLostError(
+            f"the brand server at {server} is busy; try again later ({details})"
+        )
     if code == grpc.StatusCode.PERMISSION_DENIED:
         return AuthenticationError(f"the brand refused: {details}")
     if code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
