@@ -124,3 +124,36 @@ def stop_server(server: subprocess.Popen[str]) -> None:
         server.wait(timeout=30)
     if server.stderr is not None:
         server.stderr.close()
+
+
+# How the synthetic CRM (cleanroom.demo.synthetic_lists) maps to key kinds and the segment.
+BRAND_COLUMNS = {
+    "email": "email",
+    "email_sha256": "email_sha256",
+    "phone": "phone",
+    "segment": "tier",
+}
+
+
+def partner_args(port: int, *extra: str) -> list[str]:
+    """``cleanroom-client run`` against a demo site (run from the site's directory)."""
+    return [
+        tool("cleanroom-client"),
+        "run",
+        "--server",
+        f"127.0.0.1:{port}",
+        "--contract",
+        "contract.toml",
+        "--audience",
+        "audience.csv",
+        "--tls-cert",
+        "certs/newsco.crt",
+        "--tls-key",
+        "certs/newsco.key",
+        "--server-cert",
+        "certs/acme.crt",
+        "--state",
+        "partner-state.db",
+        "--quiet",
+        *extra,
+    ]

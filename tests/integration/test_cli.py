@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from support import start_server, stop_server, tool
+from support import partner_args, start_server, stop_server, tool
 
 from cleanroom.demo import write_demo_files
 
@@ -33,32 +33,9 @@ def site(tmp_path_factory):
     stop_server(server)
 
 
-def client_args(port: int, *extra: str) -> list[str]:
-    return [
-        tool("cleanroom-client"),
-        "run",
-        "--server",
-        f"127.0.0.1:{port}",
-        "--contract",
-        "contract.toml",
-        "--audience",
-        "audience.csv",
-        "--tls-cert",
-        "certs/newsco.crt",
-        "--tls-key",
-        "certs/newsco.key",
-        "--server-cert",
-        "certs/acme.crt",
-        "--state",
-        "partner-state.db",
-        "--quiet",
-        *extra,
-    ]
-
-
 def test_partner_run_writes_the_report_the_brand_stored(site):
     directory, port = site
-    result = run(*client_args(port, "--out", "report.json", "--format", "json"), cwd=directory)
+    result = run(*partner_args(port, "--out", "report.json", "--format", "json"), cwd=directory)
     printed = json.loads(result.stdout)
     written = json.loads((directory / "report.json").read_text())
     assert printed == written
@@ -120,7 +97,7 @@ def test_partner_run_writes_the_report_the_brand_stored(site):
 )
 def test_bad_input_gives_one_line_and_the_documented_exit_code(site, extra, code, message):
     directory, port = site
-    args = client_args(port, "--out", "bad-report.json")
+    args = partner_args(port, "--out", "bad-report.json")
     for i in range(0, len(extra), 2):
         if extra[i] in args and extra[i] != "--column":
             args[args.index(extra[i]) + 1] = extra[i + 1]
@@ -135,7 +112,7 @@ def test_bad_input_gives_one_line_and_the_documented_exit_code(site, extra, code
 
 def test_server_down_exits_7(site, tmp_path):
     directory, _ = site
-    result = run(*client_args(1, "--out", str(tmp_path / "r.json")), cwd=directory, check=False)
+    result = run(*partner_args(1, "--out", str(tmp_path / "r.json")), cwd=directory, check=False)
     assert result.returncode == 7, result.stderr
     assert not (tmp_path / "r.json").exists()
 
@@ -195,7 +172,7 @@ def test_certs_init_prints_the_fingerprint(tmp_path):
 
 def test_brand_exports_its_copy_of_the_report(site, tmp_path):
     directory, port = site
-    run(*client_args(port, "--out", str(tmp_path / "partner.json")), cwd=directory)
+    run(*partner_args(port, "--out", str(tmp_path / "partner.json")), cwd=directory)
     session = json.loads((tmp_path / "partner.json").read_text())["session_id"]
     run(
         tool("cleanroom"),
@@ -223,7 +200,7 @@ def test_a_misspelt_server_setting_is_refused(site, tmp_path):
 def test_both_parties_sign_the_report_and_tampering_is_detected(site, tmp_path):
     directory, port = site
     out = tmp_path / "signed.json"
-    run(*client_args(port, "--out", str(out)), cwd=directory)
+    run(*partner_args(port, "--out", str(out)), cwd=directory)
     data = json.loads(out.read_text())
     assert set(data["signatures"]) == {"brand", "partner"}
     certs = ["--brand-cert", "certs/acme.crt", "--partner-cert", "certs/newsco.crt"]

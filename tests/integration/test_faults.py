@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 
 import pytest
-from support import start_server, stop_server, tool
+from support import partner_args, start_server, stop_server
 
 from cleanroom.demo import write_demo_files
 from cleanroom.faults import CRASH_EXIT_CODE
@@ -49,29 +49,7 @@ def site(tmp_path):
 def partner_run(
     directory, out: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    args = [
-        tool("cleanroom-client"),
-        "run",
-        "--server",
-        f"127.0.0.1:{directory.port}",
-        "--contract",
-        "contract.toml",
-        "--audience",
-        "audience.csv",
-        "--tls-cert",
-        "certs/newsco.crt",
-        "--tls-key",
-        "certs/newsco.key",
-        "--server-cert",
-        "certs/acme.crt",
-        "--state",
-        "partner-state.db",
-        "--quiet",
-        "--out",
-        out,
-        "--timeout",
-        "20",
-    ]
+    args = partner_args(directory.port, "--out", out, "--timeout", "20")
     return subprocess.run(
         args,
         cwd=directory.path,
