@@ -56,9 +56,9 @@ from pathlib import Path
 from typing import Any
 
 try:
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 except ImportError:  # pragma: no cover - reported at start-up
-    psutil = None  # type: ignore[assignment]
+    psutil = None
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -159,8 +159,8 @@ def write_lists(directory: Path, n: int, generator: str, seed: int = 2026) -> di
     """crm.csv (email only: every row in segment "all"), audience.csv (user_id, email) and
     audience-attrs.csv (the same plus 20 boolean attributes at 20%)."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 
     directory.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -875,7 +875,7 @@ def floor_rates(cores: int) -> dict[str, Any]:
 
 def openmined_worker(n: int) -> None:
     """Child process: openmined-psi cardinality flow in process; prints JSON."""
-    import private_set_intersection.python as psi
+    import private_set_intersection.python as psi  # type: ignore[import-untyped]
 
     brand, partner = openmined_items(n)
     server = psi.server.CreateWithNewKey(False)
@@ -948,7 +948,7 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("cleanroom", "cryptography", "pynacl", "grpcio", "protobuf", "openmined-psi"):
         try:
             versions[package] = importlib.metadata.version(package)
