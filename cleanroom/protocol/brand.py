@@ -108,6 +108,7 @@ class BrandSession:
         signer: Ed25519PrivateKey | None = None,
         partner_key: Ed25519PublicKey | None = None,
         engine: Engine = INLINE,
+        sketch: np.ndarray | None = None,
     ) -> None:
         """``signer``/``partner_key`` sign and check the report (None only with --insecure);
         ``cipher`` and ``elgamal_key`` are for tests: sessions draw fresh keys."""
@@ -130,7 +131,10 @@ class BrandSession:
         self._partner_noise = partner_mechanism(contract)
         self._keys = len(contract.keys)
         self._segments = len(contract.segments)
-        self._sketch = list_sketch(brand_list.digests, store.sketch_key())
+        # The server passes the sketch it computed once for this list; computing it is O(list).
+        self._sketch = (
+            sketch if sketch is not None else list_sketch(brand_list.digests, store.sketch_key())
+        )
         self._groups = self._group_messages(brand_list)
         self._group_sizes = [len(group) for group in self._groups]
         self._brand_records = [int(np.sum(brand_list.segments == s)) for s in range(self._segments)]

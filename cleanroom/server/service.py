@@ -32,6 +32,7 @@ from cleanroom.errors import (
     PolicyError,
     ProtocolError,
 )
+from cleanroom.privacy.setdiff import list_sketch
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.brand import BrandSession
@@ -91,6 +92,8 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
     ) -> None:
         self.offers = offers
         self.engine = engine
+        key = store.sketch_key()
+        self.sketches = {cid: list_sketch(o.brand_list.digests, key) for cid, o in offers.items()}
         self.store = store
         self.idle_timeout = idle_timeout
         self.signer = signer
@@ -138,6 +141,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
                 signer=self.signer,
                 partner_key=offer.partner_signing_key,
                 engine=self.engine,
+                sketch=self.sketches[offer.contract.id],
             )
             pump = Pump(
                 session, idle_timeout=self.idle_timeout, max_pending=2 * self.engine.workers + 2
