@@ -119,11 +119,19 @@ def start_server(
 
 
 def stop_server(server: subprocess.Popen[str]) -> None:
-    if server.poll() is None:
-        server.terminate()
-        server.wait(timeout=30)
-    if server.stderr is not None:
-        server.stderr.close()
+    """SIGTERM must stop the server promptly; if it does not, kill it and fail."""
+    try:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+                raise AssertionError("the server ignored SIGTERM for 30 s") from None
+    finally:
+        if server.stderr is not None:
+            server.stderr.close()
 
 
 # How the synthetic CRM (cleanroom.demo.synthetic_lists) maps to key kinds and the segment.

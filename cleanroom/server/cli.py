@@ -71,7 +71,10 @@ def serve(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stop.wait()
+        # Python runs signal handlers only when the main thread wakes; a signal the kernel hands
+        # to one of gRPC's threads would never wake an untimed wait, so poll.
+        while not stop.wait(timeout=0.5):
+            pass
     except KeyboardInterrupt:
         pass
     server.stop(grace=5).wait()
