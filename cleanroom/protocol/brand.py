@@ -29,25 +29,21 @@ from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
 from cleanroom.crypto.signing import verify_report_signature
-from cleanroom.engine import INLINE, Engine, encrypt, encrypt_indicators, hash_and_encrypt
+from cleanroom.engine import INLINE, Engine, encrypt, encrypt_indicators
 from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
-from cleanroom.privacy.setdiff import check_set_difference, list_sketch, pack
+from cleanroom.privacy.setdiff import check_set_difference, pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
-    ELEMENTS_PER_CHUNK,
     TRUNCATED_SIZE,
     Transcript,
-    chunks,
-    element_message,
     group_index,
     records_per_chunk,
-    shuffled,
     split_elements,
     truncate,
 )
-from cleanroom.protocol.lists import BrandList
+from cleanroom.protocol.lists import OwnBrandList
 from cleanroom.stats.report import ReleasedCounts, build_report, dumps
 from cleanroom.store.state import StateStore
 
@@ -99,7 +95,7 @@ class BrandSession:
     def __init__(
         self,
         contract: Contract,
-        brand_list: BrandList,
+        brand_list: OwnBrandList,
         store: StateStore,
         *,
         peer: str,
@@ -132,14 +128,12 @@ class BrandSession:
         self._keys = len(contract.keys)
         self._segments = len(contract.segments)
         # The server passes the sketch it computed once for this list; computing it is O(list).
-        self._sketch = (
-            sketch if sketch is not None else list_sketch(brand_list.digests, store.sketch_key())
-        )
-        self._groups = self._group_messages(brand_list)
-        self._group_sizes = [len(group) for group in self._groups]
-        self._brand_records = [int(np.sum(brand_list.segments == s)) for s in range(self._segments)]
-        self._z_received = [0] * len(self._groups)
-        self._z_complete = [False] * len(self._groups)
+        self._sketch = sketch if sketch is not None else brand_list.sketch(store.sketch_key())
+        self._list = brand_list
+        self._group_sizes = brand_list.group_sizes(contract)
+        self._brand_records = brand_list.records_per_segment(contract)
+        self._z_received = [0] * len(self._group_sizes)
+        self._z_complete = [False] * len(self._group_sizes)
         self._tables = [_MatchTable() for _ in contract.keys]
         self._declared_records = 0
         self._records_seen = 0
@@ -147,15 +141,6 @@ class BrandSession:
         self._by_segment = np.zeros(self._segments, dtype=np.int64)
         self._by_key = np.zeros(self._keys, dtype=np.int64)
         self._started = False
-
-    def _group_messages(self, brand_list: BrandList) -> list[list[bytes]]:
-        """Hash-to-curve inputs per (segment, key) group, each group in a fresh random order."""
-        groups: list[list[bytes]] = [[] for _ in range(self._segments * self._keys)]
-        for k, key in enumerate(self.contract.keys):
-            for digest, segment in zip(brand_list.digests[k], brand_list.segments, strict=True):
-                if digest is not None:
-                    groups[int(segment) * self._keys + k].append(element_message(key, digest))
-        return [shuffled(group) for group in groups]
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -251,24 +236,14 @@ class BrandSession:
 
     def _hello_and_elements(self, reply: pb.BrandMessage) -> Iterator[pb.BrandMessage]:
         yield reply
-        dst = self.contract.hash_to_curve_dst()
-        headers = []  # (segment, key, last) of each chunk, in sending order
-        parts = []
-        for g, group in enumerate(self._groups):
-            segment, key = divmod(g, self._keys)
-            group_parts = list(chunks(group, ELEMENTS_PER_CHUNK)) or [[]]
-            headers += [(segment, key, i == len(group_parts) - 1) for i in range(len(group_parts))]
-            parts += group_parts
-        encrypted = self._engine.map(
-            hash_and_encrypt, ((len(part), (self._cipher, part, dst)) for part in parts)
-        )
-        for (segment, key, last), elements in zip(headers, encrypted, strict=True):
+        for segment, key, last, elements in self._list.encrypt(
+            self._cipher, self.contract, self._engine
+        ):
             yield pb.BrandMessage(
                 brand_elements=pb.BrandElementsChunk(
                     segment=segment, key=key, elements=elements, last=last
                 )
             )
-        self._groups = []
 
     # -- round 2 -----------------------------------------------------------------------------
 

@@ -32,6 +32,13 @@ def records_per_chunk(contract: Contract) -> int:
     return max(1, min(8192, CHUNK_BYTES // per_record))
 
 
+def chunk_sizes(records: int, contract: Contract) -> list[int]:
+    """Records in each W chunk (and so in each indicator chunk); one empty chunk for none."""
+    per_chunk = records_per_chunk(contract)
+    full, rest = divmod(records, per_chunk)
+    return [per_chunk] * full + ([rest] if rest or not full else [])
+
+
 def group_index(contract: Contract, segment: int, key: int) -> int:
     if not (0 <= segment < len(contract.segments) and 0 <= key < len(contract.keys)):
         raise ProtocolError(f"unknown group (segment {segment}, key {key})")

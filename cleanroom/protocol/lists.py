@@ -10,14 +10,17 @@ non-boolean attributes) raises :class:`InputError` here, before any data leaves.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from cleanroom.contract import Contract
+from cleanroom.crypto.commutative import CommutativeCipher
+from cleanroom.engine import Engine, hash_and_encrypt
 from cleanroom.errors import InputError
 from cleanroom.identifiers import (
     KEY_KINDS,
@@ -27,9 +30,68 @@ from cleanroom.identifiers import (
     digest_column,
 )
 from cleanroom.io import boolean_column, load_table, segment_column, source_name, string_column
+from cleanroom.privacy.setdiff import list_sketch
+from cleanroom.protocol.common import (
+    ELEMENTS_PER_CHUNK,
+    chunk_sizes,
+    chunks,
+    dummy_message,
+    element_message,
+    shuffled,
+)
 
 TableSource = str | os.PathLike[str] | pd.DataFrame | pa.Table
 Digest = bytes | None
+
+
+GroupChunk = tuple[int, int, bool, bytes]  # (segment, key, last chunk of the group, elements)
+
+
+class OwnList(Protocol):
+    """What a session needs of its own side's prepared list, wherever the list lives (this
+    process, or a Spark cluster: :mod:`cleanroom.spark`)."""
+
+    quality: dict[str, dict[str, int]]
+    source: str
+
+    @property
+    def size(self) -> int: ...
+
+    def sketch(self, key: bytes) -> np.ndarray:
+        """The set-difference sketch of the records (:mod:`cleanroom.privacy.setdiff`)."""
+        ...
+
+
+class OwnBrandList(OwnList, Protocol):
+    def records_per_segment(self, contract: Contract) -> list[int]: ...
+
+    def group_sizes(self, contract: Contract) -> list[int]:
+        """Elements per (segment, key) group, ``segment * len(keys) + key``."""
+        ...
+
+    def encrypt(
+        self, cipher: CommutativeCipher, contract: Contract, engine: Engine
+    ) -> Iterator[GroupChunk]:
+        """Round 1: E_b(H(key:digest)) per group in group order, each group in an order that
+        says nothing about the CRM's row order, in chunks of at most ELEMENTS_PER_CHUNK."""
+        ...
+
+
+@dataclass(frozen=True)
+class EncryptedRecords:
+    """Round 2's partner records: ``attributes`` in the order ``chunks`` sends the records."""
+
+    attributes: np.ndarray
+    chunks: Iterator[bytes]  # E_a(H(...)) of len(keys) slots per record, records_per_chunk each
+
+
+class OwnPartnerList(OwnList, Protocol):
+    def encrypt(
+        self, cipher: CommutativeCipher, contract: Contract, engine: Engine
+    ) -> EncryptedRecords:
+        """The records in an order the brand cannot relate to the audience's row order
+        (it learns which positions matched), a random element in each missing key slot."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -44,15 +106,86 @@ class PreparedList:
     def size(self) -> int:
         return len(self.digests[0]) if self.digests else 0
 
+    def sketch(self, key: bytes) -> np.ndarray:
+        return list_sketch(self.digests, key)
+
 
 @dataclass(frozen=True)
 class BrandList(PreparedList):
+    """A CRM prepared in this process; its crypto runs on the :class:`Engine`."""
+
     segments: np.ndarray  # int8 segment index per record, contract order
+
+    def records_per_segment(self, contract: Contract) -> list[int]:
+        counts = np.bincount(self.segments.astype(np.int64), minlength=len(contract.segments))
+        return [int(c) for c in counts]
+
+    def group_sizes(self, contract: Contract) -> list[int]:
+        keys = len(contract.keys)
+        sizes = [0] * (len(contract.segments) * keys)
+        for k, digests in enumerate(self.digests):
+            present = np.fromiter((d is not None for d in digests), dtype=bool, count=self.size)
+            counts = np.bincount(
+                self.segments[present].astype(np.int64), minlength=len(contract.segments)
+            )
+            for s, count in enumerate(counts):
+                sizes[s * keys + k] = int(count)
+        return sizes
+
+    def encrypt(
+        self, cipher: CommutativeCipher, contract: Contract, engine: Engine
+    ) -> Iterator[GroupChunk]:
+        """Each group in a fresh secret random order, chunks encrypted on the engine's
+        workers while earlier ones are being sent."""
+        keys = len(contract.keys)
+        groups: list[list[bytes]] = [[] for _ in range(len(contract.segments) * keys)]
+        for k, key in enumerate(contract.keys):
+            for digest, segment in zip(self.digests[k], self.segments, strict=True):
+                if digest is not None:
+                    groups[int(segment) * keys + k].append(element_message(key, digest))
+        headers = []  # (segment, key, last) of each chunk, in sending order
+        parts: list[Sequence[bytes]] = []
+        for g, group in enumerate(groups):
+            segment, key = divmod(g, keys)
+            group_parts = list(chunks(shuffled(group), ELEMENTS_PER_CHUNK)) or [[]]
+            headers += [(segment, key, i == len(group_parts) - 1) for i in range(len(group_parts))]
+            parts += group_parts
+        dst = contract.hash_to_curve_dst()
+        encrypted = engine.map(
+            hash_and_encrypt, ((len(part), (cipher, part, dst)) for part in parts)
+        )
+        for (segment, key, last), elements in zip(headers, encrypted, strict=True):
+            yield segment, key, last, elements
 
 
 @dataclass(frozen=True)
 class PartnerList(PreparedList):
+    """An audience prepared in this process; its crypto runs on the :class:`Engine`."""
+
     attributes: np.ndarray  # bool (records, attributes), contract order
+
+    def encrypt(
+        self, cipher: CommutativeCipher, contract: Contract, engine: Engine
+    ) -> EncryptedRecords:
+        """The records in a secret random order."""
+        order = shuffled(list(range(self.size)))
+        attributes = self.attributes[order] if self.size else self.attributes
+        dst = contract.hash_to_curve_dst()
+
+        def jobs() -> Iterator[tuple[int, tuple[Any, ...]]]:
+            start = 0
+            for size in chunk_sizes(self.size, contract):
+                messages = [
+                    element_message(key, digest)
+                    if (digest := self.digests[k][r]) is not None
+                    else dummy_message()
+                    for r in order[start : start + size]
+                    for k, key in enumerate(contract.keys)
+                ]
+                start += size
+                yield len(messages), (cipher, messages, dst)
+
+        return EncryptedRecords(attributes, engine.map(hash_and_encrypt, jobs()))
 
 
 def _key_columns(

@@ -31,25 +31,23 @@ from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPublicKey, add, clear_torsion
 from cleanroom.crypto.signing import verify_report_signature
-from cleanroom.engine import INLINE, Engine, add_sums, check_and_sum, encrypt, hash_and_encrypt
+from cleanroom.engine import INLINE, Engine, add_sums, check_and_sum, encrypt
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import partner_mechanism
-from cleanroom.privacy.setdiff import check_set_difference, list_sketch, pack
+from cleanroom.privacy.setdiff import check_set_difference, pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
     ELEMENTS_PER_CHUNK,
     TRUNCATED_SIZE,
     Transcript,
+    chunk_sizes,
     chunks,
-    dummy_message,
-    element_message,
     group_index,
-    records_per_chunk,
     split_elements,
     truncate,
 )
-from cleanroom.protocol.lists import PartnerList
+from cleanroom.protocol.lists import EncryptedRecords, OwnPartnerList
 from cleanroom.stats.report import dumps
 from cleanroom.store.state import StateStore
 
@@ -72,7 +70,7 @@ class PartnerSession:
     def __init__(
         self,
         contract: Contract,
-        partner_list: PartnerList,
+        partner_list: OwnPartnerList,
         store: StateStore,
         *,
         cipher: CommutativeCipher | None = None,
@@ -91,14 +89,11 @@ class PartnerSession:
         self._brand_key = brand_key
         self._cipher = cipher or CommutativeCipher.generate()
         self._list = partner_list
-        self._sketch = list_sketch(partner_list.digests, store.sketch_key())
+        self._sketch = partner_list.sketch(store.sketch_key())
         self._keys = len(contract.keys)
         self._segments = len(contract.segments)
-        self._order = list(range(partner_list.size))
-        secrets.SystemRandom().shuffle(self._order)
-        self._attributes = (
-            partner_list.attributes[self._order] if partner_list.size else partner_list.attributes
-        )
+        self._records: EncryptedRecords | None = None
+        self._attributes = np.zeros((0, len(contract.attributes)), dtype=bool)
         self._noise = partner_mechanism(contract)
         self._public_key: ElGamalPublicKey | None = None
         self._brand_records: list[int] = []
@@ -106,8 +101,8 @@ class PartnerSession:
         self._received: list[int] = []
         self._z_parts: list[list[Future[bytes]]] = []
         self._groups_done = 0
-        self._record_chunks = list(chunks(self._order, records_per_chunk(contract))) or [[]]
-        self._chunk_starts = np.cumsum([0] + [len(part) for part in self._record_chunks]).tolist()
+        self._chunk_sizes = chunk_sizes(partner_list.size, contract)
+        self._chunk_starts = np.cumsum([0, *self._chunk_sizes]).tolist()
         self._indicator_chunks = 0
         self._pending_sums: list[Future[list[list[bytes]]]] = []
         self._sums: list[list[bytes | None]] = []
@@ -126,6 +121,9 @@ class PartnerSession:
             )
         self.store.require_budget(self.contract)
         check_set_difference(self.store, self.contract, self._sketch, "partner's")
+        # Before connecting: a Spark engine runs its job here, not while the brand waits.
+        self._records = self._list.encrypt(self._cipher, self.contract, self._engine)
+        self._attributes = self._records.attributes
         message = pb.PartnerMessage(
             hello=pb.Hello(
                 protocol_version=PROTOCOL_VERSION,
@@ -233,7 +231,7 @@ class PartnerSession:
         outgoing = [self._reshuffled(g)]
         if self._groups_done == len(self._declared):
             self._check_streamed_brand_size()
-            outgoing.append(self._records())
+            outgoing.append(self._record_chunks())
             if not self.contract.overlap_only:
                 self._sums = [[None] * self._segments for _ in self.contract.attributes]
             self.phase = Phase.INDICATORS if not self.contract.overlap_only else Phase.RELEASE
@@ -264,26 +262,12 @@ class PartnerSession:
                 )
             )
 
-    def _records(self) -> Iterator[pb.PartnerMessage]:
-        dst = self.contract.hash_to_curve_dst()
-        digests = self._list.digests
-
-        def jobs() -> Iterator[tuple[int, tuple[Any, ...]]]:
-            for part in self._record_chunks:
-                messages = [
-                    element_message(key, digest)
-                    if (digest := digests[k][r]) is not None
-                    else dummy_message()
-                    for r in part
-                    for k, key in enumerate(self.contract.keys)
-                ]
-                yield len(messages), (self._cipher, messages, dst)
-
-        for i, elements in enumerate(self._engine.map(hash_and_encrypt, jobs())):
+    def _record_chunks(self) -> Iterator[pb.PartnerMessage]:
+        assert self._records is not None
+        last = len(self._chunk_sizes) - 1
+        for i, elements in enumerate(self._records.chunks):
             yield pb.PartnerMessage(
-                partner_records=pb.PartnerRecordsChunk(
-                    elements=elements, last=i == len(self._record_chunks) - 1
-                )
+                partner_records=pb.PartnerRecordsChunk(elements=elements, last=i == last)
             )
 
     # -- round 3 and 4 -----------------------------------------------------------------------
@@ -291,9 +275,9 @@ class PartnerSession:
     def _on_indicators(self, chunk: pb.IndicatorsChunk) -> Iterable[pb.PartnerMessage]:
         assert self._public_key is not None
         j = self._indicator_chunks
-        if j >= len(self._record_chunks):
+        if j >= len(self._chunk_sizes):
             raise ProtocolError("indicators for records that were not sent")
-        start, records = self._chunk_starts[j], len(self._record_chunks[j])
+        start, records = self._chunk_starts[j], self._chunk_sizes[j]
         if len(chunk.ciphertexts) != records * self._segments * CIPHERTEXT_SIZE:
             raise ProtocolError(
                 f"indicator chunk {j} must hold {records * self._segments} ciphertexts"
@@ -307,7 +291,7 @@ class PartnerSession:
             self._engine.submit(records * self._segments, check_and_sum, per_segment, masks)
         )
         self._indicator_chunks += 1
-        is_last = self._indicator_chunks == len(self._record_chunks)
+        is_last = self._indicator_chunks == len(self._chunk_sizes)
         if chunk.last != is_last:
             raise ProtocolError("the brand's indicator stream ended early or ran long")
         if not is_last:

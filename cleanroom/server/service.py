@@ -32,7 +32,6 @@ from cleanroom.errors import (
     PolicyError,
     ProtocolError,
 )
-from cleanroom.privacy.setdiff import list_sketch
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.brand import BrandSession
@@ -93,7 +92,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         self.offers = offers
         self.engine = engine
         key = store.sketch_key()
-        self.sketches = {cid: list_sketch(o.brand_list.digests, key) for cid, o in offers.items()}
+        self.sketches = {cid: o.brand_list.sketch(key) for cid, o in offers.items()}
         self.store = store
         self.idle_timeout = idle_timeout
         self.signer = signer
