@@ -54,6 +54,17 @@ def check_format(value: str) -> str:
     return value
 
 
+ENGINES = ("local", "spark")
+
+
+def check_engine(engine: str, spark_scratch: str | None) -> str:
+    if engine not in ENGINES:
+        raise InputError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if spark_scratch is not None and engine != "spark":
+        raise InputError("--spark-scratch only applies with --engine spark")
+    return engine
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,11 +96,11 @@ def tool(name: str) -> str:
 
 
 def start_server(
-    directory: Path, env: dict[str, str] | None = None
+    directory: Path, env: dict[str, str] | None = None, extra: Sequence[str] = ()
 ) -> tuple[subprocess.Popen[str], int]:
     """``cleanroom serve`` as a real process; returns it and the port it bound."""
     server = subprocess.Popen(
-        [tool("cleanroom"), "serve", "--config", "brand.toml"],
+        [tool("cleanroom"), "serve", "--config", "brand.toml", *extra],
         cwd=directory,
         stderr=subprocess.PIPE,
         text=True,

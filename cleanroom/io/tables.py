@@ -43,6 +43,7 @@ __all__ = [
 CSV_EXTENSIONS: tuple[str, ...] = (".csv", ".csv.gz")
 PARQUET_EXTENSIONS: tuple[str, ...] = (".parquet", ".pq")
 ALL_SEGMENT = "all"
+TABLE_PREFIX = "table:"  # a catalog table as a list source (--engine spark only)
 
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
@@ -264,15 +265,10 @@ def string_column(table: pa.Table, column: str, source_name: str = "<table>") ->
         ) from None
 
 
-def boolean_column(table: pa.Table, column: str, source_name: str) -> np.ndarray:
-    """Column *column* as a NumPy bool array.
-
-    Accepts booleans, integers 0/1 (also whole-number floats 0.0/1.0), and strings
-    ``true/false``, ``1/0``, ``yes/no`` in any case, surrounding whitespace ignored.
-    A missing value or anything else raises :class:`InputError` naming the table, the
-    column, the first bad 1-based data row and its value.
-    """
-    values = _column(table, column, source_name)
+def boolean_values(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """``(truth, bad)`` per row: booleans, integers 0/1 (also 0.0/1.0), or the strings
+    ``true/false``, ``1/0``, ``yes/no`` in any case, whitespace ignored; anything else,
+    or a missing value, is bad."""
     t = values.type
     if pa.types.is_boolean(t):
         truth = values
@@ -287,16 +283,67 @@ def boolean_column(table: pa.Table, column: str, source_name: str) -> np.ndarray
         truth = pc.is_in(text, value_set=pa.array(_TRUE))
         bad = pc.invert(pc.or_(truth, pc.is_in(text, value_set=pa.array(_FALSE))))
     bad_np = np.asarray(pc.fill_null(bad, True).to_numpy(zero_copy_only=False), dtype=bool)
-    if bad_np.any():
-        row = int(np.flatnonzero(bad_np)[0])
-        value = values[row].as_py()
-        shown = "an empty value" if value is None else f"value {_shown(value)}"
+    truth_np = np.asarray(pc.fill_null(truth, False).to_numpy(zero_copy_only=False), dtype=bool)
+    return truth_np, bad_np
+
+
+def bad_boolean_error(
+    source_name: str, column: str, row: int, value: object, bad: int
+) -> InputError:
+    """The error for a non-boolean attribute value at 0-based data row *row*."""
+    shown = "an empty value" if value is None else f"value {_shown(value)}"
+    return InputError(
+        f"{source_name}: column {column!r} data row {row + 1}: {shown} is not a "
+        f"boolean (expected true/false, 1/0 or yes/no); {bad} bad row(s) in total"
+    )
+
+
+def boolean_column(table: pa.Table, column: str, source_name: str) -> np.ndarray:
+    """Column *column* as a NumPy bool array (see :func:`boolean_values`).
+
+    A bad value raises :class:`InputError` naming the table, the column, the first bad
+    1-based data row and its value.
+    """
+    values = _column(table, column, source_name)
+    truth, bad = boolean_values(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise bad_boolean_error(source_name, column, row, values[row].as_py(), int(bad.sum()))
+    return truth
+
+
+def segment_labels(values: pa.Array) -> pa.Array:
+    """Trimmed labels; a missing or empty one means ``"all"``."""
+    trimmed = pc.utf8_trim_whitespace(values)
+    return pc.if_else(
+        pc.fill_null(pc.equal(pc.utf8_length(trimmed), 0), True), ALL_SEGMENT, trimmed
+    )
+
+
+def check_segment_column_configured(
+    column: str | None, allowed: Sequence[str], rows: int, source_name: str
+) -> None:
+    """Without a segment column every row is in ``"all"``, which the contract must allow."""
+    if column is None and allowed and ALL_SEGMENT not in allowed and rows:
         raise InputError(
-            f"{source_name}: column {column!r} data row {row + 1}: {shown} is not a "
-            f"boolean (expected true/false, 1/0 or yes/no); {int(bad_np.sum())} bad "
-            "row(s) in total"
+            f"{source_name}: no segment column is configured, so every row is in "
+            f"segment {ALL_SEGMENT!r}, but the contract's segments "
+            f"{list(allowed)} do not include it; configure the segment column"
         )
-    return np.asarray(pc.fill_null(truth, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def bad_segment_error(
+    source_name: str, column: str, row: int, raw: object, allowed: Sequence[str], bad: int
+) -> InputError:
+    """The error for a label outside the contract's segments at 0-based data row *row*."""
+    if raw is None or not str(raw).strip():
+        what = f"has no label (which means {ALL_SEGMENT!r})"
+    else:
+        what = f"has label {_shown(str(raw).strip())}"
+    return InputError(
+        f"{source_name}: column {column!r} data row {row + 1} {what}, which is "
+        f"not one of the contract's segments {list(allowed)}; {bad} row(s) in total"
+    )
 
 
 def segment_column(
@@ -317,34 +364,18 @@ def segment_column(
     table, the column, the first bad 1-based data row, the label and the allowed ones.
     """
     n = table.num_rows
-    allowed_list = list(allowed)
+    check_segment_column_configured(column, allowed, n, source_name)
     if column is None:
-        if allowed_list and ALL_SEGMENT not in allowed_list and n:
-            raise InputError(
-                f"{source_name}: no segment column is configured, so every row is in "
-                f"segment {ALL_SEGMENT!r}, but the contract's segments "
-                f"{allowed_list} do not include it; configure the segment column"
-            )
         return [ALL_SEGMENT] * n
     values = string_column(table, column, source_name)
-    trimmed = pc.utf8_trim_whitespace(values)
-    labels = pc.if_else(
-        pc.fill_null(pc.equal(pc.utf8_length(trimmed), 0), True), ALL_SEGMENT, trimmed
-    )
-    if allowed_list:
-        ok = pc.is_in(labels, value_set=pa.array(allowed_list, pa.string()))
+    labels = segment_labels(values)
+    if allowed:
+        ok = pc.is_in(labels, value_set=pa.array(list(allowed), pa.string()))
         bad = ~np.asarray(pc.fill_null(ok, False).to_numpy(zero_copy_only=False), dtype=bool)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raw = values[row].as_py()
-            if raw is None or not str(raw).strip():
-                what = f"has no label (which means {ALL_SEGMENT!r})"
-            else:
-                what = f"has label {_shown(str(raw).strip())}"
-            raise InputError(
-                f"{source_name}: column {column!r} data row {row + 1} {what}, which is "
-                f"not one of the contract's segments {allowed_list}; "
-                f"{int(bad.sum())} row(s) in total"
+            raise bad_segment_error(
+                source_name, column, row, values[row].as_py(), allowed, int(bad.sum())
             )
     return [str(v) for v in labels.to_pylist()]
 

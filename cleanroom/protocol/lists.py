@@ -188,7 +188,7 @@ class PartnerList(PreparedList):
         return EncryptedRecords(attributes, engine.map(hash_and_encrypt, jobs()))
 
 
-def _key_columns(
+def key_columns(
     available: Sequence[str], mapping: Mapping[str, str], contract: Contract, source: str
 ) -> dict[str, list[tuple[str, str]]]:
     """For each match key, the (key kind, column) pairs to read, in coalescing order.
@@ -212,7 +212,7 @@ def _key_columns(
     return chosen
 
 
-def _check_mapping(mapping: Mapping[str, str], contract: Contract, extra: Sequence[str]) -> None:
+def check_mapping(mapping: Mapping[str, str], contract: Contract, extra: Sequence[str]) -> None:
     allowed = set(KEY_KINDS) | set(contract.attributes) | set(extra)
     for name in mapping:
         if name not in allowed:
@@ -226,9 +226,9 @@ def _check_mapping(mapping: Mapping[str, str], contract: Contract, extra: Sequen
 def _digests(
     table: pa.Table, mapping: Mapping[str, str], contract: Contract, source: str
 ) -> tuple[list[list[Digest]], dict[str, dict[str, int]]]:
-    key_columns = _key_columns(table.column_names, mapping, contract, source)
+    chosen = key_columns(table.column_names, mapping, contract, source)
     missing = [
-        col for pairs in key_columns.values() for _, col in pairs if col not in table.column_names
+        col for pairs in chosen.values() for _, col in pairs if col not in table.column_names
     ]
     if missing:
         raise InputError(
@@ -237,7 +237,7 @@ def _digests(
     per_key: list[list[Digest]] = []
     qualities: dict[str, KeyQuality] = {}
     columns_of: dict[str, str] = {}
-    for pairs in key_columns.values():
+    for pairs in chosen.values():
         merged: list[Digest] | None = None
         for kind, column in pairs:
             digests, quality = digest_column(
@@ -289,7 +289,7 @@ def prepare_brand_list(
 ) -> BrandList:
     """Read and prepare a brand CRM. ``columns`` maps key kinds and ``segment`` to columns."""
     name = source_name(source)
-    _check_mapping(columns, contract, extra=("segment",))
+    check_mapping(columns, contract, extra=("segment",))
     required = [columns["segment"]] if "segment" in columns else []
     table = load_table(source, required=required, role="brand CRM")
     per_key, quality = _digests(table, columns, contract, name)
@@ -308,7 +308,7 @@ def prepare_partner_list(
     """Read and prepare a partner audience: key columns and the contract's attributes."""
     columns = dict(columns or {})
     name = source_name(source)
-    _check_mapping(columns, contract, extra=())
+    check_mapping(columns, contract, extra=())
     attribute_columns = [columns.get(a, a) for a in contract.attributes]
     table = load_table(source, required=attribute_columns, role="partner audience")
     per_key, quality = _digests(table, columns, contract, name)

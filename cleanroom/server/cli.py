@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cleanroom.cli_support import check_format, print_json, run_app
+from cleanroom.cli_support import check_engine, check_format, print_json, run_app
 from cleanroom.contract import load_contract
 from cleanroom.errors import InputError
 from cleanroom.stats.report import Report
@@ -46,17 +46,27 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", help="processes for the crypto (default: every core)")
     ] = 0,
+    engine_name: Annotated[
+        str, typer.Option("--engine", help="local, or spark: the CRM's per-record work on Spark")
+    ] = "local",
+    spark_scratch: Annotated[
+        str | None,
+        typer.Option("--spark-scratch", help="where Spark writes each session's elements"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Serve the brand's CRM to the partners named in the config, until interrupted."""
     from cleanroom.engine import Engine
     from cleanroom.server.config import load_server_config
     from cleanroom.server.service import build_server, prepare_offers
+    from cleanroom.spark import SparkList, start_spark
 
     console = Console(stderr=True, quiet=quiet)
+    check_engine(engine_name, spark_scratch)
     settings = load_server_config(config, insecure=insecure)
     with console.status("reading and hashing the CRM"):
-        offers = prepare_offers(settings)
+        spark = start_spark("cleanroom serve") if engine_name == "spark" else None
+        offers = prepare_offers(settings, spark, spark_scratch)
     engine = Engine(workers or None)
     server, port = build_server(settings, offers=offers, engine=engine)
     for offer in offers.values():
@@ -79,6 +89,9 @@ def serve(
         pass
     server.stop(grace=5).wait()
     engine.close()
+    for offer in offers.values():
+        if isinstance(offer.brand_list, SparkList):
+            offer.brand_list.close()
 
 
 @app.command()

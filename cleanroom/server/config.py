@@ -10,6 +10,7 @@ from typing import Any
 
 from cleanroom.contract import Contract, load_contract
 from cleanroom.errors import AuthenticationError, InputError
+from cleanroom.io.tables import TABLE_PREFIX
 from cleanroom.server.certs import check_pinned, fingerprint, load_certificate, require_signing_key
 
 DEFAULT_IDLE_TIMEOUT = 300.0
@@ -26,7 +27,7 @@ class ServerConfig:
     source: Path
     listen: str
     state: Path
-    crm: Path
+    crm: Path | str  # a file, or table:NAME for --engine spark
     columns: dict[str, str]
     contracts: list[ContractEntry]
     certificate: Path | None
@@ -97,7 +98,8 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
     state = resolve(_require(server, "server", "state", source))
 
     crm_table = doc.get("crm", {})
-    crm = resolve(_require(crm_table, "crm", "path", source))
+    crm_path = _require(crm_table, "crm", "path", source)
+    crm = crm_path if crm_path.startswith(TABLE_PREFIX) else resolve(crm_path)
     columns = crm_table.get("columns", {})
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
         raise InputError(

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -29,6 +30,7 @@ from cleanroom.errors import (
     ConnectionLostError,
     ContractError,
     CryptoError,
+    InputError,
     PolicyError,
     ProtocolError,
 )
@@ -36,11 +38,15 @@ from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.common import MAX_MESSAGE_BYTES
-from cleanroom.protocol.lists import BrandList, prepare_brand_list
+from cleanroom.protocol.lists import OwnBrandList, prepare_brand_list
 from cleanroom.protocol.pump import Pump
 from cleanroom.server.certs import fingerprint_of_pem, require_signing_key
 from cleanroom.server.config import ServerConfig
+from cleanroom.spark import prepare_brand_list_spark
 from cleanroom.store.state import StateStore
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("cleanroom.server")
 
@@ -74,7 +80,7 @@ class Offer:
     """One contract the brand serves, with its CRM prepared for that contract's rules."""
 
     contract: Contract
-    brand_list: BrandList
+    brand_list: OwnBrandList
     partner_fingerprint: str | None  # None only with --insecure
     partner_signing_key: Ed25519PublicKey | None = None  # None only with --insecure
 
@@ -175,14 +181,26 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         context.abort(status_for(error), reason)
 
 
-def prepare_offers(config: ServerConfig) -> dict[str, Offer]:
-    """Read the CRM once per contract rules (profile, keys, segments) and keep it in memory."""
+def prepare_offers(
+    config: ServerConfig, spark: SparkSession | None = None, scratch: str | None = None
+) -> dict[str, Offer]:
+    """Prepare the CRM once per contract's rules (profile, keys, segments): in this process's
+    memory, or, given a Spark session, as a persisted Spark frame (:mod:`cleanroom.spark`)."""
     offers: dict[str, Offer] = {}
     for entry in config.contracts:
         contract = entry.contract
+        brand_list: OwnBrandList
+        if spark is not None:
+            brand_list = prepare_brand_list_spark(
+                spark, str(config.crm), config.columns, contract, scratch
+            )
+        elif isinstance(config.crm, str):
+            raise InputError(f"[crm] path = {config.crm!r}: a catalog table needs --engine spark")
+        else:
+            brand_list = prepare_brand_list(config.crm, config.columns, contract)
         offers[contract.id] = Offer(
             contract=contract,
-            brand_list=prepare_brand_list(config.crm, config.columns, contract),
+            brand_list=brand_list,
             partner_fingerprint=fingerprint_of_pem(entry.partner_certificate)
             if entry.partner_certificate
             else None,

@@ -41,7 +41,9 @@ def parse_columns(values: list[str]) -> dict[str, str]:
 def run(
     server: Annotated[str, typer.Option("--server", help="brand server HOST:PORT")],
     contract: Annotated[Path, typer.Option("--contract")],
-    audience: Annotated[Path, typer.Option("--audience", help="CSV or Parquet")],
+    audience: Annotated[
+        Path, typer.Option("--audience", help="CSV or Parquet (or table:NAME with --engine spark)")
+    ],
     out: Annotated[Path, typer.Option("--out", help="where to write report.json")] = Path(
         "report.json"
     ),
@@ -57,6 +59,14 @@ def run(
     workers: Annotated[
         int, typer.Option("--workers", help="processes for the crypto (default: every core)")
     ] = 0,
+    engine: Annotated[
+        str,
+        typer.Option("--engine", help="local, or spark: the audience's per-record work on Spark"),
+    ] = "local",
+    spark_scratch: Annotated[
+        str | None,
+        typer.Option("--spark-scratch", help="where Spark writes the session's elements"),
+    ] = None,
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
@@ -74,6 +84,8 @@ def run(
         insecure=insecure,
         idle_timeout=timeout,
         workers=workers or None,
+        engine=engine,
+        spark_scratch=spark_scratch,
     )
     phases = Phases(quiet)
     with phases.running():

@@ -17,10 +17,14 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
+import pandas as pd
+import pyarrow as pa
 
 from cleanroom import errors
+from cleanroom.cli_support import check_engine
 from cleanroom.contract import Contract, load_contract
 from cleanroom.crypto.signing import signing_key_from_tls_key
 from cleanroom.engine import Engine
@@ -45,8 +49,12 @@ from cleanroom.server.certs import (
 )
 from cleanroom.server.config import DEFAULT_IDLE_TIMEOUT, is_loopback
 from cleanroom.server.service import ERROR_METADATA, MESSAGE_OPTIONS, NO_COMPRESSION
+from cleanroom.spark import SparkPartnerList, prepare_partner_list_spark, start_spark
 from cleanroom.stats.report import Report
 from cleanroom.store.state import StateStore
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkDataFrame
 
 DEFAULT_STATE = "partner-state.db"
 
@@ -68,9 +76,17 @@ class Client:
         insecure: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         workers: int | None = None,
+        engine: str = "local",
+        spark_scratch: str | None = None,
     ) -> None:
-        """``workers``: processes for the per-record crypto (default: every core)."""
+        """``workers``: processes for the per-record crypto (default: every core);
+        ``engine="spark"``: prepare and encrypt the audience as Spark jobs
+        (:mod:`cleanroom.spark`), the audience being a Parquet or CSV path, ``table:NAME``
+        or a Spark DataFrame; ``spark_scratch``: where those jobs write each session's
+        elements (default: a local temporary directory)."""
         self.server = server
+        self.engine = check_engine(engine, spark_scratch)
+        self.spark_scratch = spark_scratch
         self.contract = contract if isinstance(contract, Contract) else load_contract(contract)
         self.insecure = insecure
         self.idle_timeout = idle_timeout
@@ -109,22 +125,44 @@ class Client:
             )
 
     def prepare(
-        self, audience: TableSource, columns: Mapping[str, str] | None = None
-    ) -> PartnerList:
-        """Read, validate and hash the audience locally (no network)."""
-        return prepare_partner_list(audience, columns, self.contract)
+        self, audience: TableSource | SparkDataFrame, columns: Mapping[str, str] | None = None
+    ) -> PartnerList | SparkPartnerList:
+        """Read, validate and hash the audience on this side (no network)."""
+        if self.engine == "spark":
+            if isinstance(audience, pd.DataFrame | pa.Table):
+                raise InputError(
+                    "the Spark engine reads a path, table:NAME or a Spark DataFrame; "
+                    "a pandas DataFrame or Arrow table is for the local engine"
+                )
+            return prepare_partner_list_spark(
+                start_spark("cleanroom-client"),
+                os.fspath(audience) if isinstance(audience, os.PathLike) else audience,
+                columns,
+                self.contract,
+                self.spark_scratch,
+            )
+        return prepare_partner_list(audience, columns, self.contract)  # type: ignore[arg-type]
 
     def run(
         self,
-        audience: TableSource | PartnerList,
+        audience: TableSource | SparkDataFrame | PartnerList | SparkPartnerList,
         columns: Mapping[str, str] | None = None,
         *,
         progress: Progress | None = None,
     ) -> Report:
         """Run one session and return the released report (also stored in the state DB)."""
         prepared = (
-            audience if isinstance(audience, PartnerList) else self.prepare(audience, columns)
+            audience
+            if isinstance(audience, PartnerList | SparkPartnerList)
+            else self.prepare(audience, columns)
         )
+        try:
+            return self._run(prepared, progress)
+        finally:
+            if isinstance(prepared, SparkPartnerList) and prepared is not audience:
+                prepared.close()
+
+    def _run(self, prepared: PartnerList | SparkPartnerList, progress: Progress | None) -> Report:
         store = StateStore(self.state)
         engine = Engine(self.workers)
         session = PartnerSession(

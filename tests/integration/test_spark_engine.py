@@ -1,0 +1,245 @@
+"""The Spark engine (Spark local mode) prepares the same lists and releases the same report
+as the single-machine engine, with the same errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+from support import BRAND_COLUMNS, partner_args, start_server, stop_server
+
+from cleanroom.demo import synthetic_lists, write_demo_files
+from cleanroom.errors import InputError
+from cleanroom.protocol.brand import BrandSession
+from cleanroom.protocol.inprocess import run_in_process
+from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
+from cleanroom.protocol.partner import PartnerSession
+from cleanroom.store.state import StateStore
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.spark,
+    pytest.mark.skipif(
+        shutil.which("java") is None and not os.environ.get("JAVA_HOME"),
+        reason="the Spark engine needs Java 17+ and none is installed (no java on PATH, no JAVA_HOME)",
+    ),
+]
+
+# Local mode on loopback only, no web UI, few shuffle partitions for small data.
+SPARK_ENV = {
+    "SPARK_LOCAL_IP": "127.0.0.1",
+    "PYSPARK_SUBMIT_ARGS": "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
+    " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4 pyspark-shell",
+}
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from cleanroom.spark import start_spark
+
+    saved = {name: os.environ.get(name) for name in SPARK_ENV}
+    os.environ.update(SPARK_ENV)
+    session = start_spark("cleanroom-tests")
+    yield session
+    session.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A CRM with repeated people (some in another segment) and an audience, as Parquet."""
+    directory = tmp_path_factory.mktemp("spark-lists")
+    lists = synthetic_lists(1500, 2500, seed=77)
+    crm = lists.crm
+    repeated = crm.sample(150, random_state=3).assign(tier="lapsed")
+    crm = pd.concat([crm, repeated, crm.head(40)], ignore_index=True)
+    audience = pd.concat([lists.audience, lists.audience.head(60)], ignore_index=True)
+    crm.to_parquet(directory / "crm.parquet")
+    audience.to_parquet(directory / "audience.parquet")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def contract():
+    from cleanroom.contract import parse_contract
+    from cleanroom.demo import contract_text
+
+    text = contract_text("a" * 64, "b" * 64, mechanism="none", min_set_size=10, min_overlap=0)
+    return parse_contract(text.encode())
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    return tmp_path_factory.mktemp("spark-scratch")
+
+
+@pytest.fixture(scope="module")
+def spark_lists(spark, files, contract, scratch):
+    """Both lists prepared once by Spark, shared by the tests that only read them."""
+    from cleanroom.spark import prepare_brand_list_spark, prepare_partner_list_spark
+
+    brand = prepare_brand_list_spark(
+        spark, str(files / "crm.parquet"), BRAND_COLUMNS, contract, str(scratch)
+    )
+    partner = prepare_partner_list_spark(
+        spark, str(files / "audience.parquet"), None, contract, str(scratch)
+    )
+    yield brand, partner
+    brand.close()
+    partner.close()
+
+
+def without_session_fields(report: dict) -> dict:
+    return {
+        key: value
+        for key, value in report.items()
+        if key not in ("session_id", "transcript_sha256", "released_at")
+    }
+
+
+def released(contract, brand_list, partner_list, directory, tag) -> dict:
+    brand = BrandSession(contract, brand_list, StateStore(directory / f"b-{tag}.db"), peer="p")
+    partner = PartnerSession(contract, partner_list, StateStore(directory / f"p-{tag}.db"))
+    run_in_process(brand, partner)
+    assert brand.report == partner.report
+    return without_session_fields(brand.report)
+
+
+def test_spark_prepares_the_same_lists_as_the_local_engine(files, contract, spark_lists):
+    spark_brand, spark_partner = spark_lists
+    crm, audience = str(files / "crm.parquet"), str(files / "audience.parquet")
+    local_brand = prepare_brand_list(crm, BRAND_COLUMNS, contract)
+    local_partner = prepare_partner_list(audience, None, contract)
+    assert local_brand.quality["email"]["duplicates"] > 100  # de-duplication is exercised
+    assert spark_brand.quality == local_brand.quality
+    assert spark_brand.size == local_brand.size
+    assert spark_brand.records_per_segment(contract) == local_brand.records_per_segment(contract)
+    assert spark_brand.group_sizes(contract) == local_brand.group_sizes(contract)
+    assert spark_partner.quality == local_partner.quality
+    assert spark_partner.size == local_partner.size
+    key = b"sketch key of this party's state"
+    assert (spark_brand.sketch(key) == local_brand.sketch(key)).all()
+    assert (spark_partner.sketch(key) == local_partner.sketch(key)).all()
+
+
+def test_spark_sessions_release_the_single_machine_report(
+    files, contract, spark_lists, scratch, tmp_path
+):
+    spark_brand, spark_partner = spark_lists
+    crm, audience = str(files / "crm.parquet"), str(files / "audience.parquet")
+    local_brand = prepare_brand_list(crm, BRAND_COLUMNS, contract)
+    local_partner = prepare_partner_list(audience, None, contract)
+    expected = released(contract, local_brand, local_partner, tmp_path, "local")
+    assert expected["overlap"]["total"] > 300
+    assert released(contract, spark_brand, spark_partner, tmp_path, "spark") == expected
+    # either side may use either engine
+    assert released(contract, spark_brand, local_partner, tmp_path, "mixed") == expected
+    # each session's encrypted elements are removed once streamed
+    assert list(scratch.iterdir()) == []
+
+
+def test_spark_stream_order_is_the_order_of_the_encrypted_values(contract, spark_lists):
+    """The brand's groups and the partner's records go out sorted by encrypted value, an order
+    the peer could compute from what it receives, so the file's row order stays hidden."""
+    from cleanroom.crypto.commutative import CommutativeCipher
+    from cleanroom.engine import INLINE
+
+    brand, partner = spark_lists
+    cipher = CommutativeCipher.generate()
+    groups: dict[tuple[int, int], list[bytes]] = {}
+    for segment, key, _, elements in brand.encrypt(cipher, contract, INLINE):
+        groups.setdefault((segment, key), []).extend(
+            elements[i : i + 32] for i in range(0, len(elements), 32)
+        )
+    assert [len(groups[divmod(g, 2)]) for g in range(6)] == brand.group_sizes(contract)
+    assert all(values == sorted(values) for values in groups.values())
+    records = partner.encrypt(cipher, contract, INLINE)
+    sent = b"".join(records.chunks)
+    rows = [sent[i : i + 64] for i in range(0, len(sent), 64)]
+    assert len(rows) == partner.size == len(records.attributes)
+    assert rows == sorted(rows)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["segment label", "attribute value", "invalid emails", "missing column"],
+)
+def test_spark_bad_input_fails_like_the_local_engine(spark, files, contract, tmp_path, damage):
+    from cleanroom.spark import prepare_brand_list_spark, prepare_partner_list_spark
+
+    crm = pd.read_parquet(files / "crm.parquet")
+    audience = pd.read_parquet(files / "audience.parquet")
+    if damage == "segment label":
+        crm.loc[[700, 900], "tier"] = "gold"
+    elif damage == "attribute value":
+        audience[contract.attributes[0]] = audience[contract.attributes[0]].astype(str)
+        audience.loc[1234, contract.attributes[0]] = "maybe"
+    elif damage == "invalid emails":
+        audience.loc[:1500, "email"] = "not-an-email"
+    else:
+        audience = audience.drop(columns=[contract.attributes[1]])
+    crm.to_parquet(tmp_path / "crm.parquet")
+    audience.to_parquet(tmp_path / "audience.parquet")
+    crm_path, audience_path = str(tmp_path / "crm.parquet"), str(tmp_path / "audience.parquet")
+
+    if damage == "segment label":
+        with pytest.raises(InputError) as local:
+            prepare_brand_list(crm_path, BRAND_COLUMNS, contract)
+        with pytest.raises(InputError) as remote:
+            prepare_brand_list_spark(spark, crm_path, BRAND_COLUMNS, contract)
+        assert "data row 701" in str(remote.value)
+    else:
+        with pytest.raises(InputError) as local:
+            prepare_partner_list(audience_path, None, contract)
+        with pytest.raises(InputError) as remote:
+            prepare_partner_list_spark(spark, audience_path, None, contract)
+    if damage == "missing column":
+        assert contract.attributes[1] in str(remote.value)
+        assert audience_path in str(remote.value)
+    else:
+        assert str(remote.value) == str(local.value)
+
+
+def test_cli_engine_spark_on_both_sides_matches_the_local_engine(tmp_path):
+    """``cleanroom serve --engine spark`` and ``cleanroom-client run --engine spark`` as real
+    processes over mutual TLS, on Parquet files, release the local engine's figures."""
+    write_demo_files(tmp_path, brand_records=1200, partner_records=2000, min_set_size=20)
+    contract = tmp_path / "contract.toml"
+    contract.write_text(contract.read_text().replace('"discrete_laplace"', '"none"'))
+    pd.read_csv(tmp_path / "crm.csv", dtype=str).to_parquet(tmp_path / "crm.parquet")
+    pd.read_csv(tmp_path / "audience.csv").to_parquet(tmp_path / "audience.parquet")
+    config = tmp_path / "brand.toml"
+    config.write_text(config.read_text().replace("crm.csv", "crm.parquet"))
+
+    def session(engine: str, out: str) -> dict:
+        server, port = start_server(tmp_path, SPARK_ENV, extra=("--engine", engine))
+        try:
+            args = partner_args(port, "--out", out, "--engine", engine, "--quiet")
+            args[args.index("audience.csv")] = "audience.parquet"
+            result = subprocess.run(
+                args,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env={**os.environ, **SPARK_ENV},
+            )
+        finally:
+            stop_server(server)
+        assert result.returncode == 0, result.stderr
+        return json.loads((tmp_path / out).read_text())
+
+    local = session("local", "local.json")
+    remote = session("spark", "spark.json")
+    assert remote["overlap"] == local["overlap"]
+    assert remote["overlap"]["total"] > 200
+    assert remote["attributes"] == local["attributes"]
+    assert remote["partner_size"] == local["partner_size"]
