@@ -1088,6 +1088,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-workers", action="store_true", help="do not pass --workers")
     parser.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="where each side's own list is prepared and encrypted (spark: local mode)",
+    )
+    parser.add_argument(
         "--no-snapshot",
         action="store_true",
         help="run the working tree's code as it is at each moment, not a copy taken at start",
@@ -1123,6 +1129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers["server"] = ["--workers", str(cores)]
         if supports_workers(entry_point("cleanroom-client"), "run"):
             workers["client"] = ["--workers", str(cores)]
+    if args.engine == "spark":
+        for side in workers.values():
+            side += ["--engine", "spark"]
     info = machine()
     print(
         f"{info['cpu_model']}, {info['nproc']} cores, Python {info['python']}; "
