@@ -69,6 +69,7 @@ from cleanroom.protocol.common import (
     chunk_sizes,
     dummy_message,
     element_message,
+    pieces,
 )
 from cleanroom.protocol.lists import (
     EncryptedRecords,
@@ -187,8 +188,8 @@ def _hash_batches(
             present = [i for i, d in enumerate(digests) if d is not None]
             packed = hash_to_curve_batch([element_message(key, digests[i]) for i in present], dst)
             points: list[bytes | None] = [None] * len(digests)
-            for n, i in enumerate(present):
-                points[i] = packed[n * ELEMENT_SIZE : (n + 1) * ELEMENT_SIZE]
+            for i, point in zip(present, pieces(packed, ELEMENT_SIZE), strict=True):
+                points[i] = point
             columns[f"p{k}"] = pa.array(points, pa.binary())
         yield pa.RecordBatch.from_pydict(columns)
 
@@ -218,7 +219,7 @@ def _encrypt_brand_batches(
             groups.append(segments[present] * keys + k)
             points += column.filter(pa.array(present)).to_pylist()
         packed = cipher.encrypt(b"".join(points)) if points else b""
-        elements = [packed[i : i + ELEMENT_SIZE] for i in range(0, len(packed), ELEMENT_SIZE)]
+        elements = pieces(packed, ELEMENT_SIZE)
         yield pa.RecordBatch.from_pydict(
             {
                 "group": pa.array(np.concatenate(groups) if groups else [], pa.int32()),
@@ -241,16 +242,13 @@ def _encrypt_partner_batches(
         missing = [(r, k) for k in range(keys) for r, point in enumerate(slots[k]) if point is None]
         if missing:
             dummies = hash_to_curve_batch([dummy_message() for _ in missing], dst)
-            for n, (r, k) in enumerate(missing):
-                slots[k][r] = dummies[n * ELEMENT_SIZE : (n + 1) * ELEMENT_SIZE]
+            for (r, k), dummy in zip(missing, pieces(dummies, ELEMENT_SIZE), strict=True):
+                slots[k][r] = dummy
         packed = cipher.encrypt(
             b"".join(slots[k][r] for r in range(batch.num_rows) for k in range(keys))
         )
-        width = keys * ELEMENT_SIZE
         columns: dict[str, pa.Array] = {
-            "record": pa.array(
-                [packed[i : i + width] for i in range(0, len(packed), width)], pa.binary()
-            )
+            "record": pa.array(pieces(packed, keys * ELEMENT_SIZE), pa.binary())
         }
         for j in range(attributes):
             columns[f"a{j}"] = batch.column(f"a{j}")

@@ -60,6 +60,11 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
+def pieces(packed: bytes, size: int) -> list[bytes]:
+    """Packed fixed-size values (elements, truncated elements, records) one by one."""
+    return [packed[i : i + size] for i in range(0, len(packed), size)]
+
+
 def split_elements(packed: bytes, size: int, what: str) -> int:
     if len(packed) % size:
         raise ProtocolError(

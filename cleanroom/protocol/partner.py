@@ -44,6 +44,7 @@ from cleanroom.protocol.common import (
     chunk_sizes,
     chunks,
     group_index,
+    pieces,
     split_elements,
     truncate,
 )
@@ -251,7 +252,7 @@ class PartnerSession:
     def _reshuffled(self, g: int) -> Iterator[pb.PartnerMessage]:
         packed = b"".join(truncate(part.result()) for part in self._z_parts[g])
         self._z_parts[g] = []
-        elements = [packed[i : i + TRUNCATED_SIZE] for i in range(0, len(packed), TRUNCATED_SIZE)]
+        elements = pieces(packed, TRUNCATED_SIZE)
         secrets.SystemRandom().shuffle(elements)
         segment, key = divmod(g, self._keys)
         parts = list(chunks(elements, ELEMENTS_PER_CHUNK)) or [[]]
