@@ -231,8 +231,8 @@ class BrandSession:
                     f"the brand's segment '{segment}' has {records} records, below "
                     f"release.min_set_size = {contract.min_set_size}"
                 )
-        self.store.require_budget(contract)
         check_set_difference(self.store, contract, self._sketch, "brand's")
+        # The budget is checked and reserved atomically by begin_session, which audits a refusal.
 
     def _hello_and_elements(self, reply: pb.BrandMessage) -> Iterator[pb.BrandMessage]:
         yield reply
@@ -253,7 +253,9 @@ class BrandSession:
             raise ProtocolError(
                 f"double-encrypted group (segment {chunk.segment}, key {chunk.key}) sent twice"
             )
-        count = split_elements(chunk.elements, TRUNCATED_SIZE, "double-encrypted chunk")
+        count = split_elements(
+            chunk.elements, TRUNCATED_SIZE, "double-encrypted chunk", last=chunk.last
+        )
         self._z_received[g] += count
         declared = self._group_sizes[g]
         if self._z_received[g] > declared:
@@ -274,7 +276,9 @@ class BrandSession:
     # -- round 3 -----------------------------------------------------------------------------
 
     def _on_records(self, chunk: pb.PartnerRecordsChunk) -> Iterable[pb.BrandMessage]:
-        slots = split_elements(chunk.elements, ELEMENT_SIZE * self._keys, "partner records chunk")
+        slots = split_elements(
+            chunk.elements, ELEMENT_SIZE * self._keys, "partner records chunk", last=chunk.last
+        )
         if slots > self._max_chunk_records:
             raise ProtocolError(
                 f"partner records chunk of {slots} records exceeds {self._max_chunk_records}"

@@ -65,11 +65,15 @@ def pieces(packed: bytes, size: int) -> list[bytes]:
     return [packed[i : i + size] for i in range(0, len(packed), size)]
 
 
-def split_elements(packed: bytes, size: int, what: str) -> int:
+def split_elements(packed: bytes, size: int, what: str, *, last: bool) -> int:
+    """The number of elements in a streamed chunk. Only a group's last chunk may be empty:
+    a peer streaming empty chunks would otherwise hold the session open forever."""
     if len(packed) % size:
         raise ProtocolError(
             f"{what}: {len(packed)} bytes is not a whole number of {size}-byte elements"
         )
+    if not packed and not last:
+        raise ProtocolError(f"{what}: empty, and not the last chunk of its stream")
     return len(packed) // size
 
 

@@ -32,7 +32,7 @@ from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPublicKey, add, clear_torsion
 from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.engine import INLINE, Engine, add_sums, check_and_sum, encrypt
-from cleanroom.errors import PolicyError, ProtocolError
+from cleanroom.errors import CleanroomError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.privacy.accounting import partner_mechanism
 from cleanroom.privacy.setdiff import check_set_difference, pack
@@ -108,23 +108,24 @@ class PartnerSession:
         self._pending_sums: list[Future[list[list[bytes]]]] = []
         self._sums: list[list[bytes | None]] = []
         self._base_counts: list[int] = []
+        self._hello_sent = False
         self._started = False
 
     # -- round 0 -----------------------------------------------------------------------------
 
     def hello(self) -> pb.PartnerMessage:
-        """Check this side's preconditions and open the session."""
-        self.contract.check_not_expired()
-        if self._list.size < self.contract.min_set_size:
-            raise PolicyError(
-                f"{self._list.source}: {self._list.size} records with a valid key, below "
-                f"release.min_set_size = {self.contract.min_set_size}"
+        """Check this side's preconditions and open the session; a refusal is audited."""
+        try:
+            self._check_preconditions()
+        except CleanroomError as refusal:
+            self.store.audit(
+                "refused", contract_id=self.contract.id, by="partner", reason=str(refusal)
             )
-        self.store.require_budget(self.contract)
-        check_set_difference(self.store, self.contract, self._sketch, "partner's")
+            raise
         # Before connecting: a Spark engine runs its job here, not while the brand waits.
         self._records = self._list.encrypt(self._cipher, self.contract, self._engine)
         self._attributes = self._records.attributes
+        self._hello_sent = True
         message = pb.PartnerMessage(
             hello=pb.Hello(
                 protocol_version=PROTOCOL_VERSION,
@@ -135,6 +136,16 @@ class PartnerSession:
         )
         self.transcript.partner_sent(message)
         return message
+
+    def _check_preconditions(self) -> None:
+        self.contract.check_not_expired()
+        if self._list.size < self.contract.min_set_size:
+            raise PolicyError(
+                f"{self._list.source}: {self._list.size} records with a valid key, below "
+                f"release.min_set_size = {self.contract.min_set_size}"
+            )
+        self.store.require_budget(self.contract)
+        check_set_difference(self.store, self.contract, self._sketch, "partner's")
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -170,6 +181,10 @@ class PartnerSession:
         self.phase = Phase.FAILED
         if self._started and self.session_id is not None:
             self.store.abort_session(self.session_id, self.contract.id, reason)
+        elif self._hello_sent:  # refused by the brand, or lost before the brand opened a session
+            self.store.audit(
+                "abort", session_id=self.session_id, contract_id=self.contract.id, reason=reason
+            )
 
     # -- round 1 and 2 -----------------------------------------------------------------------
 
@@ -200,6 +215,7 @@ class PartnerSession:
         self._declared = list(reply.brand_elements)
         self._received = [0] * groups
         self._z_parts = [[] for _ in range(groups)]
+        self._hello_sent = False  # begin_session records its own refusal, abort_session the rest
         self.store.begin_session(self.session_id, self.contract, peer=self.contract.brand.name)
         self._started = True
         self.phase = Phase.ELEMENTS
@@ -211,7 +227,9 @@ class PartnerSession:
             raise ProtocolError(
                 f"brand group (segment {chunk.segment}, key {chunk.key}) sent twice"
             )
-        count = split_elements(chunk.elements, ELEMENT_SIZE, "brand elements chunk")
+        count = split_elements(
+            chunk.elements, ELEMENT_SIZE, "brand elements chunk", last=chunk.last
+        )
         if count > ELEMENTS_PER_CHUNK:
             raise ProtocolError("brand elements chunk larger than the protocol allows")
         self._received[g] += count
@@ -232,6 +250,10 @@ class PartnerSession:
         outgoing = [self._reshuffled(g)]
         if self._groups_done == len(self._declared):
             self._check_streamed_brand_size()
+            # Once its records reach the brand, the brand knows the exact overlap even if it
+            # aborts later: remember this list for the set-difference check from now on.
+            assert self.session_id is not None
+            self.store.remember_list(self.session_id, self.contract, pack(self._sketch))
             outgoing.append(self._record_chunks())
             if not self.contract.overlap_only:
                 self._sums = [[None] * self._segments for _ in self.contract.attributes]
@@ -349,7 +371,6 @@ class PartnerSession:
             self.contract,
             report,
             report["transcript_sha256"],
-            list_sketch=pack(self._sketch),
             signatures=signatures,
             sign_as=None if self._signer is None else ("partner", self._signer),
         )

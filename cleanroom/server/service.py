@@ -223,6 +223,7 @@ def build_server(
     """Create and start the server; returns it and the bound port (``listen`` may use port 0)."""
     offers = offers if offers is not None else prepare_offers(config)
     store = StateStore(config.state)
+    store.recover_crashed()  # sessions of a server that was killed: aborted, reservations freed
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=2 * max_sessions + 4, thread_name_prefix="cleanroom"

@@ -4,9 +4,13 @@ One SQLite file per party (``brand-state.db``, ``partner-state.db``). It never h
 identifier, a hash of one, or an encrypted element of either side: only contract ids,
 session ids, aggregate reports and audit entries.
 
-Every write that spends budget runs in one ``BEGIN IMMEDIATE`` transaction that re-checks
-the remaining budget, so concurrent sessions cannot double-spend, and a crash before the
-commit leaves no trace but the audit entries written before it.
+A session reserves its epsilon when it starts, in the same ``BEGIN IMMEDIATE`` transaction
+that checks the budget left after every other running session's reservation; the
+reservation becomes a ledger entry when this party's noisy numbers leave, and is freed if
+the session ends before that. So concurrent sessions can neither double-spend nor start
+one that could not be paid for, and a session refused for lack of budget is refused at
+Hello, before either side has done any work. A session whose process died is found by
+``recover_crashed`` (its owner process is gone), marked aborted, and its reservation freed.
 
 The audit log is a hash chain: each entry stores the SHA-256 of the previous entry's hash
 and its own canonical JSON, so editing or deleting any entry breaks every later link
@@ -18,7 +22,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import secrets
+import socket
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +34,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cleanroom.contract import Contract
-from cleanroom.errors import InputError, IntegrityError, PolicyError, ProtocolError
+from cleanroom.errors import (
+    CleanroomError,
+    InputError,
+    IntegrityError,
+    PolicyError,
+    ProtocolError,
+)
 
 GENESIS = "0" * 64
 _EPSILON_SLACK = 1e-9
@@ -48,6 +60,13 @@ CREATE TABLE IF NOT EXISTS ledger (
     contract_id TEXT NOT NULL,
     epsilon REAL NOT NULL,
     spent_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    session_id TEXT PRIMARY KEY,
+    contract_id TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    owner TEXT NOT NULL,
+    reserved_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reports (
     session_id TEXT PRIMARY KEY,
@@ -84,9 +103,37 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_gone(owner: str) -> bool:
+    """Whether the process that owned a session is known to be dead (same host only)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
     canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(bytes.fromhex(prev_hash) + canonical.encode()).hexdigest()
+
+
+def _exhausted(contract: Contract, spent: float, reserved: float) -> PolicyError:
+    left = max(0.0, contract.epsilon_total - spent - reserved)
+    running = f", {reserved:g} reserved by running sessions" if reserved > _EPSILON_SLACK else ""
+    return PolicyError(
+        f"privacy budget exhausted for contract '{contract.id}': {left:g} of "
+        f"{contract.epsilon_total:g} left ({spent:g} spent{running}), a session needs "
+        f"{contract.epsilon_per_session:g}"
+    )
 
 
 class StateStore:
@@ -208,56 +255,121 @@ class StateStore:
     # -- sessions and budget ---------------------------------------------------------------
 
     def begin_session(self, session_id: str, contract: Contract, peer: str) -> None:
+        """Open a session and reserve its epsilon, or record the refusal and raise it."""
+        refusal: CleanroomError | None = None
         with self._transaction() as db:
+            spent, reserved = self._committed(db, contract.id)
             if db.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone():
-                self._append_audit(
-                    db, "refused", session_id, contract.id, {"reason": "session id reused"}
+                refusal = ProtocolError(f"session id {session_id} was already used")
+            elif (
+                spent + reserved + contract.epsilon_per_session
+                > contract.epsilon_total + _EPSILON_SLACK
+            ):
+                refusal = _exhausted(contract, spent, reserved)
+            if refusal is not None:
+                detail = {"peer": peer, "reason": str(refusal)}
+                self._append_audit(db, "refused", session_id, contract.id, detail)
+            else:
+                db.execute(
+                    "INSERT INTO sessions (session_id, contract_id, contract_sha256, peer,"
+                    " started_at, status) VALUES (?, ?, ?, ?, ?, 'running')",
+                    (session_id, contract.id, contract.sha256, peer, _now()),
                 )
-                raise ProtocolError(f"session id {session_id} was already used")
-            db.execute(
-                "INSERT INTO sessions (session_id, contract_id, contract_sha256, peer, started_at, status)"
-                " VALUES (?, ?, ?, ?, ?, 'running')",
-                (session_id, contract.id, contract.sha256, peer, _now()),
-            )
-            self._append_audit(db, "session-start", session_id, contract.id, {"peer": peer})
+                db.execute(
+                    "INSERT INTO reservations (session_id, contract_id, epsilon, owner,"
+                    " reserved_at) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        session_id,
+                        contract.id,
+                        contract.epsilon_per_session,
+                        _this_process(),
+                        _now(),
+                    ),
+                )
+                detail = {"peer": peer, "epsilon_reserved": contract.epsilon_per_session}
+                self._append_audit(db, "session-start", session_id, contract.id, detail)
+        if refusal is not None:
+            raise refusal
 
     def abort_session(self, session_id: str, contract_id: str | None, reason: str) -> None:
+        """End a session without a release; its reservation (not any epsilon already spent) is freed."""
         with self._transaction() as db:
             db.execute(
                 "UPDATE sessions SET status = 'aborted', finished_at = ? WHERE session_id = ? AND status = 'running'",
                 (_now(), session_id),
             )
+            db.execute("DELETE FROM reservations WHERE session_id = ?", (session_id,))
             self._append_audit(db, "abort", session_id, contract_id, {"reason": reason})
+
+    def recover_crashed(self) -> list[str]:
+        """Mark aborted every running session whose process on this host is gone (killed, or
+        the machine lost power), freeing its reservation; return their ids."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT s.session_id, s.contract_id, r.owner FROM sessions s"
+                " JOIN reservations r USING (session_id) WHERE s.status = 'running'"
+            ).fetchall()
+            crashed = [(sid, cid) for sid, cid, owner in rows if _process_gone(owner)]
+            for session_id, contract_id in crashed:
+                db.execute(
+                    "UPDATE sessions SET status = 'aborted', finished_at = ? WHERE session_id = ?",
+                    (_now(), session_id),
+                )
+                db.execute("DELETE FROM reservations WHERE session_id = ?", (session_id,))
+                self._append_audit(
+                    db,
+                    "abort",
+                    session_id,
+                    contract_id,
+                    {"reason": "the process running this session ended without closing it"},
+                )
+        return [session_id for session_id, _ in crashed]
+
+    @staticmethod
+    def _committed(
+        db: sqlite3.Connection, contract_id: str, excluding: str | None = None
+    ) -> tuple[float, float]:
+        """(epsilon spent, epsilon reserved by running sessions other than ``excluding``)."""
+        (spent,) = db.execute(
+            "SELECT COALESCE(SUM(epsilon), 0) FROM ledger WHERE contract_id = ?", (contract_id,)
+        ).fetchone()
+        (reserved,) = db.execute(
+            "SELECT COALESCE(SUM(epsilon), 0) FROM reservations"
+            " WHERE contract_id = ? AND session_id IS NOT ?",
+            (contract_id, excluding),
+        ).fetchone()
+        return float(spent), float(reserved)
 
     def epsilon_spent(self, contract_id: str) -> float:
         with self._connect() as db:
-            (spent,) = db.execute(
-                "SELECT COALESCE(SUM(epsilon), 0) FROM ledger WHERE contract_id = ?", (contract_id,)
-            ).fetchone()
-        return float(spent)
+            return self._committed(db, contract_id)[0]
 
     def epsilon_remaining(self, contract: Contract) -> float:
-        return max(0.0, contract.epsilon_total - self.epsilon_spent(contract.id))
+        """Budget neither spent nor reserved by a running session."""
+        with self._connect() as db:
+            spent, reserved = self._committed(db, contract.id)
+        return max(0.0, contract.epsilon_total - spent - reserved)
 
     def require_budget(self, contract: Contract) -> None:
-        remaining = self.epsilon_remaining(contract)
-        if remaining + _EPSILON_SLACK < contract.epsilon_per_session:
-            raise PolicyError(
-                f"privacy budget exhausted for contract '{contract.id}': {remaining:g} of "
-                f"{contract.epsilon_total:g} left, a session needs {contract.epsilon_per_session:g}"
-            )
+        """Fail early when a session could not start; ``begin_session`` re-checks atomically."""
+        with self._connect() as db:
+            spent, reserved = self._committed(db, contract.id)
+        if (
+            spent + reserved + contract.epsilon_per_session
+            > contract.epsilon_total + _EPSILON_SLACK
+        ):
+            raise _exhausted(contract, spent, reserved)
 
     def _charge(self, db: sqlite3.Connection, session_id: str, contract: Contract) -> None:
         if db.execute("SELECT 1 FROM ledger WHERE session_id = ?", (session_id,)).fetchone():
             return
-        (spent,) = db.execute(
-            "SELECT COALESCE(SUM(epsilon), 0) FROM ledger WHERE contract_id = ?", (contract.id,)
-        ).fetchone()
-        if spent + contract.epsilon_per_session > contract.epsilon_total + _EPSILON_SLACK:
-            raise PolicyError(
-                f"privacy budget exhausted for contract '{contract.id}': "
-                f"{max(0.0, contract.epsilon_total - spent):g} left"
-            )
+        spent, reserved = self._committed(db, contract.id, excluding=session_id)
+        if (
+            spent + reserved + contract.epsilon_per_session
+            > contract.epsilon_total + _EPSILON_SLACK
+        ):
+            raise _exhausted(contract, spent, reserved)
+        db.execute("DELETE FROM reservations WHERE session_id = ?", (session_id,))
         db.execute(
             "INSERT INTO ledger (session_id, contract_id, epsilon, spent_at) VALUES (?, ?, ?, ?)",
             (session_id, contract.id, contract.epsilon_per_session, _now()),
@@ -291,6 +403,20 @@ class StateStore:
                 (contract_id, limit),
             ).fetchall()
         return [(session_id, bytes(blob)) for session_id, blob in rows]
+
+    def remember_list(self, session_id: str, contract: Contract, sketch: bytes) -> None:
+        """Keep this party's list sketch for later set-difference checks (setdiff.py)."""
+        with self._transaction() as db:
+            self._remember_list(db, session_id, contract, sketch)
+
+    def _remember_list(
+        self, db: sqlite3.Connection, session_id: str, contract: Contract, sketch: bytes
+    ) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO list_sketches (session_id, contract_id, sketch, stored_at)"
+            " VALUES (?, ?, ?, ?)",
+            (session_id, contract.id, sketch, _now()),
+        )
 
     def commit_release(
         self,
@@ -343,10 +469,7 @@ class StateStore:
                 (_now(), session_id),
             )
             if list_sketch is not None:
-                db.execute(
-                    "INSERT INTO list_sketches (session_id, contract_id, sketch, stored_at) VALUES (?, ?, ?, ?)",
-                    (session_id, contract.id, list_sketch, _now()),
-                )
+                self._remember_list(db, session_id, contract, list_sketch)
             self._append_audit(
                 db, "release", session_id, contract.id, {"transcript_sha256": transcript_sha256}
             )

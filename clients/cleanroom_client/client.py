@@ -164,6 +164,7 @@ class Client:
 
     def _run(self, prepared: PartnerList | SparkPartnerList, progress: Progress | None) -> Report:
         store = StateStore(self.state)
+        store.recover_crashed()  # earlier runs that were killed: aborted, reservations freed
         engine = Engine(self.workers)
         session = PartnerSession(
             self.contract,

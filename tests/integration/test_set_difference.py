@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cleanroom.demo import synthetic_lists
-from cleanroom.errors import PolicyError
+from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.privacy.setdiff import difference, list_sketch
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.inprocess import run_in_process
@@ -79,3 +79,33 @@ def test_flag_action_records_and_continues(make_contract, stores, lists):
     session(flagged, lists.crm, lists.audience, stores)
     assert session(flagged, lists.crm.iloc[1:], lists.audience, stores) is not None
     assert any(e["event"] == "set-difference" for e in stores[0].audit_entries())
+
+
+def test_a_partner_list_is_remembered_once_its_records_left_even_if_the_brand_aborts(
+    make_contract, stores, lists
+):
+    """The brand knows the exact overlap as soon as the partner's records arrive, so a brand
+    that aborts before the release must not escape the partner's set-difference check."""
+    contract = make_contract(mechanism="none", min_set_size=10, min_overlap=0)
+    brand = BrandSession(
+        contract, prepare_brand_list(lists.crm, BRAND_COLUMNS, contract), stores[0], peer="p"
+    )
+    partner = PartnerSession(
+        contract, prepare_partner_list(lists.audience, None, contract), stores[1]
+    )
+
+    def abort_after_matching(sums):
+        raise ProtocolError("the brand walks away with the exact overlap")
+
+    brand._on_sums = abort_after_matching
+    with pytest.raises(ProtocolError, match="walks away"):
+        run_in_process(brand, partner)
+    assert partner.report is None and stores[1].epsilon_spent(contract.id) > 0
+
+    with_email = lists.audience.index[lists.audience.email != ""]
+    smaller = lists.audience.drop(index=with_email[:2])
+    retry = PartnerSession(contract, prepare_partner_list(smaller, None, contract), stores[1])
+    with pytest.raises(PolicyError, match="partner's list"):
+        retry.hello()
+    events = [e["event"] for e in stores[1].audit_entries()]
+    assert events[-3:] == ["abort", "set-difference", "refused"]

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import pickle
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -13,16 +16,66 @@ def test_budget_is_spent_once_per_session_and_refused_when_exhausted(tmp_path, m
     contract = make_contract(epsilon=1.0, epsilon_total=2.0)
     store = StateStore(tmp_path / "s.db")
     for session in ("s1", "s2"):
-        store.begin_session(session, contract, "peer")
         store.require_budget(contract)
+        store.begin_session(session, contract, "peer")
         store.commit_release(session, contract, {"session_id": session}, "t" * 64)
     assert store.epsilon_spent(contract.id) == pytest.approx(2.0)
     with pytest.raises(PolicyError, match="budget exhausted"):
         store.require_budget(contract)
-    store.begin_session("s3", contract, "peer")
-    with pytest.raises(PolicyError):
-        store.commit_release("s3", contract, {}, "t" * 64)
-    assert store.report("s3") is None  # nothing half-written
+    with pytest.raises(PolicyError, match="budget exhausted"):
+        store.begin_session("s3", contract, "peer")
+    assert store.session_status("s3") is None and store.report("s3") is None
+    refusal = store.audit_entries()[-1]
+    assert refusal["event"] == "refused" and refusal["session_id"] == "s3"
+    assert "budget exhausted" in refusal["detail"]["reason"]
+
+
+def test_a_running_session_reserves_its_epsilon_until_it_spends_or_aborts(tmp_path, make_contract):
+    contract = make_contract(epsilon=1.0, epsilon_total=2.0)
+    store = StateStore(tmp_path / "s.db")
+    store.begin_session("s1", contract, "peer")
+    store.begin_session("s2", contract, "peer")
+    assert store.epsilon_spent(contract.id) == 0 and store.epsilon_remaining(contract) == 0
+    with pytest.raises(PolicyError, match="2 reserved by running sessions"):
+        store.begin_session("s3", contract, "peer")
+    store.abort_session("s1", contract.id, "the peer went away")
+    assert store.epsilon_remaining(contract) == pytest.approx(1.0)
+    store.charge("s2", contract)  # the reservation becomes a ledger entry, not a second charge
+    assert store.epsilon_spent(contract.id) == pytest.approx(1.0)
+    assert store.epsilon_remaining(contract) == pytest.approx(1.0)
+    store.abort_session("s2", contract.id, "failed after spending")  # spent stays spent
+    assert store.epsilon_spent(contract.id) == pytest.approx(1.0)
+    store.begin_session("s4", contract, "peer")
+
+
+def test_a_session_whose_process_died_is_marked_aborted_and_frees_its_reservation(
+    tmp_path, make_contract
+):
+    contract = make_contract(epsilon=1.0, epsilon_total=1.0)
+    path = tmp_path / "s.db"
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pickle; from cleanroom.store.state import StateStore;"
+            " contract = pickle.loads(sys.stdin.buffer.read());"
+            f" StateStore({str(path)!r}).begin_session('lost', contract, 'peer')",
+        ],
+        input=pickle.dumps(contract),
+        check=True,
+    )
+    assert child.returncode == 0
+    store = StateStore(path)
+    store.begin_session(
+        "alive", make_contract(epsilon=1.0, epsilon_total=1.0, contract_id="other"), "p"
+    )
+    assert store.epsilon_remaining(contract) == 0  # the dead session still holds its reservation
+    assert store.recover_crashed() == ["lost"]  # this process's own session is left alone
+    assert store.session_status("lost") == "aborted"
+    assert store.session_status("alive") == "running"
+    assert store.epsilon_remaining(contract) == pytest.approx(1.0)
+    assert store.audit_entries()[-1]["event"] == "abort"
+    assert store.verify_audit() == len(store.audit_entries())
 
 
 def test_charge_is_idempotent_per_session(tmp_path, make_contract):
@@ -34,19 +87,22 @@ def test_charge_is_idempotent_per_session(tmp_path, make_contract):
     assert store.epsilon_spent(contract.id) == pytest.approx(1.0)
 
 
-def test_concurrent_releases_never_overspend(tmp_path, make_contract):
+def test_concurrent_sessions_never_overspend_and_every_started_one_can_release(
+    tmp_path, make_contract
+):
     contract = make_contract(epsilon=1.0, epsilon_total=3.0)
     store = StateStore(tmp_path / "s.db")
     outcomes: list[str] = []
 
     def release(i: int) -> None:
         session = f"s{i}"
-        store.begin_session(session, contract, "peer")
         try:
-            store.commit_release(session, contract, {"i": i}, "t" * 64)
-            outcomes.append("released")
+            store.begin_session(session, contract, "peer")
         except PolicyError:
-            outcomes.append("refused")
+            outcomes.append("refused")  # at the start, before any work: nothing to waste
+            return
+        store.commit_release(session, contract, {"i": i}, "t" * 64)
+        outcomes.append("released")
 
     threads = [threading.Thread(target=release, args=(i,)) for i in range(8)]
     for thread in threads:
@@ -63,6 +119,8 @@ def test_reused_session_id_is_refused(tmp_path, make_contract):
     store.begin_session("dup", contract, "peer")
     with pytest.raises(ProtocolError, match="already used"):
         store.begin_session("dup", contract, "peer")
+    refusal = store.audit_entries()[-1]
+    assert refusal["event"] == "refused" and "already used" in refusal["detail"]["reason"]
 
 
 def test_audit_chain_verifies_and_detects_tampering(tmp_path, make_contract):
