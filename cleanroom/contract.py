@@ -28,9 +28,33 @@ SET_DIFFERENCE_ACTIONS = ("refuse", "flag")
 DEFAULT_SEGMENT = "all"
 MAX_SEGMENTS = 16
 MAX_ATTRIBUTES = 128
+#: Names an attribute may not take: the key kinds (``--column email=...`` would be
+#: ambiguous, and an audience column named ``email`` is read as identifiers), the brand's
+#: ``segment`` mapping and the lookalike export's default id column.
+RESERVED_ATTRIBUTE_NAMES = (
+    "email",
+    "phone",
+    "maid",
+    "email_sha256",
+    "phone_sha256",
+    "segment",
+    "user_id",
+)
+
+#: The largest noise bound (``NoiseMechanism.bound``) a contract may imply for either side.
+#: The brand decrypts attribute sums over ``[-(records + bound), records + bound]`` and
+#: :mod:`cleanroom.crypto.elgamal` decrypts up to ``2**40``; the other half of that range is
+#: left for the partner's list.
+MAX_NOISE_BOUND = 2**39
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_valid_name(value: str) -> bool:
+    """A party, contract or segment name: letters, digits, ``. _ -``, starting alphanumeric."""
+    return _NAME.fullmatch(value) is not None
+
 
 _SCHEMA: dict[str, set[str]] = {
     "contract": {"id", "expires", "normalization", "default_region"},
@@ -246,6 +270,13 @@ class _Validator:
         attributes = self.names(release, "release", "attributes", None)
         if len(attributes) > MAX_ATTRIBUTES:
             raise self.fail("release.attributes", f"at most {MAX_ATTRIBUTES} attributes")
+        for attribute in attributes:
+            if attribute in RESERVED_ATTRIBUTE_NAMES:
+                raise self.fail(
+                    "release.attributes",
+                    f"{attribute!r} is a reserved column name; reserved: "
+                    f"{', '.join(RESERVED_ATTRIBUTE_NAMES)}",
+                )
         max_invalid = self.get(release, "release", "max_invalid_fraction", float)
         if not 0.0 <= max_invalid <= 1.0:
             raise self.fail("release.max_invalid_fraction", "must be between 0 and 1")
@@ -279,7 +310,7 @@ class _Validator:
         if not 0.0 < delta < 1e-3:
             raise self.fail("privacy.delta", "must be between 0 and 0.001")
 
-        return Contract(
+        contract = Contract(
             id=contract_id,
             expires=expires,
             normalization=normalization,
@@ -301,6 +332,70 @@ class _Validator:
             sha256=sha256,
             source=self.source,
         )
+        self.check_noise_is_usable(contract)
+        return contract
+
+    def check_noise_is_usable(self, contract: Contract) -> None:
+        """Refuse noise a session could not calibrate or decrypt, before any budget is spent.
+
+        The brand decrypts each attribute sum by baby-step giant-step over ``partner records
+        + partner noise bound`` (at most ``2**40``); found mid-session, after the ledgers
+        were charged, a larger bound would fail every session. The brand's own noise gets
+        the same limit: beyond it the noise swamps any count (and an absurdly small epsilon
+        would stall the tail-bound search).
+        """
+        if contract.mechanism == "none":
+            return
+        # Imported here: the privacy package imports this module (and OpenDP is slow to load).
+        from opendp.mod import OpenDPException
+
+        from cleanroom.privacy import accounting
+
+        sides = [
+            (
+                "brand",
+                "larger noise would swamp any count",
+                accounting.brand_sensitivity,
+                accounting.brand_mechanism,
+            )
+        ]
+        if not contract.overlap_only:
+            sides.insert(
+                0,
+                (
+                    "partner",
+                    "the brand decrypts attribute sums up to 2**40, half of it kept for the list",
+                    accounting.partner_sensitivity,
+                    accounting.partner_mechanism,
+                ),
+            )
+        field = "privacy.epsilon_per_session"
+        for role, reason, sensitivity, mechanism in sides:
+            limit = f"{MAX_NOISE_BOUND} (2**39: {reason})"
+            # The discrete Laplace bound exceeds its scale, L1 / epsilon: checking that first
+            # keeps an absurdly small epsilon out of the tail search.
+            scale = sensitivity(contract)[0] / contract.epsilon_per_session
+            if contract.mechanism == "discrete_laplace" and scale > MAX_NOISE_BOUND:
+                raise self.fail(
+                    field,
+                    f"too small: the {role}'s noise scale would be {scale:.3g}, above {limit}",
+                )
+            try:
+                bound = mechanism(contract).bound()
+            except OpenDPException as exc:  # e.g. a discrete Gaussian with tiny epsilon and delta
+                gaussian = contract.mechanism == "discrete_gaussian"
+                raise self.fail(
+                    f"{field} / privacy.delta" if gaussian else field,
+                    f"too small for OpenDP to calibrate the {role}'s noise "
+                    f"({str(exc).strip()[:120]})",
+                ) from None
+            if bound > MAX_NOISE_BOUND:
+                raise self.fail(
+                    field,
+                    f"too small for {len(contract.keys)} keys, {len(contract.segments)} segments "
+                    f"and {len(contract.attributes)} attributes: the {role}'s noise bound would "
+                    f"be {bound}, above {limit}",
+                )
 
 
 _KIND_NAMES = {

@@ -1,12 +1,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
 import pytest
 
-from cleanroom.contract import load_contract, parse_contract
+from cleanroom.contract import (
+    MAX_NOISE_BOUND,
+    RESERVED_ATTRIBUTE_NAMES,
+    load_contract,
+    parse_contract,
+)
+from cleanroom.crypto import elgamal
 from cleanroom.demo import contract_text
 from cleanroom.errors import ContractError
+from cleanroom.identifiers import KEY_KINDS
+from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
 
 FP_A, FP_B = "a" * 64, "b" * 64
 
@@ -102,3 +112,93 @@ def test_dst_binds_version_and_contract_hash():
     dst = contract.hash_to_curve_dst()
     assert contract.sha256.encode() in dst and dst.startswith(b"CLEANROOM-V1-")
     assert len(dst) <= 255  # RFC 9380 section 5.3.3
+
+
+@pytest.mark.parametrize("name", RESERVED_ATTRIBUTE_NAMES)
+def test_attributes_may_not_take_a_key_kind_or_reserved_column_name(name: str):
+    """An attribute ``email`` would make ``--column email=...`` ambiguous; ``segment`` and
+    ``user_id`` are the brand's segment mapping and the lookalike export's id column."""
+    with pytest.raises(
+        ContractError, match=rf"c\.toml: release\.attributes: '{name}' is a reserved"
+    ):
+        parse_contract(text(attributes=("interest_travel", name)).encode(), source="c.toml")
+
+
+def test_reserved_names_cover_every_key_kind():
+    assert set(KEY_KINDS) <= set(RESERVED_ATTRIBUTE_NAMES)
+    assert parse_contract(text(attributes=("Email", "segment_size")).encode()).attributes == (
+        "Email",
+        "segment_size",
+    )
+
+
+def test_the_noise_limit_is_half_of_what_elgamal_decrypts():
+    """Sums are decrypted over records + partner noise bound: half the range is for records."""
+    assert 2 * MAX_NOISE_BOUND == elgamal._MAX_BOUND
+
+
+MANY_ATTRIBUTES = tuple(f"attribute_{i}" for i in range(128))
+
+
+def partner_bound_contract(epsilon: float) -> bytes:
+    """One key and one segment: the partner's sensitivity (2 x 128) exceeds the brand's (129)."""
+    return text(keys=("email",), segments=(), attributes=MANY_ATTRIBUTES, epsilon=epsilon).encode()
+
+
+def test_epsilon_too_small_for_the_partners_decryptable_noise_is_refused():
+    # The smallest epsilon whose discrete Laplace bound at L1 = 256 stays within 2**39.
+    accepted = parse_contract(partner_bound_contract(2e-8))
+    assert 0 < partner_mechanism(accepted).bound() <= MAX_NOISE_BOUND
+    assert brand_mechanism(accepted).bound() < partner_mechanism(accepted).bound()
+    refused = 1e-8
+    with pytest.raises(ContractError) as error:
+        parse_contract(partner_bound_contract(refused), source="c.toml")
+    message = str(error.value)
+    assert message.startswith("c.toml: privacy.epsilon_per_session: too small")
+    assert "partner's noise bound would be" in message and str(MAX_NOISE_BOUND) in message
+    bound = int(message.split("would be ")[1].split(",")[0])
+    assert bound > MAX_NOISE_BOUND
+
+
+def test_epsilon_too_small_for_the_brands_noise_is_refused_even_without_attributes():
+    with pytest.raises(ContractError, match=r"privacy\.epsilon_per_session: .*the brand's noise"):
+        parse_contract(text(attributes=(), epsilon=1e-12).encode())
+
+
+def test_an_absurdly_small_epsilon_is_refused_at_once():
+    """Without the scale pre-check the tail search for the bound would never end."""
+    with pytest.raises(ContractError, match=r"privacy\.epsilon_per_session: too small: .*scale"):
+        parse_contract(partner_bound_contract(1e-300))
+
+
+def test_gaussian_noise_opendp_cannot_calibrate_is_refused_by_field():
+    source = text(mechanism="discrete_gaussian", epsilon=1e-20) + "delta = 1e-20\n"
+    with pytest.raises(
+        ContractError, match=r"privacy\.epsilon_per_session / privacy\.delta: too small for OpenDP"
+    ):
+        parse_contract(source.encode())
+
+
+def test_no_noise_needs_no_noise_bound():
+    contract = parse_contract(text(mechanism="none", epsilon=1e-300).encode())
+    assert contract.epsilon_per_session == 1e-300
+
+
+def test_contract_check_names_the_field_and_exits_4(tmp_path):
+    path = tmp_path / "tiny-epsilon.toml"
+    path.write_bytes(partner_bound_contract(1e-9))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cleanroom.server.cli import main; main()",
+            "contract",
+            "check",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 4, result.stderr
+    assert f"{path}: privacy.epsilon_per_session: too small" in result.stderr
