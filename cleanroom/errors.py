@@ -71,6 +71,11 @@ class CryptoError(ProtocolError):
     def __init__(self) -> None:
         super().__init__("invalid cryptographic element received from the peer")
 
+    def __reduce__(self) -> tuple[type[CryptoError], tuple[()]]:
+        """Raised on worker processes too: unpickle without the message argument, or the
+        process pool breaks for every later session."""
+        return (type(self), ())
+
 
 class IntegrityError(CleanroomError):
     """Stored state does not verify: an edited audit log, a bad report signature."""
