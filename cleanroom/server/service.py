@@ -110,7 +110,9 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
     def _offer_for(self, hello: pb.PartnerMessage, context: grpc.ServicerContext) -> Offer:
         """Refuse before any data is read: unknown contract or a certificate it does not pin."""
         if hello.WhichOneof("body") != "hello":
-            raise ProtocolError("the session must start with Hello")
+            reason = "the session must start with Hello"
+            self.store.audit("refused", reason=reason, peer=self._peer_fingerprint(context))
+            raise ProtocolError(reason)
         contract_id = hello.hello.contract_id
         offer = self.offers.get(contract_id)
         peer = self._peer_fingerprint(context)
