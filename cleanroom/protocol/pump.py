@@ -6,7 +6,9 @@ bounded queue for the sending side. Each direction progresses on its own, so a p
 that streams a large round never waits for the other to read, and the bounded queue
 stops either side from buffering more of the other's data than a few chunks. Any
 message, in or out, resets the idle timer; a peer that stalls longer than
-``idle_timeout`` ends the session with :class:`ConnectionLostError`.
+``idle_timeout`` ends the session with :class:`ConnectionLostError`, and so does a session
+that runs longer than ``session_timeout`` in all (a peer trickling one element at a time
+never stalls, but must not hold a session for ever).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 from cleanroom.errors import ConnectionLostError
 
 _END = object()
+_PEER_CLOSED = object()  # queued behind the work already received, so its errors come first
 
 
 class StateMachine(Protocol):
@@ -35,6 +38,7 @@ class Pump:
         machine: StateMachine,
         *,
         idle_timeout: float,
+        session_timeout: float | None = None,
         max_pending: int = 4,
         abort_message: Callable[[BaseException], Any] | None = None,
     ) -> None:
@@ -42,6 +46,8 @@ class Pump:
         self._abort_message = abort_message
         self._outbox: queue.Queue[object] = queue.Queue(max_pending)
         self._idle_timeout = idle_timeout
+        self._session_timeout = session_timeout
+        self._started = time.monotonic()
         self._stopped = threading.Event()
         self._last_activity = time.monotonic()
         self.error: BaseException | None = None
@@ -87,7 +93,7 @@ class Pump:
                 if self._machine.finished:
                     return
             if not self._machine.finished:
-                raise ConnectionLostError("the peer closed the stream before the session finished")
+                self._put(_PEER_CLOSED)
         except BaseException as exc:  # re-raised by the transport from self.error
             self.fail(exc)
         finally:
@@ -105,8 +111,19 @@ class Pump:
                             f"the session stalled for over {self._idle_timeout:g} s"
                         )
                     )
-                    on_stall()
-                    return
+                elif (
+                    self._session_timeout is not None
+                    and time.monotonic() - self._started > self._session_timeout
+                ):
+                    self.fail(
+                        ConnectionLostError(
+                            f"the session ran longer than its {self._session_timeout:g} s limit"
+                        )
+                    )
+                else:
+                    continue
+                on_stall()
+                return
 
         threading.Thread(target=watch, daemon=True, name="cleanroom-watchdog").start()
 
@@ -137,6 +154,10 @@ class Pump:
                 if item is _END:
                     self._ended_cleanly = self.error is None
                     return
+                if item is _PEER_CLOSED:
+                    raise ConnectionLostError(
+                        "the peer closed the stream before the session finished"
+                    )
                 assert isinstance(item, Iterable)
                 for message in item:
                     self._touch()
