@@ -175,12 +175,20 @@ def report_show(file: Path, output_format: FormatOption = "table") -> None:
 
 @report_app.command("plot")
 def report_plot(
-    file: Path, out: Annotated[Path, typer.Option("--out", help="PNG to write")] = Path("lift.png")
+    file: Path,
+    out: Annotated[Path, typer.Option("--out", help="PNG to write")] = Path("lift.png"),
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            help="per segment, draw only the N highest and N lowest indices (0: every cell)",
+        ),
+    ] = 6,
 ) -> None:
     """Draw the lift chart (index per attribute, one panel per segment)."""
     from cleanroom.stats.plot import plot_lift
 
-    path = plot_lift(Report.load(file).to_dict(), out)
+    path = plot_lift(Report.load(file).to_dict(), out, top=top)
     Console(stderr=True).print(f"wrote {path}")
 
 
@@ -190,25 +198,44 @@ def report_model(
     segment: Annotated[
         str | None, typer.Option("--segment", help="segment to model (default: all pooled)")
     ] = None,
+    noise_multiple: Annotated[
+        float,
+        typer.Option(
+            "--noise-multiple",
+            help="use an attribute only if its count is at least this many 99.9% noise half-widths",
+        ),
+    ] = 1.0,
+    smoothing: Annotated[
+        float | None,
+        typer.Option(
+            "--smoothing",
+            help="prior strength in pseudo-users (default: the count's noise half-width)",
+        ),
+    ] = None,
     output_format: FormatOption = "json",
 ) -> None:
     """The lookalike model derived from the report alone (the partner derives the same)."""
     from cleanroom.stats.lookalike import LookalikeModel
 
-    model = LookalikeModel.from_report(Report.load(file).to_dict(), segment)
+    model = LookalikeModel.from_report(
+        Report.load(file).to_dict(), segment, smoothing=smoothing, noise_multiple=noise_multiple
+    )
     if check_format(output_format) == "json":
         print_json(model.to_dict())
         return
     console = Console()
-    console.print(f"lookalike model for segment [bold]{model.segment}[/]")
-    for name, present, absent in zip(
-        model.attributes, model.weights_present, model.weights_absent, strict=True
+    console.print(
+        f"lookalike model for segment [bold]{escape(model.segment)}[/] · noise multiple "
+        f"{model.noise_multiple:g} (count half-width {model.count_halfwidth}) · "
+        f"smoothing {model.smoothing:g}\nreport sha256 {model.report_sha256}"
+    )
+    for name, present, absent, reason in zip(
+        model.attributes, model.weights_present, model.weights_absent, model.reasons, strict=True
     ):
-        console.print(f"  {name:<28} has: {present:+.3f}   lacks: {absent:+.3f}")
-    if model.excluded:
-        console.print(
-            f"  excluded (suppressed or below {model.min_count}): {', '.join(model.excluded)}"
-        )
+        if reason is None:
+            console.print(f"  {escape(name):<28} has: {present:+.3f}   lacks: {absent:+.3f}")
+        else:
+            console.print(f"  {escape(name):<28} excluded: {escape(reason)}", style="dim")
 
 
 @report_app.command("export")

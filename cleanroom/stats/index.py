@@ -28,7 +28,15 @@ FRAME_COLUMNS = (
     "partner_size",
     "index",
     "suppressed",
+    "count_lo",
+    "count_hi",
+    "index_lo",
+    "index_hi",
+    "noise_dominated",
 )
+
+#: The ``privacy.interval_999`` entries: 99.9% noise half-widths per kind of number.
+HALFWIDTH_FIELDS = ("overlap", "attribute_count", "partner_count")
 
 
 def _is_missing(value: Any) -> bool:
@@ -112,15 +120,63 @@ def segment_overlap(report: Mapping[str, Any], segment: str) -> int | None:
     raise InputError(f"report field 'overlap.by_segment' has no entry for segment {segment!r}")
 
 
+def noise_halfwidths(report: Mapping[str, Any]) -> dict[str, int | None]:
+    """``privacy.interval_999`` as ``{overlap, attribute_count, partner_count}``.
+
+    A value is None when the report does not give it (an overlap-only report has no
+    attribute intervals; a report from before intervals were released has none).
+    """
+    privacy = report.get("privacy") if isinstance(report, Mapping) else None
+    intervals = privacy.get("interval_999") if isinstance(privacy, Mapping) else None
+    intervals = intervals if isinstance(intervals, Mapping) else {}
+    out: dict[str, int | None] = {}
+    for name in HALFWIDTH_FIELDS:
+        value = intervals.get(name)
+        valid = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        out[name] = value if valid else None
+    return out
+
+
+def index_range(
+    count: int | None,
+    overlap: int | None,
+    partner_count: int | None,
+    partner_size: int | None,
+    halfwidths: Mapping[str, int | None],
+) -> tuple[float | None, float | None]:
+    """The lowest and highest index when each noisy input is within its 99.9% interval.
+
+    Holds with probability at least 99.7% (three intervals, union bound). The high end
+    is None (unbounded) when the overlap's or partner_count's interval reaches 0, and
+    both are None when an input or a half-width is missing.
+    """
+    w_c = halfwidths.get("attribute_count")
+    w_o = halfwidths.get("overlap")
+    w_p = halfwidths.get("partner_count")
+    values = (count, overlap, partner_count, partner_size, w_c, w_o, w_p)
+    if any(_is_missing(v) for v in values):
+        return None, None
+    low = lift_index(max(count - w_c, 0), overlap + w_o, partner_count + w_p, partner_size)  # type: ignore[operator]
+    high = lift_index(count + w_c, overlap - w_o, partner_count - w_p, partner_size)  # type: ignore[operator]
+    return low, high
+
+
 def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
     """One row per attribute cell: segment, attribute, count, overlap (the segment's),
-    partner_count, partner_size, index, suppressed.
+    partner_count, partner_size, index, suppressed, and the noise columns.
 
     Suppressed numbers are missing (``<NA>``): count, overlap, partner_count and
     partner_size are nullable ``Int64``, index is nullable ``Float64``. The index is the
     released one when present, else computed with :func:`lift_index`.
+
+    Noise columns (from ``privacy.interval_999``): ``count_lo`` / ``count_hi`` is the
+    count's 99.9% interval (low end clamped at 0); ``index_lo`` / ``index_hi`` come from
+    :func:`index_range` (``index_hi`` missing means unbounded); ``noise_dominated`` is
+    true when the count is below its half-width, i.e. its interval reaches 0.
     """
     partner_size = _field(report, "partner_size")
+    halfwidths = noise_halfwidths(report)
+    w_c = halfwidths["attribute_count"]
     rows = []
     for cell in attribute_cells(report):
         segment = cell["segment"]
@@ -131,6 +187,10 @@ def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
         index = cell.get("index")
         if index is None and not suppressed:
             index = lift_index(count, overlap, partner_count, partner_size)
+        known = not suppressed and not _is_missing(count) and w_c is not None
+        index_lo, index_hi = index_range(
+            count if known else None, overlap, partner_count, partner_size, halfwidths
+        )
         rows.append(
             {
                 "segment": segment,
@@ -141,6 +201,11 @@ def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
                 "partner_size": partner_size,
                 "index": None if suppressed else index,
                 "suppressed": suppressed,
+                "count_lo": max(count - w_c, 0) if known else None,  # type: ignore[operator]
+                "count_hi": count + w_c if known else None,  # type: ignore[operator]
+                "index_lo": index_lo,
+                "index_hi": index_hi,
+                "noise_dominated": bool(known and count < w_c),  # type: ignore[operator]
             }
         )
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
@@ -154,5 +219,10 @@ def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
             "partner_size": "Int64",
             "index": "Float64",
             "suppressed": "bool",
+            "count_lo": "Int64",
+            "count_hi": "Int64",
+            "index_lo": "Float64",
+            "index_hi": "Float64",
+            "noise_dominated": "bool",
         }
     )

@@ -1,8 +1,9 @@
 """Lookalike model derived from a report's released aggregates only.
 
 Both parties hold the same report, so both derive the same model (compare
-:meth:`LookalikeModel.to_json` byte for byte). The partner scores its whole audience
-with it locally and exports the top users; the audience never leaves the partner.
+:meth:`LookalikeModel.to_json` byte for byte, and ``report_sha256``, the SHA-256 of the
+report's canonical bytes). The partner scores its whole audience with it locally and
+exports the top users; the audience never leaves the partner.
 
 The model, per segment (naive-Bayes log-lift)
 ---------------------------------------------
@@ -13,42 +14,60 @@ For each approved attribute ``a``, with released numbers
 * ``p`` partner records that have ``a`` (noisy base count),
 * ``N`` the partner's audience size,
 
-and Laplace smoothing ``alpha`` (default 1)::
+an attribute is **used** only when its numbers stand clear of the noise: its cell is
+released, ``c >= k * w_c`` and ``p >= k * w_p``, where ``w_c`` and ``w_p`` are the
+report's 99.9% noise half-widths (``privacy.interval_999.attribute_count`` and
+``.partner_count``) and ``k`` is ``noise_multiple`` (default 1). Otherwise it gets
+weight 0 both ways and is listed in ``excluded`` with the reason. Pooled over segments,
+``c`` is a sum of counts and its half-width the sum of theirs.
 
-    q = (c + alpha) / (o + 2 alpha)      share of matched users with a
-    r = (p + alpha) / (N + 2 alpha)      share of all partner users with a
-    w_a  = log(q / r)                    weight when the user has a
-    w'_a = log((1 - q) / (1 - r))        weight when the user does not
+A used attribute's shares are shrunk towards the base rate with a prior of ``m``
+pseudo-users (``smoothing``; by default ``max(1, w_c)``, so a count just above the noise
+moves the share about half way)::
 
-``c`` is clipped to ``[0, o]`` and ``p`` to ``[0, N]`` first: independent noise on
-numerator and denominator can push a share past 0 or 1.
+    r = p / N                          share of all partner users with a
+    q = (c + m * r) / (o + m)          share of matched users with a, shrunk towards r
+    w_a  = log(q / r)                  weight when the user has a
+    w'_a = log((1 - q) / (1 - r))      weight when the user does not
 
-An attribute gets weight 0 (both ways) and is listed in ``excluded`` when its cell is
-suppressed, a number it needs is null, or ``c < min_count`` (default 10): below that
-the relative noise on ``c`` makes the weight mostly noise.
+with ``c`` clipped to ``[0, o]`` and ``p`` to ``[0, N]`` first (independent noise can
+push a share past 0 or 1), and each weight capped at ``±log(MAX_LIFT)``. A count noised
+above its overlap therefore gives a bounded weight, not ``log(0)``.
 
-A partner user's score is ``sum_a (w_a if the user has a else w'_a)``, the log of
-the product of per-attribute lifts: under the naive-Bayes assumption that attributes
-are independent, ``exp(score)`` estimates P(x | matched) / P(x).
+A partner user's score is ``sum_a (w_a if the user has a else w'_a)``: under the
+naive-Bayes assumption, ``exp(score)`` estimates P(x | matched) / P(x).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from cleanroom.errors import InputError
 from cleanroom.stats.index import attribute_cells, segment_overlap, segments
+from cleanroom.stats.report import dumps
 
 #: The ``segment`` of a model pooled over all segments (``from_report(segment=None)``).
 POOLED = "*"
 
-MODEL_FORMAT = "cleanroom.lookalike/1"
+MODEL_FORMAT = "cleanroom.lookalike/2"
+
+#: Default ``k``: a count must be at least k times its 99.9% noise half-width.
+DEFAULT_NOISE_MULTIPLE = 1.0
+
+#: No single attribute may multiply a user's odds by more than this (or divide them).
+MAX_LIFT = 10.0
+
+_MAX_WEIGHT = math.log(MAX_LIFT)
 
 
 @dataclass(frozen=True)
@@ -60,9 +79,13 @@ class LookalikeModel:
     weights_present: tuple[float, ...]
     weights_absent: tuple[float, ...]
     excluded: tuple[str, ...]
+    reasons: tuple[str | None, ...]  # why each attribute is excluded, None when used
     smoothing: float
-    min_count: int
-    source_report: str
+    noise_multiple: float
+    count_halfwidth: int
+    partner_count_halfwidth: int
+    source_report: str  # the transcript hash
+    report_sha256: str  # SHA-256 of the report's canonical bytes
 
     @classmethod
     def from_report(
@@ -70,29 +93,26 @@ class LookalikeModel:
         report: Mapping[str, Any],
         segment: str | None = None,
         *,
-        smoothing: float = 1.0,
-        min_count: int = 10,
+        smoothing: float | None = None,
+        noise_multiple: float = DEFAULT_NOISE_MULTIPLE,
     ) -> LookalikeModel:
         """Build the model for ``segment`` from the report's aggregates.
 
         ``segment=None`` pools all segments (model segment ``"*"``): for each attribute,
-        ``c`` and ``o`` are the sums of the count and the segment overlap over the
-        segments where that attribute's cell is released and the segment overlap is
-        not suppressed; segments with a suppressed cell for that attribute are left
-        out of both sums so the share stays consistent. An attribute with no such
-        segment is excluded.
+        ``c`` and ``o`` are sums over the segments where that attribute's cell is
+        released and the segment overlap is not suppressed.
 
-        Attributes are in the order of their first cell in the report, so both sides
-        get the same columns. Raises :class:`InputError` for an unknown segment
-        (listing the report's segments), a suppressed segment overlap, or bad
-        ``smoothing`` / ``min_count``.
+        ``smoothing`` is the prior strength ``m`` in pseudo-users (None: ``max(1, w_c)``).
+        Attributes are in the order of their first cell in the report, so both sides get
+        the same columns. Raises :class:`InputError` for an unknown segment (listing the
+        report's segments), a suppressed segment overlap, or bad parameters.
         """
-        if not (isinstance(smoothing, (int, float)) and math.isfinite(smoothing)):
-            raise InputError(f"lookalike smoothing must be a finite number, got {smoothing!r}")
-        if smoothing <= 0:
-            raise InputError(f"lookalike smoothing must be > 0, got {smoothing!r}")
-        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 0:
-            raise InputError(f"lookalike min_count must be an integer >= 0, got {min_count!r}")
+        if smoothing is not None and not (_finite(smoothing) and smoothing > 0):
+            raise InputError(f"lookalike smoothing must be a number > 0, got {smoothing!r}")
+        if not (_finite(noise_multiple) and noise_multiple >= 0):
+            raise InputError(
+                f"lookalike noise multiple must be a number >= 0, got {noise_multiple!r}"
+            )
 
         partner_size = report.get("partner_size") if isinstance(report, Mapping) else None
         if isinstance(partner_size, bool) or not isinstance(partner_size, int):
@@ -102,6 +122,7 @@ class LookalikeModel:
         source = report.get("transcript_sha256")
         if not isinstance(source, str):
             raise InputError("report field 'transcript_sha256' must be a string")
+        w_c, w_p = _halfwidths(report)
 
         cells = attribute_cells(report)
         known = segments(report)
@@ -128,13 +149,14 @@ class LookalikeModel:
             if cell["attribute"] not in attributes:
                 attributes.append(cell["attribute"])
 
+        prior = float(smoothing) if smoothing is not None else float(max(1, w_c))
         present: list[float] = []
         absent: list[float] = []
-        excluded: list[str] = []
+        reasons: list[str | None] = []
         for attribute in attributes:
             c_sum = 0
             o_sum = 0
-            p: float | None = None
+            p: int | None = None
             used = 0
             for cell in cells:
                 if cell["attribute"] != attribute or cell["segment"] not in usable:
@@ -146,12 +168,19 @@ class LookalikeModel:
                 c_sum += cell["count"]
                 o_sum += overlaps[cell["segment"]]  # type: ignore[operator]
                 used += 1
-            if used == 0 or p is None or c_sum < min_count:
-                excluded.append(attribute)
-                present.append(0.0)
-                absent.append(0.0)
-                continue
-            w, w_not = _weights(c_sum, o_sum, p, partner_size, smoothing)
+            if used == 0 or p is None:
+                reason: str | None = "suppressed"
+            elif c_sum < noise_multiple * w_c * used:
+                reason = f"count {c_sum} within the noise (< {noise_multiple:g} x {w_c * used})"
+            elif p < noise_multiple * w_p:
+                reason = f"partner_count {p} within the noise (< {noise_multiple:g} x {w_p})"
+            else:
+                reason = None
+            reasons.append(reason)
+            if reason is None:
+                w, w_not = _weights(c_sum, o_sum, p, partner_size, prior)  # type: ignore[arg-type]
+            else:
+                w, w_not = 0.0, 0.0
             present.append(w)
             absent.append(w_not)
 
@@ -160,10 +189,14 @@ class LookalikeModel:
             attributes=tuple(attributes),
             weights_present=tuple(present),
             weights_absent=tuple(absent),
-            excluded=tuple(excluded),
-            smoothing=float(smoothing),
-            min_count=int(min_count),
+            excluded=tuple(a for a, r in zip(attributes, reasons, strict=True) if r),
+            reasons=tuple(reasons),
+            smoothing=prior,
+            noise_multiple=float(noise_multiple),
+            count_halfwidth=w_c,
+            partner_count_halfwidth=w_p,
             source_report=source,
+            report_sha256=report_sha256(report),
         )
 
     # -- scoring ----------------------------------------------------------------------
@@ -192,40 +225,33 @@ class LookalikeModel:
         w_not = np.asarray(self.weights_absent, dtype=np.float64)
         return np.where(x, w, w_not).sum(axis=1) if k else np.zeros(x.shape[0])
 
-    def expected_index(self, scores_selected: np.ndarray, overlap: int, partner_size: int) -> float:
-        """Expected index of a selected audience, estimated from the aggregates only.
+    @staticmethod
+    def expected_index(
+        selected_scores: np.ndarray, audience_scores: np.ndarray, match_rate: float
+    ) -> float:
+        """Expected index of a selection, calibrated on the partner's whole audience.
 
-        What it estimates: 100 x (expected share of the selected users that would be
-        matched, i.e. look like the segment) / (share of all partner users that are
-        matched, ``overlap / partner_size``). 100 means the selection is no better than
-        random; 300 means three times the base match rate.
+        100 x (mean match probability of the selected users) / (mean over the whole
+        audience): exporting everyone gives 100, a random selection about 100.
 
-        How: prior odds of being matched ``pi / (1 - pi)`` with ``pi = overlap /
-        partner_size``; each selected user's posterior odds = prior odds x
-        ``exp(score)``; its match probability p = odds / (1 + odds); the result is
-        ``100 x mean(p) / pi``. A user scoring 0 gets p = pi, so a model with all
-        weights 0 gives exactly 100.
-
-        Assumptions: naive Bayes, i.e. attributes independent of each other given
-        matched / not matched; and the log-lift weights (against the whole partner
-        base) stand in for log-likelihood ratios against the non-matched users, which
-        is accurate when the overlap is a small part of the partner audience. Noise in
-        the released counts is ignored. It is an estimate to size an export, not a
-        measured result.
+        A user's match probability is ``sigmoid(b + score)``, with the intercept ``b``
+        chosen so that the audience's mean probability equals ``match_rate`` (the
+        released overlap / partner_size, clipped into (0, 1)). Calibrating on the local
+        audience keeps the estimate honest whatever the weights' bias. Assumes naive
+        Bayes (attributes independent given matched or not); an estimate to size an
+        export, not a measured result.
         """
-        s = np.asarray(scores_selected, dtype=np.float64)
-        if s.ndim != 1 or s.size == 0:
-            raise InputError("expected_index needs a non-empty 1-D array of selected scores")
-        if _missing(overlap) or _missing(partner_size):
-            raise InputError("expected_index needs the released overlap and partner size")
-        if not (0 < overlap < partner_size):
-            raise InputError(
-                f"expected_index needs 0 < overlap < partner_size, got {overlap} and {partner_size}"
-            )
-        pi = overlap / partner_size
-        log_odds = math.log(pi) - math.log1p(-pi) + s
-        p = 1.0 / (1.0 + np.exp(-log_odds))  # odds / (1 + odds), overflow-safe
-        return float(100.0 * p.mean() / pi)
+        selected = np.asarray(selected_scores, dtype=np.float64)
+        everyone = np.asarray(audience_scores, dtype=np.float64)
+        if selected.ndim != 1 or selected.size == 0 or everyone.ndim != 1 or everyone.size == 0:
+            raise InputError("expected_index needs non-empty 1-D arrays of scores")
+        if not (_finite(match_rate) and match_rate > 0):
+            raise InputError(f"expected_index needs a match rate > 0, got {match_rate!r}")
+        rate = min(float(match_rate), 1.0 - 1e-9)
+        intercept = _calibrate(everyone, rate)
+        return float(
+            100.0 * _sigmoid(intercept + selected).mean() / _sigmoid(intercept + everyone).mean()
+        )
 
     # -- serialisation ----------------------------------------------------------------
 
@@ -234,18 +260,27 @@ class LookalikeModel:
         return {
             "format": MODEL_FORMAT,
             "source_report": self.source_report,
+            "report_sha256": self.report_sha256,
             "segment": self.segment,
             "smoothing": self.smoothing,
-            "min_count": self.min_count,
+            "noise_multiple": self.noise_multiple,
+            "count_halfwidth": self.count_halfwidth,
+            "partner_count_halfwidth": self.partner_count_halfwidth,
+            "max_lift": MAX_LIFT,
             "attributes": [
                 {
                     "attribute": a,
                     "weight_present": wp,
                     "weight_absent": wa,
-                    "excluded": a in self.excluded,
+                    "excluded": reason is not None,
+                    "excluded_because": reason,
                 }
-                for a, wp, wa in zip(
-                    self.attributes, self.weights_present, self.weights_absent, strict=True
+                for a, wp, wa, reason in zip(
+                    self.attributes,
+                    self.weights_present,
+                    self.weights_absent,
+                    self.reasons,
+                    strict=True,
                 )
             ],
             "excluded": list(self.excluded),
@@ -267,28 +302,120 @@ class LookalikeModel:
             weights_present=tuple(float(r["weight_present"]) for r in rows),
             weights_absent=tuple(float(r["weight_absent"]) for r in rows),
             excluded=tuple(data["excluded"]),
+            reasons=tuple(r["excluded_because"] for r in rows),
             smoothing=float(data["smoothing"]),
-            min_count=int(data["min_count"]),
+            noise_multiple=float(data["noise_multiple"]),
+            count_halfwidth=int(data["count_halfwidth"]),
+            partner_count_halfwidth=int(data["partner_count_halfwidth"]),
             source_report=data["source_report"],
+            report_sha256=data["report_sha256"],
         )
+
+
+def report_sha256(report: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the report's canonical bytes, the bytes both parties signed."""
+    data = {k: v for k, v in report.items() if k != "signatures"}
+    return hashlib.sha256(dumps(data)).hexdigest()
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _weights(c: float, o: float, p: float, n: float, alpha: float) -> tuple[float, float]:
+def _halfwidths(report: Mapping[str, Any]) -> tuple[int, int]:
+    """The 99.9% noise half-widths of a ``count`` and of a ``partner_count``."""
+    privacy = report.get("privacy")
+    intervals = privacy.get("interval_999") if isinstance(privacy, Mapping) else None
+    if not isinstance(intervals, Mapping):
+        raise InputError("report field 'privacy.interval_999' is missing")
+    out = []
+    for name in ("attribute_count", "partner_count"):
+        value = intervals.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"report field 'privacy.interval_999.{name}' must be an integer >= 0")
+        out.append(value)
+    return out[0], out[1]
+
+
+def _weights(c: float, o: float, p: float, n: float, prior: float) -> tuple[float, float]:
+    """Shrunk, capped log-lift weights; ``prior > 0`` keeps q strictly inside (0, 1)."""
     c = min(max(c, 0), o)
     p = min(max(p, 0), n)
-    q = (c + alpha) / (o + 2 * alpha)
-    r = (p + alpha) / (n + 2 * alpha)
-    return math.log(q / r), math.log((1 - q) / (1 - r))
+    # An attribute every (or no) partner user has carries no information.
+    if p in (0, n):
+        return 0.0, 0.0
+    r = p / n
+    q = (c + prior * r) / (o + prior)
+    return _cap(math.log(q / r)), _cap(math.log((1 - q) / (1 - r)))
 
 
-def select_top(ids: np.ndarray, scores: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _cap(weight: float) -> float:
+    return min(max(weight, -_MAX_WEIGHT), _MAX_WEIGHT)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _calibrate(scores: np.ndarray, rate: float) -> float:
+    """The intercept ``b`` with mean(sigmoid(b + scores)) == rate (bisection)."""
+    values, counts = np.unique(scores, return_counts=True)  # few distinct scores
+    weights = counts / counts.sum()
+    centre = math.log(rate) - math.log1p(-rate)
+    low, high = centre - values.max() - 1.0, centre - values.min() + 1.0
+    for _ in range(200):
+        mid = (low + high) / 2
+        if mid in (low, high):
+            break
+        if float(weights @ _sigmoid(mid + values)) < rate:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+def audience_ids(table: pa.Table, column: str, source_name: str) -> np.ndarray:
+    """The id column as a NumPy array, refusing empty and duplicate ids.
+
+    Raises :class:`InputError` naming the column and the first bad 1-based data row
+    (never the id itself).
+    """
+    values = table.column(column).combine_chunks()
+    empty = values.is_null()
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)
+        empty = pc.or_(empty, pc.fill_null(blank, True))
+    empty_rows = np.flatnonzero(empty.to_numpy(zero_copy_only=False))
+    if empty_rows.size:
+        raise InputError(
+            f"{source_name}: column {column!r} data row {empty_rows[0] + 1}: empty id; "
+            f"{empty_rows.size} row(s) without an id in total"
+        )
+    ids = values.to_numpy(zero_copy_only=False)
+    _, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        seen = np.zeros(len(ids), dtype=bool)
+        seen[first] = True
+        row = int(np.flatnonzero(~seen)[0])
+        original = int(np.flatnonzero(ids[: row + 1] == ids[row])[0])
+        raise InputError(
+            f"{source_name}: column {column!r} data row {row + 1}: duplicate id (first in "
+            f"data row {original + 1}); {len(ids) - len(first)} duplicate row(s) in total"
+        )
+    return ids
+
+
+def select_top(
+    ids: np.ndarray, scores: np.ndarray, size: int, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``size`` highest-scoring ids and their scores, best first.
 
-    Stable: equal scores keep their original order. NaN scores sort last. A ``size``
+    Equal scores are ordered at random (``rng``, by default seeded from ``secrets``),
+    so file order never decides who makes the cut. NaN scores sort last. A ``size``
     larger than the audience returns everyone; ``size <= 0`` raises InputError naming
     ``--size``.
     """
@@ -302,6 +429,8 @@ def select_top(ids: np.ndarray, scores: np.ndarray, size: int) -> tuple[np.ndarr
         raise InputError(
             f"select_top needs one score per id, got {len(ids)} ids and {len(s)} scores"
         )
-    order = np.argsort(-s, kind="stable")  # NaN stays NaN under negation and sorts last
+    rng = rng or np.random.default_rng(secrets.randbits(128))
+    tie_break = rng.permutation(len(s))
+    order = np.lexsort((tie_break, -s))  # NaN stays NaN under negation and sorts last
     top = order[: int(size)]
     return ids[top], s[top]

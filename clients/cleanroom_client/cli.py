@@ -127,28 +127,36 @@ def lookalike(
     column: Annotated[
         list[str], typer.Option("--column", help="ATTRIBUTE=COLUMN (repeatable)")
     ] = [],  # noqa: B006
+    noise_multiple: Annotated[
+        float,
+        typer.Option(
+            "--noise-multiple",
+            help="use an attribute only if its count is at least this many 99.9% noise half-widths",
+        ),
+    ] = 1.0,
+    smoothing: Annotated[
+        float | None,
+        typer.Option(
+            "--smoothing",
+            help="prior strength in pseudo-users (default: the count's noise half-width)",
+        ),
+    ] = None,
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Score the whole audience locally with the report's model and export the top N ids."""
-    from cleanroom.stats.lookalike import LookalikeModel, select_top
+    from cleanroom.stats.lookalike import LookalikeModel, audience_ids, select_top
 
     check_format(output_format)
     released = Report.load(report).to_dict()
-    model = LookalikeModel.from_report(released, segment)
+    model = LookalikeModel.from_report(
+        released, segment, smoothing=smoothing, noise_multiple=noise_multiple
+    )
     mapping = parse_columns(column)
     unknown = sorted(set(mapping) - set(model.attributes))
     if unknown:
         raise InputError(
             f"--column {unknown[0]}=...: not an attribute of the model ({', '.join(model.attributes)})"
         )
-    attribute_columns = [mapping.get(a, a) for a in model.attributes]
-    table = load_table(audience, required=[id_column, *attribute_columns], role="partner audience")
-    features = np.zeros((table.num_rows, len(attribute_columns)), dtype=bool)
-    for j, attribute_column in enumerate(attribute_columns):
-        features[:, j] = boolean_column(table, attribute_column, str(audience))
-    scores = model.score(features)
-    ids = table.column(id_column).to_numpy(zero_copy_only=False)
-    chosen, chosen_scores = select_top(ids, scores, size)
     overlap = (
         released["overlap"]["by_segment"].get(segment) if segment else released["overlap"]["total"]
     )
@@ -156,21 +164,46 @@ def lookalike(
         raise InputError(
             f"{report}: the overlap of {'segment ' + segment if segment else 'the session'} is suppressed"
         )
-    expected = model.expected_index(chosen_scores, overlap, released["partner_size"])
+    attribute_columns = [mapping.get(a, a) for a in model.attributes]
+    table = load_table(audience, required=[id_column, *attribute_columns], role="partner audience")
+    ids = audience_ids(table, id_column, str(audience))
+    features = np.zeros((table.num_rows, len(attribute_columns)), dtype=bool)
+    for j, attribute_column in enumerate(attribute_columns):
+        features[:, j] = boolean_column(table, attribute_column, str(audience))
+    scores = model.score(features)
+    chosen, chosen_scores = select_top(ids, scores, size)
+    expected = model.expected_index(chosen_scores, scores, overlap / released["partner_size"])
     write_table(pd.DataFrame({id_column: chosen, "score": chosen_scores}), out)
+    warnings = Console(stderr=True)
+    if size > len(ids):
+        warnings.print(
+            f"warning: --size {size} exceeds the audience ({len(ids)} users in {audience}); "
+            f"exported all {len(chosen)}"
+        )
+    if len(model.excluded) == len(model.attributes):
+        warnings.print(
+            "warning: no attribute's count stands clear of the noise, so every user scores 0 "
+            "and the export is a random sample (see `cleanroom report model`)"
+        )
     summary = {
         "exported": len(chosen),
+        "requested": size,
         "out": str(out),
         "segment": model.segment,
         "expected_index": expected,
+        "report_sha256": model.report_sha256,
         "model": model.to_dict(),
     }
     if output_format == "json":
         print_json(summary)
     else:
+        used = len(model.attributes) - len(model.excluded)
         Console().print(
             f"exported {len(chosen)} partner ids to {out}; expected index of this audience "
-            f"(from the released aggregates, naive Bayes): {expected:.0f}"
+            f"(naive Bayes, calibrated on the whole audience): {expected:.0f}\n"
+            f"model: segment {model.segment}, {used} of {len(model.attributes)} attributes used "
+            f"(noise multiple {model.noise_multiple:g}, smoothing {model.smoothing:g}); "
+            f"report sha256 {model.report_sha256}"
         )
 
 
