@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from cleanroom.cli_support import check_engine, check_format, print_json, run_app
 from cleanroom.contract import load_contract
-from cleanroom.errors import InputError
+from cleanroom.errors import InputError, IntegrityError
 from cleanroom.stats.report import Report
 
 app = typer.Typer(
@@ -284,22 +284,40 @@ def report_verify(
 
 
 @audit_app.command("verify")
-def audit_verify(state: Annotated[Path, typer.Option("--state", help="state database")]) -> None:
-    """Check that the audit log's hash chain is intact."""
+def audit_verify(
+    state: Annotated[Path, typer.Option("--state", help="state database")],
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor",
+            help="an audit head hash recorded earlier: fail if the chain no longer contains it",
+        ),
+    ] = None,
+) -> None:
+    """Check the audit log's hash chain, and the reports, signatures and ledger against it."""
     from cleanroom.store.state import StateStore
 
     if not state.exists():
         raise InputError(f"state database not found: {state}")
     store = StateStore(state)
     entries = store.verify_audit()
-    signatures = store.verify_report_signatures()
+    if anchor is not None and not store.has_audit_hash(anchor.strip().lower()):
+        raise IntegrityError(
+            f"{state}: no audit entry has the hash {anchor}: the log was truncated or rewritten"
+            " since that hash was recorded"
+        )
+    checked = store.verify_records()
+    seq, head = store.head()
     print(
         json.dumps(
             {
                 "state": str(state),
                 "entries": entries,
                 "chain": "intact",
-                "signatures_valid": signatures,
+                "head": {"seq": seq, "hash": head},
+                "reports": checked["reports"],
+                "signatures_valid": checked["signatures"],
+                "ledger_entries": checked["ledger_entries"],
             }
         )
     )

@@ -471,7 +471,15 @@ class StateStore:
             if list_sketch is not None:
                 self._remember_list(db, session_id, contract, list_sketch)
             self._append_audit(
-                db, "release", session_id, contract.id, {"transcript_sha256": transcript_sha256}
+                db,
+                "release",
+                session_id,
+                contract.id,
+                {
+                    "transcript_sha256": transcript_sha256,
+                    "report_sha256": hashlib.sha256(dumps(report)).hexdigest(),
+                    "signatures": signed,
+                },
             )
         return report
 
@@ -507,25 +515,82 @@ class StateStore:
             ).fetchone()
         return json.loads(row[0]) if row else {}
 
-    def verify_report_signatures(self) -> int:
-        """Check every stored signature against the report bytes it signs; return the count."""
+    def verify_records(self) -> dict[str, int]:
+        """Check the reports, ledger and signatures against the audit chain.
+
+        The chain alone shows that no entry was edited; this shows that no stored report,
+        signature or ledger entry was edited, added or deleted without its entry: each
+        report must hash to the ``report_sha256`` of its release entry, each signature must
+        be one the chain recorded and must verify, and the ledger must equal the sum of the
+        ``budget-spent`` entries. Run :meth:`verify_audit` first. Returns what was checked.
+        """
         from cleanroom.crypto.signing import verify_report_signature
         from cleanroom.stats.report import dumps
 
+        released: dict[str, dict[str, Any]] = {}
+        spent: dict[str, float] = {}
+        signed: dict[str, dict[str, dict[str, str]]] = {}
+        for entry in self.audit_entries():
+            session_id, detail = entry["session_id"], entry["detail"]
+            if entry["event"] == "release":
+                released[session_id] = detail
+                signed[session_id] = dict(detail.get("signatures", {}))
+            elif entry["event"] == "budget-spent":
+                spent[session_id] = detail["epsilon"]
+            elif entry["event"] == "signed":
+                signed.setdefault(session_id, {})[detail["role"]] = {
+                    "public_key": detail["public_key"],
+                    "signature": detail["signature"],
+                }
         with self._connect() as db:
-            rows = db.execute("SELECT session_id, report_json, signatures FROM reports").fetchall()
-        checked = 0
-        for session_id, report_json, signatures in rows:
-            signed = dumps(json.loads(report_json))
-            for role, entry in json.loads(signatures).items():
-                key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(entry["public_key"]))
-                if not verify_report_signature(key, bytes.fromhex(entry["signature"]), signed):
-                    raise IntegrityError(
-                        f"{self.path}: the {role} signature on the report of session {session_id}"
-                        " does not verify: the stored report was altered"
-                    )
-                checked += 1
-        return checked
+            reports = db.execute(
+                "SELECT session_id, transcript_sha256, report_json, signatures FROM reports"
+            ).fetchall()
+            ledger = db.execute("SELECT session_id, epsilon FROM ledger").fetchall()
+
+        def broken(what: str) -> IntegrityError:
+            return IntegrityError(f"{self.path}: {what}: the state was edited outside cleanroom")
+
+        signatures = 0
+        for session_id, transcript, report_json, stored_signatures in reports:
+            entry = released.pop(session_id, None)
+            if entry is None:
+                raise broken(f"the report of session {session_id} has no release entry")
+            try:
+                report, stored = json.loads(report_json), json.loads(stored_signatures)
+            except ValueError:
+                raise broken(f"the report of session {session_id} is not valid JSON") from None
+            report_bytes = dumps(report)
+            if (
+                hashlib.sha256(report_bytes).hexdigest() != entry.get("report_sha256")
+                or transcript != entry["transcript_sha256"]
+            ):
+                raise broken(f"the report of session {session_id} differs from the one released")
+            if stored != signed.get(session_id, {}):
+                raise broken(f"the signatures on the report of session {session_id} were changed")
+            for role, signature in stored.items():
+                key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(signature["public_key"]))
+                if not verify_report_signature(
+                    key, bytes.fromhex(signature["signature"]), report_bytes
+                ):
+                    raise broken(f"the {role} signature on the report of session {session_id}")
+                signatures += 1
+        if released:
+            raise broken(f"the released report of session {next(iter(released))} was deleted")
+        if {sid: float(eps) for sid, eps in ledger} != spent:
+            raise broken("the privacy-budget ledger differs from the budget-spent entries")
+        return {"reports": len(reports), "signatures": signatures, "ledger_entries": len(ledger)}
+
+    def head(self) -> tuple[int, str]:
+        """(sequence number, hash) of the newest audit entry: record it elsewhere to detect a
+        later truncation or rewrite of the whole chain (``cleanroom audit verify --anchor``)."""
+        with self._connect() as db:
+            row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def has_audit_hash(self, hash_: str) -> bool:
+        with self._connect() as db:
+            return db.execute("SELECT 1 FROM audit WHERE hash = ?", (hash_,)).fetchone() is not None
 
     def latest_report_session(self) -> str | None:
         with self._connect() as db:

@@ -84,6 +84,18 @@ def test_partner_run_writes_the_report_the_brand_stored(site):
         run(tool("cleanroom"), "audit", "verify", "--state", "brand-state.db", cwd=directory).stdout
     )
     assert audit["chain"] == "intact" and audit["entries"] >= 3
+    assert audit["reports"] == 1 and audit["signatures_valid"] == 2
+    anchored = run(
+        tool("cleanroom"),
+        "audit",
+        "verify",
+        "--state",
+        "brand-state.db",
+        "--anchor",
+        audit["head"]["hash"],
+        cwd=directory,
+    )
+    assert json.loads(anchored.stdout)["head"] == audit["head"]
 
 
 @pytest.mark.parametrize(
@@ -253,4 +265,4 @@ def test_both_parties_sign_the_report_and_tampering_is_detected(site, tmp_path):
         cwd=directory,
         check=False,
     )
-    assert broken.returncode == 9 and "signature" in broken.stderr
+    assert broken.returncode == 9 and "differs from the one released" in broken.stderr

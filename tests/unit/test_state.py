@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import pickle
 import sqlite3
 import subprocess
@@ -7,8 +8,11 @@ import sys
 import threading
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cleanroom.crypto.signing import sign_report
 from cleanroom.errors import IntegrityError, PolicyError, ProtocolError
+from cleanroom.stats.report import dumps
 from cleanroom.store.state import StateStore
 
 
@@ -145,3 +149,82 @@ def test_audit_chain_detects_a_deleted_entry(tmp_path, make_contract):
         db.execute("DELETE FROM audit WHERE seq = 2")
     with pytest.raises(IntegrityError, match="audit entry 3"):
         store.verify_audit()
+
+
+def released_store(tmp_path, make_contract) -> StateStore:
+    """A store with one released session, signed by this party and by its peer."""
+    contract = make_contract()
+    store = StateStore(tmp_path / "s.db")
+    store.begin_session("s1", contract, "peer")
+    own, peer = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    report = store.commit_release(
+        "s1", contract, {"overlap": {"total": 120}}, "t" * 64, sign_as=("brand", own)
+    )
+    store.add_signature(
+        "s1", "partner", sign_report(peer, dumps(report)), peer.public_key().public_bytes_raw()
+    )
+    assert store.verify_records() == {"reports": 1, "signatures": 2, "ledger_entries": 1}
+    return store
+
+
+def forge_report(store: StateStore, total: int, signatures: str) -> None:
+    with sqlite3.connect(store.path) as db:
+        db.execute(
+            "UPDATE reports SET report_json = ?, signatures = ?",
+            (json.dumps({"overlap": {"total": total}}), signatures),
+        )
+    db.close()
+
+
+def test_verify_records_catches_a_forged_report_re_signed_with_a_fresh_key(tmp_path, make_contract):
+    store = released_store(tmp_path, make_contract)
+    forger = Ed25519PrivateKey.generate()
+    forged = {"overlap": {"total": 999999}}
+    signature = {
+        "public_key": forger.public_key().public_bytes_raw().hex(),
+        "signature": sign_report(forger, dumps(forged)).hex(),
+    }
+    forge_report(store, 999999, json.dumps({"brand": signature, "partner": signature}))
+    assert store.verify_audit() == len(store.audit_entries())  # the chain itself is untouched
+    with pytest.raises(IntegrityError, match="differs from the one released"):
+        store.verify_records()
+
+
+def test_verify_records_catches_stripped_signatures(tmp_path, make_contract):
+    store = released_store(tmp_path, make_contract)
+    with sqlite3.connect(store.path) as db:
+        db.execute("UPDATE reports SET signatures = '{}'")
+    db.close()
+    with pytest.raises(IntegrityError, match="signatures on the report of session s1"):
+        store.verify_records()
+
+
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ("DELETE FROM reports", "released report of session s1 was deleted"),
+        ("DELETE FROM ledger", "ledger differs"),
+        ("UPDATE ledger SET epsilon = 0.01", "ledger differs"),
+        ("UPDATE reports SET report_json = 'not json'", "not valid JSON"),
+    ],
+)
+def test_verify_records_catches_edits_the_chain_does_not_cover(
+    tmp_path, make_contract, statement, message
+):
+    store = released_store(tmp_path, make_contract)
+    with sqlite3.connect(store.path) as db:
+        db.execute(statement)
+    db.close()
+    with pytest.raises(IntegrityError, match=message):
+        store.verify_records()
+
+
+def test_a_recorded_head_exposes_a_truncated_log(tmp_path, make_contract):
+    store = released_store(tmp_path, make_contract)
+    seq, head = store.head()
+    assert store.has_audit_hash(head)
+    with sqlite3.connect(store.path) as db:
+        db.execute("DELETE FROM audit WHERE seq = ?", (seq,))
+    db.close()
+    assert store.verify_audit() == seq - 1  # a truncated chain still chains
+    assert not store.has_audit_hash(head)  # but the hash recorded elsewhere is gone
