@@ -44,8 +44,9 @@ PLUS_MINUS = "\u00b1"
 DEFAULT_TOP = 6
 #: Panels per row; more segments wrap onto further rows.
 PANELS_PER_ROW = 3
-#: A 16:9 slide is 13.33 x 7.5 in; the figure keeps that width and at most this height.
-FIGURE_WIDTH = 13.33
+#: A 16:9 slide is 13.33 x 7.5 in: the figure keeps that width (2,000 px)
+#: and at most this height.
+FIGURE_WIDTH = 40 / 3
 MIN_FIGURE_HEIGHT = 6.0
 MAX_FIGURE_HEIGHT = 11.0
 DPI = 150
@@ -93,19 +94,36 @@ def _panel_title(report: Mapping[str, Any], segment: str) -> str:
 
 
 def plot_lift(report: Mapping[str, Any], out: Path, *, top: int = DEFAULT_TOP) -> Path:
-    """Draw the report's index per attribute and segment; write ``out`` (PNG) atomically.
+    """Write :func:`lift_figure` to ``out`` (PNG) atomically; returns ``out``."""
+    out = Path(out)
+    fig = lift_figure(report, top=top)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", facecolor="white")
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return out
+
+
+def lift_figure(report: Mapping[str, Any], *, top: int = DEFAULT_TOP) -> Figure:
+    """Draw the report's index per attribute and segment.
 
     One panel per segment (three to a row), bars sorted by index (highest on top),
     coloured by whether they are above or below 100, with a dashed line at 100
     ("average partner user"). A bar whose count is within its 99.9% noise interval of 0
     is drawn in a muted tint. Suppressed cells are hatched grey stubs. With ``top > 0``
     a panel draws at most the ``top`` highest and ``top`` lowest indices and notes how
-    many it leaves out. Returns ``out``. Raises InputError when the report has no
-    attribute cells or ``top`` is negative.
+    many it leaves out. The figure is 13.33 in wide (a 16:9 slide) and at most
+    ``MAX_FIGURE_HEIGHT`` tall. Raises InputError when the report has no attribute cells
+    or ``top`` is negative.
     """
     if top < 0:
         raise InputError(f"--top must be >= 0 (0 draws every cell), got {top}")
-    out = Path(out)
     frame = report_to_frame(report)
     if frame.empty:
         raise InputError("the report has no attribute statistics to plot (overlap-only contract)")
@@ -200,18 +218,7 @@ def plot_lift(report: Mapping[str, Any], out: Path, *, top: int = DEFAULT_TOP) -
         color=MUTED,
         linespacing=1.6,
     )
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", facecolor="white")
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return out
+    return fig
 
 
 def _draw_panel(

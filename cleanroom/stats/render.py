@@ -11,11 +11,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cleanroom.stats.index import report_to_frame, segment_overlap, segments
+from cleanroom.stats.index import noise_halfwidths, report_to_frame, segment_overlap, segments
 
 SUPPRESSED = "suppressed"
 DASH = "\u2013"  # en dash: no value
 TIMES = "\u00d7"
+PLUS_MINUS = "\u00b1"
+NOISE_MARK = "\u2020"  # dagger: count within the noise
+CAPPED_MARK = "*"
 
 
 def _num(value: Any) -> str:
@@ -31,16 +34,39 @@ def _opt(value: Any, kind: type) -> Any:
 
 
 def _pct(num: Any, den: Any) -> str:
+    return _share(num, den)[0]
+
+
+def _share(num: Any, den: Any) -> tuple[str, bool]:
+    """A percentage capped at 100% (noise can push a count past its base), and whether it was."""
     if num is None or den is None or den <= 0:
+        return DASH, False
+    share = 100.0 * num / den
+    return f"{min(share, 100.0):.1f}%", share > 100.0
+
+
+def _with_noise(value: Any, halfwidth: int | None) -> str:
+    """``1,160 ±235``: a released number with its 99.9% noise half-width."""
+    if value is None or not halfwidth:
+        return _num(value)
+    return f"{_num(value)} {PLUS_MINUS}{halfwidth:,}"
+
+
+def _index_range(low: Any, high: Any) -> str:
+    low = _opt(low, float)
+    high = _opt(high, float)
+    if low is None:
         return DASH
-    return f"{100.0 * num / den:.1f}%"
+    return f"{low:.0f}{DASH}{'∞' if high is None else f'{high:.0f}'}"
 
 
 def _eps(value: Any) -> str:
     return DASH if value is None else f"{value:g}"
 
 
-def _index_text(index: float) -> Text:
+def _index_text(index: float, *, muted: bool = False) -> Text:
+    if muted:
+        return Text(f"{index:.0f}", style="dim")
     style = (
         "bold green"
         if index >= 120
@@ -57,6 +83,7 @@ def summary_table(report: Mapping[str, Any]) -> Table:
         title=f"Clean room report · {report.get('contract_id', '?')}",
         caption=(
             f"session {report.get('session_id', '?')} · released {report.get('released_at', '?')}"
+            f" · {PLUS_MINUS}: 99.9% noise interval"
         ),
         box=box.SIMPLE_HEAVY,
         show_header=True,
@@ -82,16 +109,25 @@ def summary_table(report: Mapping[str, Any]) -> Table:
     table.add_row("Partner audience", _num(partner_size), "users")
     table.add_section()
     total = overlap.get("total")
+    noise = noise_halfwidths(report)["overlap"]
     table.add_row(
-        "Matched users", _num(total), f"{_pct(total, partner_size)} of the partner audience"
+        "Matched users",
+        _with_noise(total, noise),
+        f"{_pct(total, partner_size)} of the partner audience",
     )
     for name, count in by_segment.items():
         seg_size = brand_size.get(name) if isinstance(brand_size, Mapping) else None
-        table.add_row(f"  {name}", _num(count), f"{_pct(count, seg_size)} of the segment matched")
+        table.add_row(
+            f"  {name}",
+            _with_noise(count, noise),
+            f"{_pct(count, seg_size)} of the segment matched",
+        )
     if by_key:
         table.add_section()
         for key, count in by_key.items():
-            table.add_row(f"Matched on {key}", _num(count), _pct(count, total) + " of matches")
+            table.add_row(
+                f"Matched on {key}", _with_noise(count, noise), _pct(count, total) + " of matches"
+            )
     privacy = report.get("privacy") or {}
     table.add_section()
     table.add_row("Privacy noise", str(privacy.get("mechanism", "?")), "")
@@ -104,12 +140,26 @@ def summary_table(report: Mapping[str, Any]) -> Table:
 
 
 def attribute_table(report: Mapping[str, Any]) -> Table:
-    """Attributes per segment, highest index first; suppressed cells last in a segment."""
+    """Attributes per segment, highest index first; suppressed cells last in a segment.
+
+    Each count carries its 99.9% noise interval and each index the range it spans when
+    all three of its inputs are within theirs; a cell whose count is within the noise
+    (its interval reaches 0) is greyed and marked, and shares pushed past 100% by noise
+    are capped and marked.
+    """
     frame = report_to_frame(report)
+    w_c = noise_halfwidths(report)["attribute_count"]
     table = Table(
         title="Audience attributes · index 100 = average partner user",
-        caption=f"Index = share among matched users ÷ share among all partner users {TIMES} 100",
+        caption=(
+            f"Index = share among matched users ÷ share among all partner users {TIMES} 100. "
+            f"{PLUS_MINUS} and range: 99.9% noise intervals. {NOISE_MARK} count within the "
+            f"noise (its interval reaches 0): read the index as unknown. {CAPPED_MARK} noise "
+            "put the count above the overlap; share capped at 100%."
+        ),
         box=box.SIMPLE_HEAVY,
+        collapse_padding=True,
+        pad_edge=False,
         title_justify="left",
     )
     table.add_column(
@@ -121,11 +171,13 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
     table.add_column(
         "Attribute", no_wrap=True, min_width=max((len(a) for a in frame["attribute"]), default=9)
     )
-    table.add_column("Matched with attribute", justify="right", min_width=10)
-    table.add_column("Share of matched", justify="right", min_width=10)
-    table.add_column("Share of partner", justify="right", min_width=10)
-    table.add_column("Index", justify="right", min_width=10)
+    table.add_column("Matched with\nattribute", justify="right", no_wrap=True)
+    table.add_column("Share of\nmatched", justify="right", no_wrap=True)
+    table.add_column("Share of\npartner", justify="right", no_wrap=True)
+    table.add_column("Index", justify="right", no_wrap=True)
+    table.add_column("99.9%\nrange", justify="right", no_wrap=True)
 
+    partner_size = report.get("partner_size")
     order = [s for s in segments(report) if s in set(frame["segment"])]
     for i, segment in enumerate(order):
         if i:
@@ -138,15 +190,19 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
         overlap = segment_overlap(report, segment)
         for j, row in enumerate(shown.to_dict("records")):
             count = _opt(row["count"], int)
-            pcount = _opt(row["partner_count"], int)
             idx = _opt(row["index"], float)
+            share, capped = _share(count, overlap)
+            noisy = bool(row["noise_dominated"])
+            index_text = Text(DASH) if idx is None else _index_text(idx, muted=noisy)
             table.add_row(
                 segment if j == 0 else "",
                 str(row["attribute"]),
-                _num(count),
-                _pct(count, overlap),
-                _pct(pcount, report.get("partner_size")),
-                _index_text(idx) if idx is not None else Text(DASH),
+                _with_noise(count, w_c),
+                share + (CAPPED_MARK if capped else ""),
+                _pct(_opt(row["partner_count"], int), partner_size),
+                index_text + (NOISE_MARK if noisy else ""),
+                _index_range(row["index_lo"], row["index_hi"]),
+                style="dim" if noisy else None,
             )
         for j, row in enumerate(hidden.to_dict("records")):
             dim = "dim italic"
@@ -155,8 +211,9 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
                 Text(str(row["attribute"]), style="dim"),
                 Text(SUPPRESSED, style=dim),
                 Text(SUPPRESSED, style=dim),
-                Text(DASH, style=dim),
+                Text(_pct(_opt(row["partner_count"], int), partner_size), style=dim),
                 Text(SUPPRESSED, style=dim),
+                Text(DASH, style=dim),
             )
     return table
 

@@ -7,12 +7,24 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
 from rich.console import Console
 
 from cleanroom.errors import InputError
-from cleanroom.stats.plot import plot_lift, pretty_attribute
+from cleanroom.stats.plot import (
+    ABOVE,
+    BELOW_MUTED,
+    DPI,
+    MAX_FIGURE_HEIGHT,
+    lift_figure,
+    plot_lift,
+    pretty_attribute,
+)
 from cleanroom.stats.render import print_report, report_tables
+from cleanroom.stats.report import Report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -58,6 +70,7 @@ def report():
             "mechanism": "discrete_laplace",
             "epsilon_spent": 1.0,
             "epsilon_remaining": 9.0,
+            "interval_999": {"overlap": 50, "attribute_count": 100, "partner_count": 20},
         },
     }
 
@@ -113,6 +126,125 @@ def test_suppressed_overlap_cell_renders(report):
     report["overlap"]["by_segment"]["lapsed"] = None
     text = render(report)
     assert "suppressed" in text
+
+
+def attribute_line(text: str, segment_start: str, attribute: str) -> str:
+    part = text[text.index("Audience attributes") :]
+    part = part[part.index(segment_start) :]
+    return next(line for line in part.splitlines() if attribute in line)
+
+
+def test_table_shows_the_noise_interval_and_index_range(report):
+    text = render(report)
+    line = attribute_line(text, "loyal", "interest_travel")
+    assert "240 \u00b1100" in line
+    # 99.9% range: count 140..340, overlap 560..660, partner_count 880..920
+    low = round(100 * (140 / 660) / (920 / 5000))
+    high = round(100 * (340 / 560) / (880 / 5000))
+    assert f"{low}\u2013{high}" in line
+    assert "4,302" not in text and "930 \u00b150" in text  # overlaps carry theirs too
+
+
+def test_noise_dominated_cells_are_marked(report):
+    text = render(report)
+    assert "71\u2020" in attribute_line(text, "loyal", "interest_sports")  # count 95 < 100
+    assert "123\u2020" not in attribute_line(text, "loyal", "age_25_34")  # count 150
+    assert "\u2020 count within the noise" in " ".join(text.split())
+    frame = Report(report).to_pandas()
+    noisy = frame[frame["noise_dominated"]]
+    assert set(zip(noisy["segment"], noisy["attribute"], strict=True)) == {
+        ("loyal", "interest_sports"),
+        ("lapsed", "interest_travel"),
+        ("lapsed", "age_25_34"),
+    }
+
+
+def test_shares_above_100_percent_are_capped_and_flagged(report):
+    report["attributes"][0]["count"] = 700  # noise pushed it above the overlap 610
+    line = attribute_line(render(report), "loyal", "interest_travel")
+    assert "100.0%*" in line and "114.8%" not in line
+
+
+def test_suppressed_cell_shows_a_released_partner_share(report):
+    report["attributes"][2]["partner_count"] = 800  # gaming: cell suppressed, base released
+    line = attribute_line(render(report), "loyal", "interest_gaming")
+    assert "16.0%" in line and "suppressed" in line
+
+
+def test_to_pandas_noise_columns(report):
+    frame = Report(report).to_pandas()
+    travel = frame[(frame.segment == "loyal") & (frame.attribute == "interest_travel")].iloc[0]
+    assert (travel["count_lo"], travel["count_hi"]) == (140, 340)
+    assert travel["index_lo"] == round(100 * (140 / 660) / (920 / 5000), 1)
+    assert travel["index_hi"] == round(100 * (340 / 560) / (880 / 5000), 1)
+    sports = frame[(frame.segment == "loyal") & (frame.attribute == "interest_sports")].iloc[0]
+    assert sports["count_lo"] == 0 and sports["index_lo"] == 0.0  # clamped at 0
+    gaming = frame[(frame.segment == "loyal") & (frame.attribute == "interest_gaming")].iloc[0]
+    assert pd.isna(gaming["count_lo"]) and pd.isna(gaming["index_hi"])
+    del report["privacy"]["interval_999"]
+    old = Report(report).to_pandas()  # a report without intervals: unknown, not zero
+    assert old["count_lo"].isna().all() and not old["noise_dominated"].any()
+
+
+def many_attributes(report, count=50):
+    rng = np.random.default_rng(0)
+    report["attributes"] = [
+        cell(f"attr_{a:02d}", segment, int(c), 1500, round(float(c) / 610 / 0.3 * 100, 1))
+        for a in range(count)
+        for segment, c in (("loyal", rng.integers(50, 400)), ("lapsed", rng.integers(50, 300)))
+    ]
+    return report
+
+
+def test_top_keeps_a_fifty_attribute_chart_slide_sized(report, tmp_path: Path):
+    many_attributes(report)
+    width, height = _png_size(plot_lift(report, tmp_path / "lift.png").read_bytes())
+    assert width == 2000 and height <= 1100  # 13.33 x ~7 in at 150 dpi
+    fig = lift_figure(report)
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts if "not shown" in t.get_text()]
+    assert len(notes) == 2 and all("38 more between" in n for n in notes)
+    labels = [len([t for t in ax.get_yticklabels() if t.get_text()]) for ax in fig.axes[:2]]
+    assert labels == [12, 12]
+    _, tall = _png_size(plot_lift(report, tmp_path / "all.png", top=0).read_bytes())
+    assert tall <= MAX_FIGURE_HEIGHT * DPI + 1
+    with pytest.raises(InputError, match="--top"):
+        lift_figure(report, top=-1)
+
+
+def test_value_labels_stay_off_the_average_line(report):
+    report["attributes"][3]["index"] = 97.0  # a bar ending just short of 100
+    report["attributes"][4]["index"] = 99.0
+    fig = lift_figure(report, top=0)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    checked = 0
+    for ax in fig.axes[:2]:
+        line_x = ax.transData.transform((100, 0))[0]
+        for text in ax.texts:
+            if text.get_text().isdigit():
+                box = text.get_window_extent(renderer)
+                assert not (box.x0 < line_x < box.x1), text.get_text()
+                checked += 1
+    assert checked == 6
+
+
+def test_muted_bars_for_noise_dominated_cells(report):
+    fig = lift_figure(report, top=0)
+    loyal = fig.axes[0]
+    colours = {
+        round(bar.get_width()): bar.get_facecolor() for bar in loyal.patches if bar.get_width() > 10
+    }
+    # interest_sports (count 95 < 100) is muted; travel (240) and age (150) are not
+    assert colours[71] == to_rgba(BELOW_MUTED)
+    assert colours[219] == colours[123] == to_rgba(ABOVE)
+
+
+def test_suppressed_overlap_panel_title(report):
+    report["overlap"]["by_segment"]["lapsed"] = None
+    fig = lift_figure(report)
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert "lapsed · overlap suppressed" in titles
+    assert "loyal · 610 matched users" in titles
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
