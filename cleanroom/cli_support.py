@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 
-# gRPC's C core logs every failed TLS handshake at INFO; the CLI reports errors itself.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+# gRPC's C core logs failed handshakes and binds on stderr; the CLI reports each failure
+# itself in one line. GRPC_VERBOSITY=ERROR (or DEBUG) in the environment shows gRPC's log.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import json
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +54,29 @@ def check_format(value: str) -> str:
     if value not in FORMATS:
         raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {value!r}")
     return value
+
+
+def check_seconds(value: object, what: str) -> float:
+    """A timeout: a finite number of seconds above 0 (a negative one would fire at once)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise InputError(f"{what}: must be a number of seconds greater than 0, not {value!r}")
+    return float(value)
+
+
+def check_workers(value: object) -> int | None:
+    """``--workers``: 0 (or None) means every core, else that many processes."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(
+            f"--workers: must be 0 (every core) or a number of processes, not {value!r}"
+        )
+    return value or None
 
 
 ENGINES = ("local", "spark")

@@ -8,11 +8,13 @@ import os
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cleanroom.contract import is_valid_name
 from cleanroom.crypto.signing import signing_key_from_tls_key, verify_report_signature
 from cleanroom.errors import AuthenticationError, InputError, IntegrityError
 from cleanroom.stats.report import Report
@@ -40,6 +42,34 @@ def load_certificate(path: str | Path, what: str = "certificate") -> x509.Certif
         return x509.load_pem_x509_certificate(data)
     except ValueError:
         raise InputError(f"{what} {path} is not a valid X.509 certificate") from None
+
+
+def load_key_pair(
+    certificate_path: str | Path, key_path: str | Path, certificate_what: str, key_what: str
+) -> tuple[bytes, bytes]:
+    """The PEM certificate and private key, once the key is known to be the certificate's.
+
+    gRPC would only say "Invalid private key" in its C-core log and fail every handshake
+    (or refuse to bind), which reads like a wrong pin; checking here names the files.
+    """
+    certificate = load_certificate(certificate_path, certificate_what)
+    key_pem = read_pem(key_path, key_what)
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise InputError(f"{key_what} {key_path} is not an unencrypted PEM private key") from None
+    if _public_der(key.public_key()) != _public_der(certificate.public_key()):
+        raise InputError(
+            f"{key_what} {key_path} does not match the certificate {certificate_path} (a "
+            "different key pair): use the .key file written with that certificate"
+        )
+    return read_pem(certificate_path, certificate_what), key_pem
+
+
+def _public_der(key: object) -> bytes:
+    return key.public_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def fingerprint(certificate: x509.Certificate) -> str:
@@ -109,6 +139,12 @@ def init_certificate(
     directory: str | Path, name: str, host: str | None = None
 ) -> tuple[Path, Path, str]:
     """Write NAME.crt and NAME.key (ECDSA P-256, self-signed) and return the fingerprint."""
+    if not is_valid_name(name):
+        # The name becomes two file names in DIRECTORY and the contract's party name.
+        raise InputError(
+            f"--name {name!r}: not a valid party name (letters, digits, . _ -, "
+            "starting with a letter or digit, at most 128 characters)"
+        )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"

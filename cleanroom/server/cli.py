@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cleanroom.cli_support import check_engine, check_format, print_json, run_app
+from cleanroom.cli_support import check_engine, check_format, check_workers, print_json, run_app
 from cleanroom.contract import load_contract
 from cleanroom.errors import InputError, IntegrityError
 from cleanroom.stats.report import Report
@@ -63,6 +63,7 @@ def serve(
 
     console = Console(stderr=True, quiet=quiet)
     check_engine(engine_name, spark_scratch)
+    check_workers(workers)
     settings = load_server_config(config, insecure=insecure)
     with console.status("reading and hashing the CRM"):
         spark = start_spark("cleanroom serve") if engine_name == "spark" else None

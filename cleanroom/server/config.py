@@ -8,10 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cleanroom.cli_support import check_seconds
 from cleanroom.contract import Contract, load_contract
 from cleanroom.errors import AuthenticationError, InputError
 from cleanroom.io.tables import TABLE_PREFIX
-from cleanroom.server.certs import check_pinned, fingerprint, load_certificate, require_signing_key
+from cleanroom.server.certs import (
+    check_pinned,
+    fingerprint,
+    load_certificate,
+    load_key_pair,
+    require_signing_key,
+)
 
 DEFAULT_IDLE_TIMEOUT = 300.0
 
@@ -86,15 +93,9 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         raise InputError(
             f"{source}: [server] listen = {listen!r}: --insecure is only allowed on a loopback address"
         )
-    idle_timeout = server.get("idle_timeout", DEFAULT_IDLE_TIMEOUT)
-    if (
-        isinstance(idle_timeout, bool)
-        or not isinstance(idle_timeout, int | float)
-        or idle_timeout <= 0
-    ):
-        raise InputError(
-            f"{source}: [server] idle_timeout: must be a number of seconds greater than 0"
-        )
+    idle_timeout = check_seconds(
+        server.get("idle_timeout", DEFAULT_IDLE_TIMEOUT), f"{source}: [server] idle_timeout"
+    )
     state = resolve(_require(server, "server", "state", source))
 
     crm_table = doc.get("crm", {})
@@ -112,10 +113,11 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         tls = doc.get("tls", {})
         certificate = resolve(_require(tls, "tls", "certificate", source))
         private_key = resolve(_require(tls, "tls", "private_key", source))
+        certificate_pem, _ = load_key_pair(
+            certificate, private_key, f"{source}: [tls] certificate", f"{source}: [tls] private_key"
+        )
         brand_fingerprint = fingerprint(load_certificate(certificate, "brand certificate"))
-        require_signing_key(certificate.read_bytes(), f"{source}: [tls] certificate")
-        if not private_key.exists():
-            raise InputError(f"{source}: [tls] private_key: file not found: {private_key}")
+        require_signing_key(certificate_pem, f"{source}: [tls] certificate")
 
     entries = doc.get("contracts", [])
     if not isinstance(entries, list) or not entries:
@@ -151,7 +153,7 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         contracts=contracts,
         certificate=certificate,
         private_key=private_key,
-        idle_timeout=float(idle_timeout),
+        idle_timeout=idle_timeout,
     )
 
 

@@ -224,8 +224,6 @@ def build_server(
 ) -> tuple[grpc.Server, int]:
     """Create and start the server; returns it and the bound port (``listen`` may use port 0)."""
     offers = offers if offers is not None else prepare_offers(config)
-    store = StateStore(config.state)
-    store.recover_crashed()  # sessions of a server that was killed: aborted, reservations freed
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=2 * max_sessions + 4, thread_name_prefix="cleanroom"
@@ -234,6 +232,9 @@ def build_server(
         maximum_concurrent_rpcs=max_sessions,
         compression=NO_COMPRESSION,
     )
+    port = _bind(server, config)
+    store = StateStore(config.state)
+    store.recover_crashed()  # sessions of a server that was killed: aborted, reservations freed
     session_pb2_grpc.add_CleanRoomServicer_to_server(
         CleanRoomService(
             offers,
@@ -248,16 +249,29 @@ def build_server(
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    if config.certificate is None or config.private_key is None:
-        port = server.add_insecure_port(config.listen)
-    else:
-        credentials = grpc.ssl_server_credentials(
-            [(config.private_key.read_bytes(), config.certificate.read_bytes())],
-            root_certificates=b"".join(entry.partner_certificate for entry in config.contracts),
-            require_client_auth=True,
-        )
-        port = server.add_secure_port(config.listen, credentials)
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port
+
+
+def _bind(server: grpc.Server, config: ServerConfig) -> int:
+    """Listen on ``[server] listen``; a port in use is the user's to fix, not a traceback."""
+    try:
+        if config.certificate is None or config.private_key is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            credentials = grpc.ssl_server_credentials(
+                [(config.private_key.read_bytes(), config.certificate.read_bytes())],
+                root_certificates=b"".join(entry.partner_certificate for entry in config.contracts),
+                require_client_auth=True,
+            )
+            port = server.add_secure_port(config.listen, credentials)
+    except RuntimeError:  # grpcio >= 1.60 raises; older releases return port 0
+        port = 0
+    if port == 0:
+        raise InputError(
+            f"{config.source}: [server] listen = {config.listen!r}: cannot listen there (the "
+            "port is in use, e.g. by another cleanroom serve, or the address is not this machine's)"
+        )
+    return port

@@ -11,11 +11,19 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from cleanroom.cli_support import Phases, check_format, print_json, run_app, write_atomically
+from cleanroom.cli_support import (
+    Phases,
+    check_format,
+    check_seconds,
+    check_workers,
+    print_json,
+    run_app,
+    write_atomically,
+)
 from cleanroom.errors import InputError
 from cleanroom.io import boolean_column, load_table, write_table
 from cleanroom.stats.report import Report
-from cleanroom_client.client import DEFAULT_STATE, Client
+from cleanroom_client.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STATE, Client
 
 app = typer.Typer(
     name="cleanroom-client",
@@ -56,6 +64,10 @@ def run(
     ),
     insecure: Annotated[bool, typer.Option("--insecure", help="plain TCP, loopback only")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds a phase may stall")] = 300.0,
+    connect_timeout: Annotated[
+        float,
+        typer.Option("--connect-timeout", help="seconds the server has to answer at the start"),
+    ] = DEFAULT_CONNECT_TIMEOUT,
     workers: Annotated[
         int, typer.Option("--workers", help="processes for the crypto (default: every core)")
     ] = 0,
@@ -72,6 +84,9 @@ def run(
 ) -> None:
     """Match the audience against the brand's CRM; write and print the released report."""
     check_format(output_format)
+    check_seconds(timeout, "--timeout")
+    check_seconds(connect_timeout, "--connect-timeout")
+    check_workers(workers)
     if not out.parent.exists():
         raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
     client = Client(
@@ -83,7 +98,8 @@ def run(
         state=state,
         insecure=insecure,
         idle_timeout=timeout,
-        workers=workers or None,
+        connect_timeout=connect_timeout,
+        workers=workers,
         engine=engine,
         spark_scratch=spark_scratch,
     )

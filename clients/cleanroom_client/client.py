@@ -14,6 +14,7 @@ audience file is read here and never uploaded.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -22,9 +23,10 @@ from typing import TYPE_CHECKING
 import grpc
 import pandas as pd
 import pyarrow as pa
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cleanroom import errors
-from cleanroom.cli_support import check_engine
+from cleanroom.cli_support import check_engine, check_seconds, check_workers
 from cleanroom.contract import Contract, load_contract
 from cleanroom.crypto.signing import signing_key_from_tls_key
 from cleanroom.engine import Engine
@@ -43,12 +45,17 @@ from cleanroom.protocol.pump import Pump
 from cleanroom.server.certs import (
     check_pinned,
     load_certificate,
-    read_pem,
+    load_key_pair,
     require_signing_key,
     server_name,
 )
 from cleanroom.server.config import DEFAULT_IDLE_TIMEOUT, is_loopback
-from cleanroom.server.service import ERROR_METADATA, MESSAGE_OPTIONS, NO_COMPRESSION
+from cleanroom.server.service import (
+    ERROR_METADATA,
+    MESSAGE_OPTIONS,
+    NO_COMPRESSION,
+    SERVICE_NAME,
+)
 from cleanroom.spark import SparkPartnerList, prepare_partner_list_spark, start_spark
 from cleanroom.stats.report import Report
 from cleanroom.store.state import StateStore
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
 
 DEFAULT_STATE = "partner-state.db"
+DEFAULT_CONNECT_TIMEOUT = 15.0
 
 Progress = Callable[[str, int], None]
 
@@ -75,22 +83,26 @@ class Client:
         state: str | os.PathLike[str] = DEFAULT_STATE,
         insecure: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         workers: int | None = None,
         engine: str = "local",
         spark_scratch: str | None = None,
     ) -> None:
-        """``workers``: processes for the per-record crypto (default: every core);
+        """``connect_timeout``: seconds the server has to answer before the session starts;
+        ``idle_timeout``: seconds a session may go without a message either way;
+        ``workers``: processes for the per-record crypto (default or 0: every core);
         ``engine="spark"``: prepare and encrypt the audience as Spark jobs
         (:mod:`cleanroom.spark`), the audience being a Parquet or CSV path, ``table:NAME``
         or a Spark DataFrame; ``spark_scratch``: where those jobs write each session's
         elements (default: a local temporary directory)."""
         self.server = server
+        self.idle_timeout = check_seconds(idle_timeout, "--timeout (idle_timeout)")
+        self.connect_timeout = check_seconds(connect_timeout, "--connect-timeout (connect_timeout)")
+        self.workers = check_workers(workers)
         self.engine = check_engine(engine, spark_scratch)
         self.spark_scratch = spark_scratch
         self.contract = contract if isinstance(contract, Contract) else load_contract(contract)
         self.insecure = insecure
-        self.idle_timeout = idle_timeout
-        self.workers = workers
         self.state = Path(state)
         if insecure:
             if not is_loopback(server):
@@ -104,9 +116,10 @@ class Client:
                 raise InputError(
                     "mutual TLS needs --tls-cert, --tls-key and --server-cert (or --insecure on loopback)"
                 )
-            own = check_pinned(
+            check_pinned(
                 certificate, self.contract.partner.certificate_sha256, "partner", "your certificate"
             )
+            own, own_key = load_key_pair(certificate, private_key, "--tls-cert", "--tls-key")
             brand = check_pinned(
                 server_certificate,
                 self.contract.brand.certificate_sha256,
@@ -116,11 +129,11 @@ class Client:
             self._server_name = server_name(
                 load_certificate(server_certificate, "server certificate")
             )
-            self._signer = signing_key_from_tls_key(read_pem(private_key, "private key"))
+            self._signer = signing_key_from_tls_key(own_key)
             self._brand_key = require_signing_key(brand, f"server certificate {server_certificate}")
             self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=brand,
-                private_key=read_pem(private_key, "private key"),
+                private_key=own_key,
                 certificate_chain=own,
             )
 
@@ -195,6 +208,10 @@ class Client:
             signatures=store.signatures(session.report["session_id"]),
         )
 
+    @property
+    def _tls(self) -> bool:
+        return self._credentials is not None
+
     def _channel(self) -> grpc.Channel:
         if self._credentials is None:
             return grpc.insecure_channel(
@@ -204,6 +221,22 @@ class Client:
         return grpc.secure_channel(
             self.server, self._credentials, options=options, compression=NO_COMPRESSION
         )
+
+    def _wait_for_server(self, channel: grpc.Channel) -> None:
+        """Insist on an answer within ``connect_timeout``: a hung or silent endpoint would
+        otherwise hold the partner until gRPC's own handshake timeout, then look like a
+        certificate problem. Not waiting for readiness, a refused certificate fails at once."""
+        try:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME),
+                timeout=self.connect_timeout,
+            )
+        except grpc.RpcError as error:
+            raise _translate(
+                error, self.server, tls=self._tls, connect_timeout=self.connect_timeout
+            ) from None
+        if answer.status != health_pb2.HealthCheckResponse.SERVING:
+            raise ConnectionLostError(f"the brand server at {self.server} is not serving yet")
 
     def _exchange(
         self,
@@ -219,6 +252,7 @@ class Client:
             abort_message=lambda error: pb.PartnerMessage(abort=pb.Abort(reason=str(error)[:500])),
         )
         with self._channel() as channel:
+            self._wait_for_server(channel)
             stub = session_pb2_grpc.CleanRoomStub(channel)
             call = stub.Session(pump.outgoing(first=[hello]))
             pump.on_error = lambda: _cancel_later(call)
@@ -230,10 +264,10 @@ class Client:
                     for _ in call:
                         raise ProtocolError("the brand sent a message after the release")
             except grpc.RpcError as error:
-                pump.fail(_translate(error, self.server))
+                pump.fail(_translate(error, self.server, tls=self._tls))
             if pump.error is not None:
                 if isinstance(pump.error, grpc.RpcError):
-                    raise _translate(pump.error, self.server) from None
+                    raise _translate(pump.error, self.server, tls=self._tls) from None
                 raise pump.error
 
 
@@ -253,8 +287,21 @@ def _cancel_later(call: grpc.Call, delay: float = 5.0) -> None:
     timer.start()
 
 
-def _translate(error: grpc.RpcError, server: str) -> CleanroomError:
-    """The brand's status back into the error it stood for, with the brand's message."""
+# How gRPC's C core reports each way a connection fails before the first message.
+_REFUSED_BY_US = "certificate_verify_failed"  # the server's certificate is not the pinned one
+_TLS_ALERT = re.compile(r"alert_(bad_certificate|unknown_ca|certificate_\w+|handshake_failure)")
+# TLS 1.3: the server checks our certificate after the client finished its side, then closes.
+_CLOSED_AFTER_HANDSHAKE = re.compile(r"failed to connect.*: socket closed\s*$")
+_NOT_TLS = "wrong_version_number"
+
+
+def _translate(
+    error: grpc.RpcError, server: str, *, tls: bool = True, connect_timeout: float | None = None
+) -> CleanroomError:
+    """The brand's status back into the error it stood for, with the brand's message.
+
+    ``tls``: whether the channel uses mutual TLS; ``connect_timeout`` is given while waiting
+    for the server's first answer."""
     assert isinstance(error, grpc.Call)
     details = error.details() or "no details"
     kind = dict(error.trailing_metadata() or ()).get(ERROR_METADATA)
@@ -263,15 +310,17 @@ def _translate(error: grpc.RpcError, server: str) -> CleanroomError:
         return cls(f"the brand refused: {details}")
     code = error.code()
     if code == grpc.StatusCode.UNAVAILABLE:
-        lowered = details.lower()
-        handshake_words = ("handshake", "ssl", "certificate", "tls")
-        closed_while_connecting = "failed to connect" in lowered and "socket closed" in lowered
-        if closed_while_connecting or any(word in lowered for word in handshake_words):
-            return AuthenticationError(
-                f"the TLS handshake with {server} failed: is your certificate the one the "
-                f"brand's config pins for this contract? ({details})"
-            )
-        return ConnectionLostError(f"cannot reach the brand server at {server}: {details}")
+        return _unavailable(details, server, tls)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and connect_timeout is not None:
+        return ConnectionLostError(
+            f"no answer from the brand server at {server} within {connect_timeout:g} s "
+            f"(--connect-timeout): is it running, and is this its address and port?"
+        )
+    if (
+        code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.NOT_FOUND)
+        and connect_timeout is not None
+    ):
+        return ProtocolError(f"{server} is not a cleanroom brand server ({details})")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "concurrent" in details.lower():
         return ConnectionLostError(
             f"the brand server at {server} is busy; try again later ({details})"
@@ -283,3 +332,27 @@ def _translate(error: grpc.RpcError, server: str) -> CleanroomError:
     if code == grpc.StatusCode.INTERNAL and kind == "CryptoError":
         return errors.CryptoError()
     return ProtocolError(f"the brand ended the session ({code.name}): {details}")
+
+
+def _unavailable(details: str, server: str, tls: bool) -> CleanroomError:
+    """Exit 5 only for a certificate that one side's TLS refused; the rest is connectivity."""
+    lowered = details.lower()
+    if not tls:
+        hint = " (a TLS server closes plain connections)" if "socket closed" in lowered else ""
+        return ConnectionLostError(f"cannot reach the brand server at {server}{hint}: {details}")
+    if _REFUSED_BY_US in lowered:
+        return AuthenticationError(
+            f"the server at {server} presented a certificate other than --server-cert, the one "
+            f"the contract pins for the brand: is this the brand's address? ({details})"
+        )
+    if _TLS_ALERT.search(lowered) or _CLOSED_AFTER_HANDSHAKE.search(lowered):
+        return AuthenticationError(
+            f"the brand server at {server} refused your certificate: its config does not pin "
+            f"--tls-cert for any contract it serves ({details})"
+        )
+    if _NOT_TLS in lowered:
+        return ConnectionLostError(
+            f"the server at {server} does not speak TLS: is the brand running --insecure, "
+            f"or another program on that port? ({details})"
+        )
+    return ConnectionLostError(f"cannot reach the brand server at {server}: {details}")
