@@ -15,8 +15,11 @@ from pathlib import Path
 import grpc
 from cleanroom_client import Client
 
+from cleanroom.contract import PROTOCOL_VERSION, load_contract
 from cleanroom.demo import brand_config_text, contract_text, synthetic_lists
 from cleanroom.io import write_table
+from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
+from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.server.config import load_server_config
 from cleanroom.server.service import build_server
 from cleanroom.store.state import StateStore
@@ -52,6 +55,7 @@ def deploy_site(
     certificates,
     *,
     idle_timeout: float = 300.0,
+    session_timeout: float = 86400.0,
     second_partner: bool = False,
     **contract_fields: object,
 ) -> Deployment:
@@ -70,7 +74,8 @@ def deploy_site(
     text = contract_text(certificates["acme"][2], certificates["newsco"][2], **fields)  # type: ignore[arg-type]
     (directory / "contract.toml").write_text(text)
     config = brand_config_text("contract.toml").replace(
-        'state = "brand-state.db"', f'state = "brand-state.db"\nidle_timeout = {idle_timeout}'
+        'state = "brand-state.db"',
+        f'state = "brand-state.db"\nidle_timeout = {idle_timeout}\nsession_timeout = {session_timeout}',
     )
     if second_partner:  # another partner, "intruder", with its own contract
         other = contract_text(
@@ -166,3 +171,29 @@ def partner_args(port: int, *extra: str) -> list[str]:
         "--quiet",
         *extra,
     ]
+
+
+def raw_stub(deployment, name: str) -> tuple[grpc.Channel, session_pb2_grpc.CleanRoomStub]:
+    """A hand-driven client presenting certs/NAME.crt, for sending what the library never would."""
+    certs = deployment.directory / "certs"
+    credentials = grpc.ssl_channel_credentials(
+        (certs / "acme.crt").read_bytes(),
+        (certs / f"{name}.key").read_bytes(),
+        (certs / f"{name}.crt").read_bytes(),
+    )
+    channel = grpc.secure_channel(
+        deployment.address, credentials, options=[("grpc.ssl_target_name_override", "acme")]
+    )
+    return channel, session_pb2_grpc.CleanRoomStub(channel)
+
+
+def hello_for(contract_path) -> pb.PartnerMessage:
+    contract = load_contract(contract_path)
+    return pb.PartnerMessage(
+        hello=pb.Hello(
+            protocol_version=PROTOCOL_VERSION,
+            contract_id=contract.id,
+            contract_sha256=contract.sha256,
+            partner_records=500,
+        )
+    )

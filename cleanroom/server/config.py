@@ -21,6 +21,7 @@ from cleanroom.server.certs import (
 )
 
 DEFAULT_IDLE_TIMEOUT = 300.0
+DEFAULT_SESSION_TIMEOUT = 86400.0  # a day: far above an honest 100M-row session on one machine
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,11 @@ class ServerConfig:
     certificate: Path | None
     private_key: Path | None
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    session_timeout: float = DEFAULT_SESSION_TIMEOUT
 
 
 _SETTINGS = {
-    "server": {"listen", "state", "idle_timeout"},
+    "server": {"listen", "state", "idle_timeout", "session_timeout"},
     "tls": {"certificate", "private_key"},
     "crm": {"path", "columns"},
     "contracts": {"path", "partner_certificate"},
@@ -95,6 +97,10 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         )
     idle_timeout = check_seconds(
         server.get("idle_timeout", DEFAULT_IDLE_TIMEOUT), f"{source}: [server] idle_timeout"
+    )
+    session_timeout = check_seconds(
+        server.get("session_timeout", DEFAULT_SESSION_TIMEOUT),
+        f"{source}: [server] session_timeout",
     )
     state = resolve(_require(server, "server", "state", source))
 
@@ -154,6 +160,7 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         certificate=certificate,
         private_key=private_key,
         idle_timeout=idle_timeout,
+        session_timeout=session_timeout,
     )
 
 

@@ -92,6 +92,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         store: StateStore,
         *,
         idle_timeout: float,
+        session_timeout: float | None = None,
         signer: Ed25519PrivateKey | None = None,
         engine: Engine = INLINE,
     ) -> None:
@@ -101,6 +102,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         self.sketches = {cid: o.brand_list.sketch(key) for cid, o in offers.items()}
         self.store = store
         self.idle_timeout = idle_timeout
+        self.session_timeout = session_timeout
         self.signer = signer
 
     def _peer_fingerprint(self, context: grpc.ServicerContext) -> str | None:
@@ -151,7 +153,10 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
                 sketch=self.sketches[offer.contract.id],
             )
             pump = Pump(
-                session, idle_timeout=self.idle_timeout, max_pending=2 * self.engine.workers + 2
+                session,
+                idle_timeout=self.idle_timeout,
+                session_timeout=self.session_timeout,
+                max_pending=2 * self.engine.workers + 2,
             )
             on_stream_end = pump.fail
             context.add_callback(
@@ -240,6 +245,7 @@ def build_server(
             offers,
             store,
             idle_timeout=config.idle_timeout,
+            session_timeout=config.session_timeout,
             signer=signing_key_from_tls_key(config.private_key.read_bytes())
             if config.private_key
             else None,

@@ -11,43 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
+from support import hello_for, raw_stub
 
-from cleanroom.contract import PROTOCOL_VERSION, load_contract
 from cleanroom.errors import AuthenticationError
-from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
-from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.store.state import StateStore
-
-
-def raw_stub(deployment, name: str) -> tuple[grpc.Channel, session_pb2_grpc.CleanRoomStub]:
-    """A hand-driven client presenting certs/NAME.crt, for sending what the library never would."""
-    certs = deployment.directory / "certs"
-    credentials = grpc.ssl_channel_credentials(
-        (certs / "acme.crt").read_bytes(),
-        (certs / f"{name}.key").read_bytes(),
-        (certs / f"{name}.crt").read_bytes(),
-    )
-    channel = grpc.secure_channel(
-        deployment.address, credentials, options=[("grpc.ssl_target_name_override", "acme")]
-    )
-    return channel, session_pb2_grpc.CleanRoomStub(channel)
 
 
 def rows(store: StateStore, table: str) -> list[tuple]:
     with sqlite3.connect(store.path) as db:
         return db.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608 - a fixed name
-
-
-def hello_for(contract_path) -> pb.PartnerMessage:
-    contract = load_contract(contract_path)
-    return pb.PartnerMessage(
-        hello=pb.Hello(
-            protocol_version=PROTOCOL_VERSION,
-            contract_id=contract.id,
-            contract_sha256=contract.sha256,
-            partner_records=500,
-        )
-    )
 
 
 def test_a_partner_naming_another_partners_contract_is_denied_and_audited(deploy):

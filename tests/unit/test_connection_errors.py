@@ -293,15 +293,23 @@ def test_a_bad_brand_key_names_the_config_and_the_setting(pairs, key, content, m
         load_server_config(source)
 
 
+@pytest.mark.parametrize("setting", ["idle_timeout", "session_timeout"])
 @pytest.mark.parametrize("value", ["-5", "0", "nan", "inf"])
-def test_a_bad_idle_timeout_is_refused(pairs, value):
+def test_a_bad_timeout_is_refused(pairs, setting, value):
     source = brand_site(
-        pairs, **{'state = "brand-state.db"': f'state = "brand-state.db"\nidle_timeout = {value}'}
+        pairs, **{'state = "brand-state.db"': f'state = "brand-state.db"\n{setting} = {value}'}
     )
     with pytest.raises(
-        InputError, match=rf"^{re.escape(str(source))}: \[server\] idle_timeout: must be"
+        InputError, match=rf"^{re.escape(str(source))}: \[server\] {setting}: must be"
     ):
         load_server_config(source)
+
+
+def test_the_session_time_limit_is_read_from_the_config(pairs):
+    source = brand_site(
+        pairs, **{'state = "brand-state.db"': 'state = "brand-state.db"\nsession_timeout = 7200'}
+    )
+    assert load_server_config(source).session_timeout == 7200
 
 
 @pytest.mark.parametrize("name", ["../outside", "a/b", "", ".hidden", "-rf", "ok\n", "x" * 129])
