@@ -1,20 +1,31 @@
 """Random and mutated messages against both state machines and the servicer.
 
 Whatever arrives, a session either completes or fails with a CleanroomError; it never
-crashes with anything else, never hangs, and a failed session leaves no report and spends
-no budget.
+crashes with anything else, never hangs (each example runs under a time limit), and it
+changes no state beyond an audit entry and the record of the session itself: every table
+of the party's SQLite state but the audit log is compared before and after each example.
+Ledger and reports change only when the session charged or released; any other table
+only gains rows of this one session, which ends aborted (or released), with no budget
+left reserved.
 """
 
 from __future__ import annotations
 
 import itertools
+import shutil
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cleanroom import errors
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.crypto.elgamal import ElGamalPrivateKey
 from cleanroom.demo import synthetic_lists
@@ -213,26 +224,98 @@ def mutations(messages: list, strategy: st.SearchStrategy) -> st.SearchStrategy[
     )
 
 
-def drive(machine, stream) -> None:
-    """Feed a stream; the machine may finish, or fail with a CleanroomError, nothing else."""
+# Far above any example (milliseconds): only a hang gets near it.
+EXAMPLE_TIME_LIMIT = 30.0
+
+
+def within_time_limit(run: Callable[[], None]) -> None:
+    """Run one example on its own thread; one that has not finished in time is a hang."""
+    outcome: list[BaseException | None] = []
+
+    def target() -> None:
+        try:
+            run()
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=target, daemon=True, name="fuzz-example")
+    thread.start()
+    thread.join(EXAMPLE_TIME_LIMIT)
+    if thread.is_alive():
+        pytest.fail(f"the example did not finish within {EXAMPLE_TIME_LIMIT:g} s: a hang")
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
+@pytest.fixture(scope="module")
+def empty_state(tmp_path_factory) -> Path:
+    """A state database with its schema, to copy: creating one costs more than an example."""
+    path = tmp_path_factory.mktemp("empty-state") / "state.db"
+    StateStore(path)
+    return path
+
+
+def fresh_store(empty_state: Path, tmp_path: Path) -> StateStore:
+    """A new state database per example (Hypothesis reruns examples while shrinking)."""
+    path = Path(tempfile.mkdtemp(dir=tmp_path)) / "state.db"
+    shutil.copyfile(empty_state, path)
+    return StateStore(path)
+
+
+def drive(machine, stream) -> list[str]:
+    """Feed a stream as the transport would: the machine may finish, or fail with a
+    CleanroomError, nothing else; a stream that ends early aborts the session. Returns the
+    kinds of the messages the machine sent."""
+    sent: list[str] = []
     try:
         for message in stream:
-            for _ in machine.receive(message):
-                pass
+            sent.extend(m.WhichOneof("body") for m in machine.receive(message))
             if machine.finished:
-                return
+                return sent
+        machine.abort("the stream ended early")
     except CleanroomError as error:
         machine.abort(str(error))
+    return sent
 
 
-def assert_spent_only_with_a_report(store: StateStore, contract_id: str) -> None:
-    """The brand spends budget exactly when it stores (and releases) a report."""
-    assert (store.epsilon_spent(contract_id) > 0) == (store.latest_report_session() is not None)
+def state_rows(store: StateStore) -> dict[str, set[tuple]]:
+    """Every row of every table but the audit log."""
+    with sqlite3.connect(store.path) as db:
+        names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {
+            n: set(db.execute(f"SELECT * FROM {n}"))  # noqa: S608 - names from sqlite_master
+            for n in names
+            if n != "audit"
+        }
+
+
+def assert_only_the_session_recorded(
+    store: StateStore, before: dict[str, set[tuple]], *, charged: bool, released: bool
+) -> None:
+    """No row lost or changed; ledger and reports gain a row only when the session charged or
+    released; every other gained row is the one session's (keyed by its id), which ended
+    aborted or released with no reservation left; settings untouched; the chain verifies."""
+    after = state_rows(store)
+    assert after.keys() == before.keys()
+    for table in after:
+        assert before[table] <= after[table], f"{table}: rows changed or removed"
+    gained = {table: after[table] - before[table] for table in after}
+    assert not gained["settings"]
+    assert not gained.get("reservations"), "budget left reserved after the session ended"
+    assert len(gained["ledger"]) == (1 if charged or released else 0)
+    assert len(gained["reports"]) == (1 if released else 0)
+    sessions = {row[0] for table, rows in gained.items() if table != "settings" for row in rows}
+    assert len(sessions) <= 1, sessions
+    for session_id in sessions:
+        assert store.session_status(session_id) == ("released" if released else "aborted")
+    assert store.verify_audit() == len(store.audit_entries())
 
 
 @FUZZ
 @given(data=st.data())
-def test_brand_survives_mutated_and_random_partner_streams(world, tmp_path, data):
+def test_brand_survives_mutated_and_random_partner_streams(world, empty_state, tmp_path, data):
     contract, brand_list, _, to_brand, _, keys = world
     stream = data.draw(
         st.one_of(
@@ -240,16 +323,17 @@ def test_brand_survives_mutated_and_random_partner_streams(world, tmp_path, data
             st.lists(random_partner_message(), max_size=6),
         )
     )
-    store = StateStore(tmp_path / f"b{data.draw(st.integers(0, 10**9))}.db")
+    store = fresh_store(empty_state, tmp_path)
     brand = keys.brand_session(contract, brand_list, store)
-    drive(brand, stream)
-    assert_spent_only_with_a_report(store, contract.id)
-    assert store.verify_audit() == len(store.audit_entries())
+    before = state_rows(store)
+    within_time_limit(lambda: drive(brand, stream))
+    released = brand.report is not None
+    assert_only_the_session_recorded(store, before, charged=released, released=released)
 
 
 @FUZZ
 @given(data=st.data())
-def test_partner_survives_mutated_and_random_brand_streams(world, tmp_path, data):
+def test_partner_survives_mutated_and_random_brand_streams(world, empty_state, tmp_path, data):
     contract, _, partner_list, _, to_partner, keys = world
     stream = data.draw(
         st.one_of(
@@ -257,12 +341,22 @@ def test_partner_survives_mutated_and_random_brand_streams(world, tmp_path, data
             st.lists(random_brand_message(), max_size=6),
         )
     )
-    store = StateStore(tmp_path / f"p{data.draw(st.integers(0, 10**9))}.db")
+    store = fresh_store(empty_state, tmp_path)
     partner = PartnerSession(contract, partner_list, store, cipher=keys.partner)
-    partner.hello()
-    drive(partner, stream)
-    if not partner.finished:
-        assert store.latest_report_session() is None
+    before = state_rows(store)
+    sent: list[str] = []
+
+    def run() -> None:
+        partner.hello()
+        sent.extend(drive(partner, stream))
+
+    within_time_limit(run)
+    assert_only_the_session_recorded(
+        store,
+        before,
+        charged="attribute_sums" in sent,  # the partner spends as its noisy sums leave
+        released=partner.report is not None,
+    )
 
 
 class Aborted(Exception):
@@ -270,14 +364,16 @@ class Aborted(Exception):
 
 
 class FakeContext:
-    """What the servicer uses of grpc.ServicerContext, for driving it without a network."""
+    """What the servicer uses of grpc.ServicerContext, for driving it without a network;
+    ``peer_certificate`` is the PEM the TLS layer would report for the client."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer_certificate: bytes | None) -> None:
         self.code: grpc.StatusCode | None = None
         self.metadata: tuple = ()
+        self._peer = peer_certificate
 
     def auth_context(self) -> dict:
-        return {}
+        return {"x509_pem_cert": [self._peer]} if self._peer else {}
 
     def is_active(self) -> bool:
         return True
@@ -296,9 +392,18 @@ class FakeContext:
         raise Aborted(details)
 
 
+# Whom the servicer pins for the partner, and whom the TLS layer reports as the client.
+IDENTITIES = {
+    "unpinned (--insecure)": (None, None),
+    "the pinned partner": ("newsco", "newsco"),
+    "another certificate": ("newsco", "intruder"),
+    "no certificate": ("newsco", None),
+}
+
+
 @FUZZ
 @given(data=st.data())
-def test_servicer_maps_any_stream_to_a_status(world, tmp_path, data):
+def test_servicer_maps_any_stream_to_a_status(world, certificates, empty_state, tmp_path, data):
     contract, brand_list, _, to_brand, _, _ = world
     stream = data.draw(
         st.one_of(
@@ -306,18 +411,36 @@ def test_servicer_maps_any_stream_to_a_status(world, tmp_path, data):
             st.lists(random_partner_message(), max_size=6),
         )
     )
-    store = StateStore(tmp_path / f"s{data.draw(st.integers(0, 10**9))}.db")
-    service = CleanRoomService(
-        {contract.id: Offer(contract, brand_list, None)}, store, idle_timeout=5
-    )
-    context = FakeContext()
-    try:
-        for _ in itertools.islice(service.Session(iter(stream), context), 10**6):
-            pass
-    except Aborted:
-        assert context.code is not None and context.code != grpc.StatusCode.OK
-        assert dict(context.metadata).get("cleanroom-error")
-    assert_spent_only_with_a_report(store, contract.id)
+    pinned, presented = IDENTITIES[data.draw(st.sampled_from(sorted(IDENTITIES)))]
+    store = fresh_store(empty_state, tmp_path)
+    offer = Offer(contract, brand_list, certificates[pinned][2] if pinned else None)
+    service = CleanRoomService({contract.id: offer}, store, idle_timeout=5)
+    context = FakeContext(certificates[presented][0].read_bytes() if presented else None)
+    before = state_rows(store)
+    sent: list[str] = []
+
+    def run() -> None:
+        try:
+            for message in itertools.islice(service.Session(iter(stream), context), 10**6):
+                sent.append(message.WhichOneof("body"))
+        except Aborted:
+            assert context.code is not None and context.code != grpc.StatusCode.OK
+            # A cleanroom error, not a crash the servicer turned into "internal error".
+            kind = dict(context.metadata).get("cleanroom-error")
+            assert issubclass(getattr(errors, kind, type), CleanroomError), kind
+
+    within_time_limit(run)
+    released = "release" in sent
+    assert_only_the_session_recorded(store, before, charged=released, released=released)
+    if pinned and presented != pinned:
+        # Refused before any data is read: no session; a Hello for this contract gets
+        # PERMISSION_DENIED and a refusal in the audit log.
+        assert state_rows(store) == before
+        assert "session-start" not in [e["event"] for e in store.audit_entries()]
+        first = stream[0] if stream else pb.PartnerMessage()
+        if first.WhichOneof("body") == "hello" and first.hello.contract_id == contract.id:
+            assert context.code == grpc.StatusCode.PERMISSION_DENIED
+            assert store.audit_entries()[-1]["detail"]["reason"] == "certificate not pinned"
 
 
 def test_an_unmodified_replay_reaches_the_release(world, tmp_path):
