@@ -115,4 +115,11 @@ def test_eight_concurrent_sessions_get_isolated_reports_and_a_correct_ledger(dep
         assert store.report(report.session_id) == report.to_dict()
     # identical inputs and no noise: every session saw the same lists, isolated from the others
     assert len({r.overlap for r in reports}) == 1
+    # the refused partner was refused at the start: it spent nothing and holds no reservation
+    for client, outcome in zip(runs, outcomes, strict=True):
+        partner = StateStore(client.state)
+        refused = isinstance(outcome, Exception)
+        assert partner.epsilon_spent(client.contract.id) == (0 if refused else 1.0)
+        assert partner.epsilon_remaining(client.contract) == 5.0 - (0 if refused else 1.0)
+        assert (partner.latest_report_session() is None) == refused
     assert store.verify_audit() == len(store.audit_entries())
