@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
+from cleanroom.cli_support import write_atomically
 from cleanroom.io import write_table
 from cleanroom.server.certs import init_certificate
 
@@ -250,7 +251,7 @@ def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet
         server.stop(grace=1).wait()
         engine.close()
     brand_copy = StateStore(directory / "brand-state.db").report(report.session_id)
-    (directory / "report.json").write_bytes(report.to_json())
+    write_atomically(directory / "report.json", report.to_json())
     chart = plot_lift(report.to_dict(), directory / "lift.png")
     print_report(report.to_dict(), console)
     console.print(f"partner input quality (stays with the partner): {report.input_quality}")
