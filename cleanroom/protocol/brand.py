@@ -347,26 +347,19 @@ class BrandSession:
             raise ProtocolError(
                 f"attribute sums must hold {cells} ciphertexts and {len(self.contract.attributes)} base counts"
             )
-        # A sum counts matched records of one segment, so it lies in [0, matched in that
-        # segment] before the partner's noise (|noise| <= noise_bound but with probability
-        # 2^-40); a value outside means the partner did not sum what the protocol says.
-        noise_bound = self._partner_noise.bound()
-        matched = self._by_segment.astype(np.int64)
+        bound = self._records_seen + self._partner_noise.bound()
         values = [
             self._elgamal.decrypt(
-                sums.ciphertexts[i * CIPHERTEXT_SIZE : (i + 1) * CIPHERTEXT_SIZE],
-                int(matched.max(initial=0)) + noise_bound,
+                sums.ciphertexts[i * CIPHERTEXT_SIZE : (i + 1) * CIPHERTEXT_SIZE], bound
             )
             for i in range(cells)
         ]
+        for count in sums.base_counts:
+            if abs(count) > bound:
+                raise ProtocolError("a partner base count is outside the possible range")
         noisy = np.asarray(values, dtype=np.int64).reshape(
             len(self.contract.attributes), self._segments
         )
-        if (noisy < -noise_bound).any() or (noisy > matched + noise_bound).any():
-            raise ProtocolError("a partner attribute sum is outside the possible range")
-        for count in sums.base_counts:
-            if not -noise_bound <= count <= self._records_seen + noise_bound:
-                raise ProtocolError("a partner base count is outside the possible range")
         noisy += self._brand_noise.sample(noisy.size).reshape(noisy.shape)
         return self._sent(self._release((noisy, list(sums.base_counts))))
 
