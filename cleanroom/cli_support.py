@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,6 +22,23 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cleanroom.errors import CleanroomError, InputError
+
+# The lookalike model's options: the brand (`report model`) and the partner (`lookalike`)
+# must derive the same model, so both commands take them with one definition.
+NoiseMultipleOption = Annotated[
+    float,
+    typer.Option(
+        "--noise-multiple",
+        help="use an attribute only if its count is at least this many 99.9% noise half-widths",
+    ),
+]
+SmoothingOption = Annotated[
+    float | None,
+    typer.Option(
+        "--smoothing",
+        help="prior strength in pseudo-users (default: the count's noise half-width)",
+    ),
+]
 
 FORMATS = ("table", "json")
 

@@ -16,7 +16,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cleanroom.cli_support import check_engine, check_format, check_workers, print_json, run_app
+from cleanroom.cli_support import (
+    NoiseMultipleOption,
+    SmoothingOption,
+    check_engine,
+    check_format,
+    check_workers,
+    print_json,
+    run_app,
+)
 from cleanroom.contract import load_contract
 from cleanroom.errors import InputError, IntegrityError
 from cleanroom.stats.report import Report
@@ -199,20 +207,8 @@ def report_model(
     segment: Annotated[
         str | None, typer.Option("--segment", help="segment to model (default: all pooled)")
     ] = None,
-    noise_multiple: Annotated[
-        float,
-        typer.Option(
-            "--noise-multiple",
-            help="use an attribute only if its count is at least this many 99.9% noise half-widths",
-        ),
-    ] = 1.0,
-    smoothing: Annotated[
-        float | None,
-        typer.Option(
-            "--smoothing",
-            help="prior strength in pseudo-users (default: the count's noise half-width)",
-        ),
-    ] = None,
+    noise_multiple: NoiseMultipleOption = 1.0,
+    smoothing: SmoothingOption = None,
     output_format: FormatOption = "json",
 ) -> None:
     """The lookalike model derived from the report alone (the partner derives the same)."""

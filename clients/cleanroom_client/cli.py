@@ -12,7 +12,9 @@ import typer
 from rich.console import Console
 
 from cleanroom.cli_support import (
+    NoiseMultipleOption,
     Phases,
+    SmoothingOption,
     check_format,
     check_seconds,
     check_workers,
@@ -143,20 +145,8 @@ def lookalike(
     column: Annotated[
         list[str], typer.Option("--column", help="ATTRIBUTE=COLUMN (repeatable)")
     ] = [],  # noqa: B006
-    noise_multiple: Annotated[
-        float,
-        typer.Option(
-            "--noise-multiple",
-            help="use an attribute only if its count is at least this many 99.9% noise half-widths",
-        ),
-    ] = 1.0,
-    smoothing: Annotated[
-        float | None,
-        typer.Option(
-            "--smoothing",
-            help="prior strength in pseudo-users (default: the count's noise half-width)",
-        ),
-    ] = None,
+    noise_multiple: NoiseMultipleOption = 1.0,
+    smoothing: SmoothingOption = None,
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Score the whole audience locally with the report's model and export the top N ids."""
