@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -197,3 +198,14 @@ def hello_for(contract_path) -> pb.PartnerMessage:
             partner_records=500,
         )
     )
+
+
+def state_rows(store: StateStore) -> dict[str, set[tuple]]:
+    """Every row of every table but the audit log."""
+    with sqlite3.connect(store.path) as db:
+        names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {
+            n: set(db.execute(f"SELECT * FROM {n}"))  # noqa: S608 - names from sqlite_master
+            for n in names
+            if n != "audit"
+        }

@@ -12,7 +12,6 @@ docs/protocol.md#misuse-and-the-status-it-ends-with.
 from __future__ import annotations
 
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from types import SimpleNamespace
 
 import grpc
 import pytest
-from support import Deployment, deploy_site
+from support import Deployment, deploy_site, state_rows
 
 from cleanroom.contract import load_contract
 from cleanroom.engine import INLINE_BELOW, Engine
@@ -173,17 +172,6 @@ def copy(message: pb.PartnerMessage) -> pb.PartnerMessage:
     return pb.PartnerMessage.FromString(message.SerializeToString())
 
 
-def state_rows(store: StateStore) -> dict[str, list[tuple]]:
-    """Every row of every table but the audit log, in a stable order."""
-    with sqlite3.connect(store.path) as db:
-        names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {
-            n: sorted(db.execute(f"SELECT * FROM {n}"))  # noqa: S608 - names from sqlite_master
-            for n in names
-            if n != "audit"
-        }
-
-
 def wait_for_audit(store: StateStore, session_id: str, event: str) -> dict:
     """The entry the servicer writes once it sees the call fail; gRPC can answer the client first
     when it refuses a message itself, so poll (the bound only stops a broken server hanging)."""
@@ -206,7 +194,7 @@ def assert_status(error: grpc.RpcError, code: grpc.StatusCode, error_class: str 
 
 
 def assert_aborted_without_release(
-    store: StateStore, before: dict[str, list[tuple]], session_id: str, reason: str | None = None
+    store: StateStore, before: dict[str, set[tuple]], session_id: str, reason: str | None = None
 ) -> None:
     """An abort entry, this session's row marked aborted, and nothing else changed."""
     entry = wait_for_audit(store, session_id, "abort")
@@ -214,7 +202,7 @@ def assert_aborted_without_release(
         assert reason in entry["detail"]["reason"]
     after = state_rows(store)
     assert store.session_status(session_id) == "aborted"
-    others = [row for row in after["sessions"] if row[0] != session_id]
+    others = {row for row in after["sessions"] if row[0] != session_id}
     assert others == before["sessions"]
     assert {n: r for n, r in after.items() if n != "sessions"} == {
         n: r for n, r in before.items() if n != "sessions"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable
@@ -24,6 +23,7 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import state_rows
 
 from cleanroom import errors
 from cleanroom.crypto.commutative import CommutativeCipher
@@ -278,17 +278,6 @@ def drive(machine, stream) -> list[str]:
     except CleanroomError as error:
         machine.abort(str(error))
     return sent
-
-
-def state_rows(store: StateStore) -> dict[str, set[tuple]]:
-    """Every row of every table but the audit log."""
-    with sqlite3.connect(store.path) as db:
-        names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {
-            n: set(db.execute(f"SELECT * FROM {n}"))  # noqa: S608 - names from sqlite_master
-            for n in names
-            if n != "audit"
-        }
 
 
 def assert_only_the_session_recorded(
