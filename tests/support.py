@@ -209,3 +209,24 @@ def state_rows(store: StateStore) -> dict[str, set[tuple]]:
             for n in names
             if n != "audit"
         }
+
+
+def report_cell(attribute, segment, count, partner_count, suppressed=False):
+    """One (attribute, segment) cell of a report, as the brand releases it."""
+    if suppressed:
+        return {
+            "attribute": attribute,
+            "segment": segment,
+            "count": None,
+            "partner_count": partner_count,
+            "index": None,
+            "suppressed": True,
+        }
+    return {
+        "attribute": attribute,
+        "segment": segment,
+        "count": count,
+        "partner_count": partner_count,
+        "index": None,
+        "suppressed": False,
+    }

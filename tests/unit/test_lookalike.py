@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from support import report_cell as cell
 
 from cleanroom.errors import InputError
 from cleanroom.stats.index import lift_index, report_to_frame
@@ -23,26 +24,6 @@ from cleanroom.stats.lookalike import (
     select_top,
 )
 from cleanroom.stats.report import dumps
-
-
-def cell(attribute, segment, count, partner_count, suppressed=False):
-    if suppressed:
-        return {
-            "attribute": attribute,
-            "segment": segment,
-            "count": None,
-            "partner_count": partner_count,
-            "index": None,
-            "suppressed": True,
-        }
-    return {
-        "attribute": attribute,
-        "segment": segment,
-        "count": count,
-        "partner_count": partner_count,
-        "index": None,
-        "suppressed": False,
-    }
 
 
 @pytest.fixture

@@ -8,21 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cleanroom_client.cli import app as partner_app
+from support import report_cell as cell
 
 from cleanroom.cli_support import run_app
 from cleanroom.server.cli import app as brand_app
 from cleanroom.stats.lookalike import report_sha256
-
-
-def cell(attribute, segment, count, partner_count):
-    return {
-        "attribute": attribute,
-        "segment": segment,
-        "count": count,
-        "partner_count": partner_count,
-        "index": None,
-        "suppressed": False,
-    }
 
 
 @pytest.fixture
