@@ -628,41 +628,41 @@ def _raw_value(read: DataFrame, column: str, row_id: int) -> object:
 def _deduplicate(
     digested: DataFrame, plan: _Plan, contract: Contract, qualities: dict[str, KeyQuality]
 ) -> tuple[DataFrame, int]:
-    """Keep each digest's first occurrence per column, coalesce a key's columns, keep the
-    first occurrence of each coalesced digest again (as the local engine does), drop
+    """Coalesce a key's columns per row (a column fills only rows the earlier ones left
+    empty or invalid), keep the first occurrence of each coalesced digest and count a
+    dropped repeat against the column that supplied it (as the local engine does), drop
     records without a key, hash to the curve, persist."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     frame = digested
-    for i in range(len(plan.pairs)):
-        frame = _first_occurrence(frame, f"d{i}")
     keys = len(contract.keys)
-    merged_counts = []
     for k in range(keys):
-        sources = [F.col(f"d{i}") for i, (key, _, _) in enumerate(plan.pairs) if key == k]
-        frame = frame.withColumn(
-            f"k{k}", F.coalesce(*sources) if sources else F.lit(None).cast("binary")
-        )
-        if len(sources) > 1:
-            frame = frame.withColumn(f"before{k}", F.col(f"k{k}"))
-            frame = _first_occurrence(frame, f"k{k}")
-            merged_counts.append(k)
+        sources = [i for i, (key, _, _) in enumerate(plan.pairs) if key == k]
+        if not sources:
+            frame = frame.withColumn(f"k{k}", F.lit(None).cast("binary"))
+            continue
+        frame = frame.withColumn(f"k{k}", F.coalesce(*(F.col(f"d{i}") for i in sources)))
+        supplier = F.lit(None).cast("int")
+        for i in reversed(sources):  # the first non-empty column in mapping order
+            supplier = F.when(F.col(f"d{i}").isNotNull(), F.lit(i)).otherwise(supplier)
+        frame = frame.withColumn(f"supplier{k}", supplier)
+        frame = _first_occurrence(frame, f"k{k}")
     kept_columns = [f"k{k}" for k in range(keys)]
     kept_columns += ["segment"] if plan.role == "brand" else []
     kept_columns += [f"a{j}" for j in range(len(plan.attribute_columns))]
     counted = frame.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         totals = counted.agg(
-            *(F.count(f"d{i}").alias(f"unique{i}") for i in range(len(plan.pairs))),
-            *(F.count(f"before{k}").alias(f"before{k}") for k in merged_counts),
-            *(F.count(f"k{k}").alias(f"after{k}") for k in merged_counts),
+            *(
+                F.sum(
+                    ((F.col(f"supplier{key}") == i) & F.col(f"k{key}").isNull()).cast("long")
+                ).alias(f"dropped{i}")
+                for i, (key, _, _) in enumerate(plan.pairs)
+            )
         ).collect()[0]
         for i, (_, kind, _) in enumerate(plan.pairs):
-            qualities[kind].duplicates = qualities[kind].valid - totals[f"unique{i}"]
-        for k in merged_counts:
-            last_kind = [kind for key, kind, _ in plan.pairs if key == k][-1]
-            qualities[last_kind].duplicates += totals[f"before{k}"] - totals[f"after{k}"]
+            qualities[kind].duplicates = totals[f"dropped{i}"] or 0
         any_key = functools.reduce(
             lambda a, b: a | b, [F.col(f"k{k}").isNotNull() for k in range(keys)]
         )

@@ -30,6 +30,7 @@ from cleanroom.identifiers.quality import (
     KeyQuality,
     check_invalid_fraction,
     digest_column,
+    drop_repeats,
 )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "digest",
     "digest_array",
     "digest_column",
+    "drop_repeats",
     "mask",
     "mask_in_text",
     "normalize",

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["MAX_EXAMPLES", "KeyQuality", "check_invalid_fraction", "digest_column"]
+__all__ = ["MAX_EXAMPLES", "KeyQuality", "check_invalid_fraction", "digest_column", "drop_repeats"]
 
 MAX_EXAMPLES = 3
 
@@ -85,13 +85,16 @@ def digest_column(
     region: str,
     *,
     seen: set[bytes] | None = None,
+    deduplicate: bool = True,
 ) -> tuple[list[bytes | None], KeyQuality]:
     """Digest every value of one identifier column and count its quality.
 
     Returns one entry per input row: the 32-byte digest, or ``None`` when the value is
     empty, invalid, or a duplicate of an earlier digest. Pass the same ``seen`` set to
     several calls (chunks of one column, or an ``email`` and an ``email_sha256`` column
-    of one list) to de-duplicate across them; it is updated in place.
+    of one list) to de-duplicate across them; it is updated in place. With
+    ``deduplicate=False`` repeats are kept (and not counted): a caller that coalesces
+    several columns of one key de-duplicates the coalesced column with :func:`drop_repeats`.
 
     Raises :class:`~cleanroom.errors.InputError` for an unknown key kind and
     :class:`~cleanroom.errors.ContractError` for an unknown profile or region.
@@ -104,19 +107,26 @@ def digest_column(
         first = np.flatnonzero(invalid)[:MAX_EXAMPLES].tolist()
         quality.rejected_examples = [mask(trimmed[i].as_py()) for i in first]
 
+    if deduplicate:
+        quality.duplicates = len(drop_repeats(digests, seen))
+    return digests, quality
+
+
+def drop_repeats(digests: list[bytes | None], seen: set[bytes] | None = None) -> list[int]:
+    """Blank every digest an earlier row (or ``seen``) already holds, in place: the first
+    occurrence wins. Returns the rows blanked; ``seen`` gains the digests kept."""
     known: set[bytes] = set() if seen is None else seen
     add = known.add
-    duplicates = 0
+    dropped = []
     for i, d in enumerate(digests):
         if d is None:
             continue
         if d in known:
             digests[i] = None
-            duplicates += 1
+            dropped.append(i)
         else:
             add(d)
-    quality.duplicates = duplicates
-    return digests, quality
+    return dropped
 
 
 def check_invalid_fraction(

@@ -28,6 +28,7 @@ from cleanroom.identifiers import (
     KeyQuality,
     check_invalid_fraction,
     digest_column,
+    drop_repeats,
 )
 from cleanroom.io import boolean_column, load_table, segment_column, source_name, string_column
 from cleanroom.privacy.setdiff import list_sketch
@@ -238,38 +239,33 @@ def _digests(
     qualities: dict[str, KeyQuality] = {}
     columns_of: dict[str, str] = {}
     for pairs in chosen.values():
-        merged: list[Digest] | None = None
+        # Raw and pre-hashed columns of one key are coalesced per row (a column fills only
+        # rows the earlier ones left empty or invalid), then the first occurrence of each
+        # coalesced digest wins; a dropped repeat counts against the column that supplied it.
+        merged: list[Digest] = [None] * table.num_rows
+        supplier: list[str] = [""] * table.num_rows
         for kind, column in pairs:
             digests, quality = digest_column(
-                string_column(table, column), kind, contract.normalization, contract.default_region
+                string_column(table, column),
+                kind,
+                contract.normalization,
+                contract.default_region,
+                deduplicate=len(pairs) == 1,
             )
             qualities[kind] = quality
             columns_of[kind] = column
-            merged = (
-                digests
-                if merged is None
-                else [a if a is not None else b for a, b in zip(merged, digests, strict=True)]
-            )
-        if merged is None:  # no column for this key in this list
-            merged = [None] * table.num_rows
+            if len(pairs) == 1:
+                merged = digests
+                continue
+            for i, d in enumerate(digests):
+                if d is not None and merged[i] is None:
+                    merged[i], supplier[i] = d, kind
         if len(pairs) > 1:
-            _drop_duplicates(merged, qualities[pairs[-1][0]])
+            for i in drop_repeats(merged):
+                qualities[supplier[i]].duplicates += 1
         per_key.append(merged)
     check_invalid_fraction(qualities, contract.max_invalid_fraction, source, columns_of)
     return per_key, {kind: quality.to_dict() for kind, quality in qualities.items()}
-
-
-def _drop_duplicates(digests: list[Digest], quality: KeyQuality) -> None:
-    """Coalesced raw and pre-hashed columns can repeat one person: keep the first."""
-    seen: set[bytes] = set()
-    for i, digest in enumerate(digests):
-        if digest is None:
-            continue
-        if digest in seen:
-            digests[i] = None
-            quality.duplicates += 1
-        else:
-            seen.add(digest)
 
 
 def _keep_records_with_a_key(per_key: list[list[Digest]]) -> np.ndarray:

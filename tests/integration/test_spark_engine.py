@@ -3,6 +3,7 @@ as the single-machine engine, with the same errors on bad input."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -60,7 +61,13 @@ def files(tmp_path_factory):
     lists = synthetic_lists(1500, 2500, seed=77)
     crm = lists.crm
     repeated = crm.sample(150, random_state=3).assign(tier="lapsed")
-    crm = pd.concat([crm, repeated, crm.head(40)], ignore_index=True)
+    # Pre-hashed cells naming someone else than the raw email beside them: a repeated raw
+    # email keeps its row from falling back to the hash, and a hash left unused by one row
+    # still counts for a later row that holds only that hash.
+    hashes = [hashlib.sha256(f"extra{i}@example.com".encode()).hexdigest() for i in range(80)]
+    mixed = crm.iloc[:80].assign(email_sha256=hashes)
+    only_hash = mixed.assign(email="", tier="lapsed")
+    crm = pd.concat([crm, repeated, crm.head(40), mixed, only_hash], ignore_index=True)
     audience = pd.concat([lists.audience, lists.audience.head(60)], ignore_index=True)
     crm.to_parquet(directory / "crm.parquet")
     audience.to_parquet(directory / "audience.parquet")

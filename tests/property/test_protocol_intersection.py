@@ -91,16 +91,15 @@ def hashed_forms(kind: str, person: int) -> tuple[str, ...]:
 
 @st.composite
 def records(draw: st.DrawFn, brand: bool) -> dict[str, object]:
-    """One row: each key kind missing, empty, invalid, or the row's person for that key.
-
-    The raw and the pre-hashed cell of one key always name the same person: where they
-    disagree the code and the documented rule part ways (see the xfail test below).
-    """
+    """One row: each key kind missing, empty, invalid, or a person for that key: mostly the
+    row's person, but a pre-hashed cell may name someone else than the raw cell beside it."""
     row: dict[str, object] = {}
     people = {key: draw(st.integers(0, PEOPLE - 1)) for key in ("email", "phone", "maid")}
     for kind in KEY_KINDS:
         choice = draw(st.sampled_from(["valid", "valid", "valid", "empty", "invalid"]))
         person = people[MATCH_KEY_OF[kind]]
+        if kind not in RAW_FORMS:
+            person = draw(st.sampled_from([person, person, draw(st.integers(0, PEOPLE - 1))]))
         if choice == "empty":
             row[kind] = draw(st.sampled_from([None, "", "  "]))
         elif choice == "invalid":
@@ -313,8 +312,8 @@ def sha256_hex(text: str) -> str:
 
 DISAGREEING = {
     # The first row holds person 0; the second repeats that raw email but carries person
-    # 1's hash. Documented: the raw value is valid, so it is used, and dropped as a repeat.
-    # The code drops the raw repeat first and lets the hash fill in: a match on person 1.
+    # 1's hash. The raw value is valid, so it is used, and dropped as a repeat: no match on
+    # person 1 (de-duplicating each column before coalescing would let the hash fill in).
     "hash-fills-a-repeated-raw-value": email_case(
         [
             {"email": email_of(0), "email_sha256": None},
@@ -323,8 +322,8 @@ DISAGREEING = {
         email_of(1),
     ),
     # The first row's raw email wins over its hash of person 1; the second row holds only
-    # that hash. Documented: the second row is person 1 and matches. The code drops the
-    # second hash as a repeat of the first row's (unused) hash: the match is lost.
+    # that hash, so the second row is person 1 and matches (de-duplicating each column
+    # before coalescing would drop it as a repeat of the first row's unused hash).
     "unused-hash-shadows-a-later-row": email_case(
         [
             {"email": email_of(0), "email_sha256": sha256_hex(email_of(1))},
@@ -335,11 +334,6 @@ DISAGREEING = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lists.py (and spark.py) de-duplicate each column before coalescing raw and "
-    "pre-hashed cells; docs/howto/brand.md says the hash fills only empty or invalid raw cells",
-)
 @pytest.mark.parametrize("case", DISAGREEING.values(), ids=DISAGREEING.keys())
 def test_disagreeing_raw_and_hashed_cells_follow_the_documented_rule(case: Case) -> None:
     report = run_session(case)
