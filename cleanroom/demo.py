@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from cleanroom.cli_support import write_atomically
+from cleanroom.cli_support import Phases, write_atomically
 from cleanroom.io import write_table
 from cleanroom.server.certs import init_certificate
 
@@ -245,8 +245,9 @@ def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet
             server_certificate=directory / "certs/acme.crt",
             state=directory / "partner-state.db",
         )
-        with console.status("partner: private set intersection and encrypted aggregation"):
-            report = client.run(directory / "audience.csv")
+        phases = Phases(quiet)
+        with phases.running():
+            report = client.run(directory / "audience.csv", progress=phases.advance)
     finally:
         server.stop(grace=1).wait()
         engine.close()

@@ -110,14 +110,7 @@ def run(
         phases.advance("reading audience", 0, total=1)
         prepared = client.prepare(audience, parse_columns(column))
         phases.done("reading audience")
-
-        def progress(kind: str, size: int) -> None:
-            if kind == "brand_elements":
-                phases.advance("matching (brand data)", size)
-            elif kind == "indicators":
-                phases.advance("aggregating", size)
-
-        report = client.run(prepared, progress=progress)
+        report = client.run(prepared, progress=phases.advance)
     write_atomically(out, report.to_json())
     if output_format == "json":
         print_json(json.loads(report.to_json()))

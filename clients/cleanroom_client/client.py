@@ -28,6 +28,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cleanroom import errors
 from cleanroom.cli_support import check_engine, check_seconds, check_workers
 from cleanroom.contract import Contract, load_contract
+from cleanroom.crypto.commutative import ELEMENT_SIZE
+from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
 from cleanroom.crypto.signing import signing_key_from_tls_key
 from cleanroom.engine import Engine
 from cleanroom.errors import (
@@ -66,7 +68,40 @@ if TYPE_CHECKING:
 DEFAULT_STATE = "partner-state.db"
 DEFAULT_CONNECT_TIMEOUT = 15.0
 
-Progress = Callable[[str, int], None]
+Progress = Callable[[str, int, int | None], None]
+"""Called as ``progress(phase, amount, total)`` as a session moves: ``amount`` more of
+``total`` brand elements received, own records sent, or records aggregated."""
+
+RECEIVING, SENDING, AGGREGATING = "receiving brand data", "sending our records", "aggregating"
+
+
+class _SessionProgress:
+    """Turns the messages of one session into progress calls with known totals."""
+
+    def __init__(self, progress: Progress, contract: Contract, records: int) -> None:
+        self._progress = progress
+        self._record_size = ELEMENT_SIZE * len(contract.keys)
+        self._indicator_size = CIPHERTEXT_SIZE * len(contract.segments)
+        self._records = records
+        self._brand_elements: int | None = None
+
+    def received(self, message: pb.BrandMessage) -> None:
+        kind = message.WhichOneof("body")
+        if kind == "hello_reply":
+            self._brand_elements = sum(message.hello_reply.brand_elements)
+        elif kind == "brand_elements":
+            count = len(message.brand_elements.elements) // ELEMENT_SIZE
+            self._progress(RECEIVING, count, self._brand_elements)
+        elif kind == "indicators":
+            count = len(message.indicators.ciphertexts) // self._indicator_size
+            self._progress(AGGREGATING, count, self._records)
+
+    def sending(self, messages: Iterator[pb.PartnerMessage]) -> Iterator[pb.PartnerMessage]:
+        for message in messages:
+            if message.WhichOneof("body") == "partner_records":
+                count = len(message.partner_records.elements) // self._record_size
+                self._progress(SENDING, count, self._records)
+            yield message
 
 
 class Client:
@@ -189,7 +224,12 @@ class Client:
         )
         hello = session.hello()
         try:
-            self._exchange(session, hello, progress, max_pending=2 * engine.workers + 2)
+            watcher = (
+                None
+                if progress is None
+                else _SessionProgress(progress, self.contract, prepared.size)
+            )
+            self._exchange(session, hello, watcher, max_pending=2 * engine.workers + 2)
         except ConnectionLostError as exc:
             if session.report is None:
                 session.abort(str(exc))
@@ -242,7 +282,7 @@ class Client:
         self,
         session: PartnerSession,
         hello: pb.PartnerMessage,
-        progress: Progress | None,
+        watcher: _SessionProgress | None,
         max_pending: int,
     ) -> None:
         pump = Pump(
@@ -254,11 +294,12 @@ class Client:
         with self._channel() as channel:
             self._wait_for_server(channel)
             stub = session_pb2_grpc.CleanRoomStub(channel)
-            call = stub.Session(pump.outgoing(first=[hello]))
+            outgoing = pump.outgoing(first=[hello])
+            call = stub.Session(outgoing if watcher is None else watcher.sending(outgoing))
             pump.on_error = lambda: _cancel_later(call)
             pump.start_watchdog(on_stall=call.cancel)
             try:
-                pump.read(_observed(call, progress))
+                pump.read(call if watcher is None else _observed(call, watcher))
                 if pump.error is None:
                     # Wait for the brand to close the call: it has then recorded our acknowledgement.
                     for _ in call:
@@ -272,11 +313,10 @@ class Client:
 
 
 def _observed(
-    call: Iterator[pb.BrandMessage], progress: Progress | None
+    call: Iterator[pb.BrandMessage], watcher: _SessionProgress
 ) -> Iterator[pb.BrandMessage]:
     for message in call:
-        if progress is not None:
-            progress(message.WhichOneof("body") or "", message.ByteSize())
+        watcher.received(message)
         yield message
 
 

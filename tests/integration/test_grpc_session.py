@@ -27,6 +27,22 @@ def test_session_over_mutual_tls_gives_both_sides_the_same_report(deployment):
     assert deployment.brand_store().verify_audit() >= 4
 
 
+def test_progress_covers_every_phase_with_its_total(deployment):
+    """Each phase's amounts add up to the total it announced: a bar that ends full."""
+    calls: list[tuple[str, int, int | None]] = []
+    client = deployment.client()
+    prepared = client.prepare(deployment.directory / "audience.csv")
+    report = client.run(prepared, progress=lambda *call: calls.append(call))
+    phases = {phase for phase, _, _ in calls}
+    assert phases == {"receiving brand data", "sending our records", "aggregating"}
+    for phase in phases:
+        totals = {total for p, _, total in calls if p == phase}
+        assert len(totals) == 1 and None not in totals, phase
+        assert sum(amount for p, amount, _ in calls if p == phase) == totals.pop(), phase
+    records = {total for p, _, total in calls if p == "sending our records"}
+    assert records == {prepared.size} == {report.to_dict()["partner_size"]}
+
+
 def test_health_service_reports_serving(deployment):
     ca = (deployment.directory / "certs/acme.crt").read_bytes()
     credentials = grpc.ssl_channel_credentials(
