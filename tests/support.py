@@ -125,8 +125,9 @@ def start_server(
     raise AssertionError("server did not start")
 
 
-def stop_server(server: subprocess.Popen[str]) -> None:
-    """SIGTERM must stop the server promptly; if it does not, kill it and fail."""
+def stop_server(server: subprocess.Popen[str]) -> str:
+    """SIGTERM must stop the server promptly; if it does not, kill it and fail. Returns what
+    the server wrote to stderr after it started listening."""
     try:
         if server.poll() is None:
             server.terminate()
@@ -136,6 +137,7 @@ def stop_server(server: subprocess.Popen[str]) -> None:
                 server.kill()
                 server.wait()
                 raise AssertionError("the server ignored SIGTERM for 30 s") from None
+        return server.stderr.read() if server.stderr is not None else ""
     finally:
         if server.stderr is not None:
             server.stderr.close()

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -70,6 +72,10 @@ def serve(
     from cleanroom.spark import SparkList, start_spark
 
     console = Console(stderr=True, quiet=quiet)
+    if not quiet:  # one line per session started, released, failed or refused
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+        )
     check_engine(engine_name, spark_scratch)
     check_workers(workers)
     settings = load_server_config(config, insecure=insecure)

@@ -164,9 +164,16 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
             )
             pump.start_watchdog(on_stall=context.cancel)
             pump.start_reading(itertools.chain([first], request_iterator))
+            log.info(
+                "%s: %s connected, session %s",
+                offer.contract.id,
+                offer.contract.partner.name,
+                session.session_id,
+            )
             yield from pump.outgoing()
             if pump.error is not None:
                 raise pump.error
+            log.info("%s: session %s released its report", offer.contract.id, session.session_id)
         except CleanroomError as error:
             self._fail(context, session, error)
         except Exception as error:
@@ -182,6 +189,11 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         reason = str(error) if isinstance(error, CleanroomError) else "internal error"
         if session is not None:
             session.abort(reason)
+            log.warning(
+                "%s: session %s failed: %s", session.contract.id, session.session_id, reason
+            )
+        else:
+            log.warning("refused a partner before any session: %s", reason)
         if not context.is_active():
             return
         context.set_trailing_metadata(((ERROR_METADATA, type(error).__name__),))

@@ -33,6 +33,26 @@ def site(tmp_path_factory):
     stop_server(server)
 
 
+def test_serve_logs_one_line_per_session_outcome(tmp_path):
+    write_demo_files(tmp_path, brand_records=1500, partner_records=2500, min_set_size=100)
+    server, port = start_server(tmp_path)
+    try:
+        run(*partner_args(port, "--out", "report.json"), cwd=tmp_path)
+        edited = (tmp_path / "contract.toml").read_text() + "# one byte more\n"
+        (tmp_path / "edited.toml").write_text(edited)
+        refused = run(
+            *partner_args(port, "--out", "again.json", "--contract", "edited.toml"),
+            cwd=tmp_path,
+            check=False,
+        )
+    finally:
+        log = stop_server(server)
+    assert refused.returncode == 4  # the brand refuses a contract that differs by a byte
+    session_id = json.loads((tmp_path / "report.json").read_text())["session_id"]
+    assert f"session {session_id}" in log and "released its report" in log
+    assert "failed: contract hash mismatch" in log
+
+
 def test_partner_run_writes_the_report_the_brand_stored(site):
     directory, port = site
     result = run(*partner_args(port, "--out", "report.json", "--format", "json"), cwd=directory)
