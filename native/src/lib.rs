@@ -11,8 +11,11 @@ pub mod h2c;
 pub mod threads;
 pub mod x25519;
 
+/// The one failure a kernel reports about received data (whatever check failed).
+pub use x25519::Invalid;
+
 #[cfg(feature = "python")]
-mod python {
+pub(crate) mod python {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     use pyo3::prelude::*;
@@ -25,10 +28,10 @@ mod python {
     pyo3::import_exception!(cleanroom.errors, CryptoError);
 
     /// Elements per rayon task: big enough to amortise the scheduling, a multiple of 8 lanes.
-    const TASK: usize = 512;
+    pub(crate) const TASK: usize = 512;
 
     /// Run a kernel with the GIL released; an `Err` or a panic becomes CryptoError.
-    fn guarded<T: Send>(
+    pub(crate) fn guarded<T: Send>(
         py: Python<'_>,
         work: impl FnOnce() -> Result<T, x25519::Invalid> + Send,
     ) -> PyResult<T> {
@@ -165,8 +168,9 @@ mod python {
         m.add_function(wrap_pyfunction!(x25519_path, m)?)?;
         m.add_function(wrap_pyfunction!(bind_threads, m)?)?;
         m.add_function(wrap_pyfunction!(thread_count, m)?)?;
-        // ---- ElGamal (the `elgamal` branch): register its pyfunctions here, e.g.
-        // crate::elgamal::register(m)?;
+        // ---- ElGamal (the `elgamal` branch): add `pub mod elgamal;` at the top of this file
+        // and register its pyfunctions here (they may use `guarded`, `TASK` and CryptoError
+        // above), e.g. `crate::elgamal::register(m)?;`
         // ---- end ElGamal
         Ok(())
     }
