@@ -83,6 +83,13 @@ pub(crate) mod python {
 
     /// Borrow each item of a sequence of `bytes` (immutable, so readable without the GIL).
     fn borrowed_messages<'py>(messages: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        if messages.is_instance_of::<PyBytes>()
+            || messages.is_instance_of::<pyo3::types::PyString>()
+        {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "hash_to_curve_batch takes a sequence of bytes, not one bytes or str",
+            ));
+        }
         let mut held = Vec::with_capacity(messages.len().unwrap_or(0));
         for item in messages.try_iter()? {
             held.push(item?.cast_into::<PyBytes>().map_err(|_| {
