@@ -7,6 +7,7 @@
 //! panic all the same is caught here and reported as that error, never unwound into Python.
 
 pub mod crypto_mb;
+pub mod elgamal;
 pub mod h2c;
 pub mod threads;
 pub mod x25519;
@@ -165,8 +166,8 @@ mod python {
         m.add_function(wrap_pyfunction!(x25519_path, m)?)?;
         m.add_function(wrap_pyfunction!(bind_threads, m)?)?;
         m.add_function(wrap_pyfunction!(thread_count, m)?)?;
-        // ---- ElGamal (the `elgamal` branch): register its pyfunctions here, e.g.
-        // crate::elgamal::register(m)?;
+        // ---- ElGamal (the `elgamal` branch): its PyO3 layer is native/src/elgamal/python.rs
+        crate::elgamal::python::register(m)?;
         // ---- end ElGamal
         Ok(())
     }
