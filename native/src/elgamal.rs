@@ -25,9 +25,8 @@ pub const SCALAR_SIZE: usize = 32;
 /// 64 random bytes reduced mod l: a uniform scalar, bias below 2^-250.
 pub const WIDE_SCALAR_SIZE: usize = 64;
 
-/// The one error: bad lengths, encodings, points or scalars. Says nothing about which.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Invalid;
+/// The crate's one error (bad lengths, encodings, points or scalars; says nothing about which).
+pub use crate::Invalid;
 
 pub type Result<T> = std::result::Result<T, Invalid>;
 

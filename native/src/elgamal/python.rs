@@ -1,28 +1,18 @@
-//! The PyO3 layer of the ElGamal kernels: borrows `bytes`, releases the GIL, runs batches
-//! on the calling thread's rayon pool (`crate::threads`) and turns every failure into the one
-//! opaque `cleanroom.errors.CryptoError`. The kernels never panic on input; a panic all the
-//! same is caught here and reported as that error, never unwound into Python.
+//! The PyO3 layer of the ElGamal kernels, on the crate's (lib.rs): batches go through
+//! `guarded` (GIL released, the caller's rayon pool); one-element calls through `single`,
+//! which skips the pool hand-off that would cost more than the work. Every failure, and a
+//! panic all the same, is the one opaque `cleanroom.errors.CryptoError`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::threads;
+use crate::python::{guarded, CryptoError};
 
 use super::{bsgs, sum, Result};
 
-pyo3::import_exception!(cleanroom.errors, CryptoError);
-
-/// Run a batch kernel with the GIL released on the caller's rayon pool; `Err` or a panic
-/// is CryptoError.
-fn guarded<T: Send>(py: Python<'_>, work: impl FnOnce() -> Result<T> + Send) -> PyResult<T> {
-    let threads = threads::current();
-    single(py, || threads::run(threads, work))
-}
-
-/// Run a one-element kernel with the GIL released on the calling thread (no pool hand-off,
-/// which would cost more than the work); `Err` or a panic is CryptoError.
+/// Run a one-element kernel with the GIL released on the calling thread.
 fn single<T: Send>(py: Python<'_>, work: impl FnOnce() -> Result<T> + Send) -> PyResult<T> {
     match py.detach(|| catch_unwind(AssertUnwindSafe(work))) {
         Ok(Ok(value)) => Ok(value),
