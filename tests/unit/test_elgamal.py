@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from reference import elgamal as reference
 
 from cleanroom import _native
