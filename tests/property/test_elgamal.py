@@ -253,7 +253,9 @@ def _fuzz_calls(
         (_native.elgamal_check_encodings, (a,)),
         (_native.elgamal_clear_torsion, (a,)),
         (_native.elgamal_sum_by_mask, (a, b, number % 5)),
+        (_native.elgamal_sum_by_mask, (a, b, number)),
         (_native.elgamal_decrypt, (a, b, number % 2**41)),
+        (_native.elgamal_decrypt, (a, b, number)),
     ]
 
 
