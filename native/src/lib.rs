@@ -7,6 +7,7 @@
 //! panic all the same is caught here and reported as that error, never unwound into Python.
 
 pub mod crypto_mb;
+pub mod elgamal;
 pub mod h2c;
 pub mod lookup;
 pub mod sha256;
@@ -351,9 +352,8 @@ pub(crate) mod python {
         m.add_function(wrap_pyfunction!(x25519_path, m)?)?;
         m.add_function(wrap_pyfunction!(bind_threads, m)?)?;
         m.add_function(wrap_pyfunction!(thread_count, m)?)?;
-        // ---- ElGamal (the `elgamal` branch): add `pub mod elgamal;` at the top of this file
-        // and register its pyfunctions here (they may use `guarded`, `TASK` and CryptoError
-        // above), e.g. `crate::elgamal::register(m)?;`
+        // ---- ElGamal (the `elgamal` branch): its PyO3 layer is native/src/elgamal/python.rs
+        crate::elgamal::python::register(m)?;
         // ---- end ElGamal
         Ok(())
     }
