@@ -39,21 +39,28 @@ BUCKETS = 1 << 16
 _EMPTY = b"-"
 
 
-def list_sketch(digests: Sequence[Sequence[bytes | None]], key: bytes) -> np.ndarray:
-    """Bucket counts of the records (a record is the tuple of its digests, one per key)."""
+def list_sketch(
+    digests: Sequence[Sequence[bytes | None]], key: bytes, labels: Sequence[int] | None = None
+) -> np.ndarray:
+    """Bucket counts of the records: a record is the tuple of its digests, one per key, and
+    for a brand its segment label, so that relabelling a record counts as a change (it
+    moves the record's bucket: one removed, one added)."""
     counts = np.zeros(BUCKETS, dtype=np.uint32)
     if not digests or not len(digests[0]):
         return counts
+    tags = [b""] * len(digests[0]) if labels is None else [b"|s%d" % int(s) for s in labels]
     buckets = np.fromiter(
         (
             int.from_bytes(
                 hashlib.blake2b(
-                    b"|".join(d or _EMPTY for d in record), key=key, digest_size=4
+                    b"|".join(d or _EMPTY for d in record[:-1]) + record[-1],
+                    key=key,
+                    digest_size=4,
                 ).digest(),
                 "little",
             )
             % BUCKETS
-            for record in zip(*digests, strict=True)
+            for record in zip(*digests, tags, strict=True)
         ),
         dtype=np.int64,
         count=len(digests[0]),
