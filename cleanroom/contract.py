@@ -20,7 +20,7 @@ import phonenumbers
 
 from cleanroom.errors import ContractError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: dummy matches, padding and B (issue 9); 1 peers are refused at Hello
 MATCH_KEYS = ("email", "phone", "maid")
 NORMALIZATION_PROFILES = ("pair-1", "google-1")
 MECHANISMS = ("discrete_gaussian", "discrete_laplace", "none")

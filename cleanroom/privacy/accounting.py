@@ -45,7 +45,7 @@ from cleanroom.privacy.noise import NoiseMechanism, TruncatedLaplace, rho_for_ep
 def patterns(contract: Contract) -> int:
     """Match patterns the brand can observe for one W record, the no-match cell included:
     per key, no match or the segment matched, so (S + 1)^K."""
-    return (len(contract.segments) + 1) ** len(contract.keys)
+    return int((len(contract.segments) + 1) ** len(contract.keys))
 
 
 def first_segment_cells(contract: Contract) -> int:
@@ -57,7 +57,7 @@ def first_segment_cells(contract: Contract) -> int:
 
 def group_patterns(contract: Contract) -> int:
     """Patterns that put a dummy into one (segment, key) Z group: that key matched there."""
-    return (len(contract.segments) + 1) ** (len(contract.keys) - 1)
+    return int((len(contract.segments) + 1) ** (len(contract.keys) - 1))
 
 
 def brand_sensitivity(contract: Contract) -> tuple[int, float]:

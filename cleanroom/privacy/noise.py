@@ -187,7 +187,8 @@ class NoiseMechanism:
             h = math.ceil(12.0 * self.scale) + 1
             x = np.arange(-h, h + 1, dtype=np.float64)
             weights = np.exp(-(x * x) / (2.0 * self.scale * self.scale))
-        return weights / weights.sum()
+        pmf: np.ndarray = weights / weights.sum()
+        return pmf
 
     def tail(self, w: int) -> float:
         """P(|X| > w) for one draw."""
@@ -288,7 +289,8 @@ class TruncatedLaplace:
             return np.ones(1)
         x = np.arange(-self.shift, self.shift + 1, dtype=np.float64)
         weights = np.exp(-self.epsilon * np.abs(x))
-        return weights / weights.sum()
+        pmf: np.ndarray = weights / weights.sum()
+        return pmf
 
     def sample(self, size: int) -> np.ndarray:
         """``size`` draws in ``[0, 2 shift]``: OpenDP discrete Laplace draws of scale

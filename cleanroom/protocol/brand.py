@@ -264,10 +264,10 @@ class BrandSession:
             # Per (segment, key) group too: 1,000 emails and 3 phones would otherwise tell
             # which of those 3 phones the partner holds. An empty group is allowed.
             if 0 < elements < contract.min_set_size:
-                segment, key = divmod(g, self._keys)
+                s, k = divmod(g, self._keys)
                 raise PolicyError(
-                    f"the brand's segment '{contract.segments[segment]}' has {elements} "
-                    f"{contract.keys[key]} identifiers, below release.min_set_size = "
+                    f"the brand's segment '{contract.segments[s]}' has {elements} "
+                    f"{contract.keys[k]} identifiers, below release.min_set_size = "
                     f"{contract.min_set_size} (a group may be empty, not smaller)"
                 )
         check_set_difference(self.store, contract, self._sketch, "brand's")

@@ -264,10 +264,10 @@ class PartnerSession:
             # Padding adds 0 .. brand_padding elements: the group is either empty or at
             # least min_set_size, or the brand's software skipped its own group check.
             if self._brand_padding < elements < self.contract.min_set_size:
-                segment, key = divmod(g, self._keys)
+                s, k = divmod(g, self._keys)
                 raise PolicyError(
-                    f"the brand's segment '{self.contract.segments[segment]}' declared {elements}"
-                    f" {self.contract.keys[key]} elements: neither empty nor release.min_set_size"
+                    f"the brand's segment '{self.contract.segments[s]}' declared {elements}"
+                    f" {self.contract.keys[k]} elements: neither empty nor release.min_set_size"
                     f" = {self.contract.min_set_size} or more"
                 )
         if self.contract.overlap_only:
@@ -330,14 +330,17 @@ class PartnerSession:
         return self._sent(m for part in outgoing for m in part)
 
     def _check_streamed_brand_size(self) -> None:
-        """The brand's streamed elements bound each segment's record count from below (a
-        record gives at most one element per key). Refuse before any record leaves."""
+        """Without padding, the brand's streamed elements bound each segment's record count
+        from below (a record gives at most one element per key). With padding they include
+        up to ``brand_padding`` elements that match nothing, exactly as junk elements from a
+        dishonest brand would: the check is then on the streamed counts, and the partner's
+        protection against a tiny segment is its own dummies (docs/threat-model.md).
+        Refuse before any record leaves."""
         for s, segment in enumerate(self.contract.segments):
-            declared = max(self._declared[s * self._keys : (s + 1) * self._keys])
-            lower_bound = max(0, declared - self._brand_padding)
-            if lower_bound < self.contract.min_set_size:
+            streamed = max(self._declared[s * self._keys : (s + 1) * self._keys])
+            if streamed < self.contract.min_set_size:
                 raise PolicyError(
-                    f"the brand streamed elements for at most {lower_bound} records in segment "
+                    f"the brand streamed elements for at most {streamed} records in segment "
                     f"'{segment}', below release.min_set_size = {self.contract.min_set_size}"
                 )
 

@@ -114,7 +114,7 @@ def test_missing_file_is_named(tmp_path):
 def test_dst_binds_version_and_contract_hash():
     contract = parse_contract(text().encode())
     dst = contract.hash_to_curve_dst()
-    assert contract.sha256.encode() in dst and dst.startswith(b"CLEANROOM-V1-")
+    assert contract.sha256.encode() in dst and dst.startswith(b"CLEANROOM-V2-")
     assert len(dst) <= 255  # RFC 9380 section 5.3.3
 
 
