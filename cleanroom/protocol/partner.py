@@ -320,9 +320,6 @@ class PartnerSession:
             # aborts later: remember this list for the set-difference check from now on.
             assert self.session_id is not None
             self.store.remember_list(self.session_id, self.contract, pack(self._sketch))
-            # The records and their dummies show the brand this side's matching view:
-            # spend this session's budget before they leave.
-            self.store.charge(self.session_id, self.contract)
             outgoing.append(self._record_chunks())
             if not self.contract.overlap_only:
                 self._sums = [[None] * self._segments for _ in self.contract.attributes]
@@ -364,8 +361,11 @@ class PartnerSession:
             )
 
     def _record_chunks(self) -> Iterator[pb.PartnerMessage]:
-        """W: the real records' chunks re-cut with the dummy records at their positions."""
-        assert self._records is not None
+        """W: the real records' chunks re-cut with the dummy records at their positions.
+        The records and their dummies are the brand's matching view: this session's budget
+        is spent just before the first chunk leaves."""
+        assert self._records is not None and self.session_id is not None
+        self.store.charge(self.session_id, self.contract)
         width = self._keys * ELEMENT_SIZE
         real = iter(self._records.chunks)
         pending = bytearray()
