@@ -107,9 +107,8 @@ class PartnerSession:
         self._noise = self._budget.release
         self._brand_padding = brand_budget(contract).sizes.maximum
         self._z_padding = self._budget.sizes.maximum * group_patterns(contract)
-        self._dummy_patterns: list[
-            tuple[int, ...]
-        ] = []  # per dummy record: segment per key, -1 none
+        # per dummy record, the segment each key matches in (-1: no match)
+        self._dummy_patterns: list[tuple[int, ...]] = []
         self._dummy_slots = b""
         self._z_dummies: list[list[bytes]] = []
         self._is_dummy = np.zeros(0, dtype=bool)
