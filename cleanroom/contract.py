@@ -20,10 +20,11 @@ import phonenumbers
 
 from cleanroom.errors import ContractError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: dummy matches, padding and B (issue 9); 1 peers are refused at Hello
 MATCH_KEYS = ("email", "phone", "maid")
 NORMALIZATION_PROFILES = ("pair-1", "google-1")
-MECHANISMS = ("discrete_laplace", "discrete_gaussian", "none")
+MECHANISMS = ("discrete_gaussian", "discrete_laplace", "none")
+DEFAULT_MECHANISM = "discrete_gaussian"
 SET_DIFFERENCE_ACTIONS = ("refuse", "flag")
 DEFAULT_SEGMENT = "all"
 MAX_SEGMENTS = 16
@@ -47,6 +48,11 @@ RESERVED_ATTRIBUTE_NAMES = (
 #: left for the partner's list.
 MAX_NOISE_BOUND = 2**39
 
+#: The most dummy records a partner may add to one session (every match pattern at its
+#: maximum), and the most padding elements a brand may add to one (segment, key) group:
+#: a contract whose ``privacy.epsilon_match`` would need more is refused.
+MAX_DUMMY_RECORDS = 2**20
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 
@@ -69,7 +75,7 @@ _SCHEMA: dict[str, set[str]] = {
         "set_difference_min",
         "set_difference_action",
     },
-    "privacy": {"mechanism", "epsilon_per_session", "epsilon_total", "delta"},
+    "privacy": {"mechanism", "epsilon_per_session", "epsilon_total", "delta", "epsilon_match"},
 }
 _PARTY_FIELDS = {"name", "certificate_sha256"}
 
@@ -102,8 +108,17 @@ class Contract:
     epsilon_per_session: float
     epsilon_total: float
     delta: float
+    epsilon_match: float | None  # None: the default share (cleanroom.privacy.accounting)
+    #: What one session spends from each ledger, and what a ledger may hold in all: rho
+    #: (zero-concentrated DP) under discrete_gaussian, epsilon otherwise (docs/privacy.md).
+    ledger_per_session: float
+    ledger_total: float
     sha256: str
     source: str
+
+    @property
+    def ledger_unit(self) -> str:
+        return "rho" if self.mechanism == "discrete_gaussian" else "epsilon"
 
     @property
     def overlap_only(self) -> bool:
@@ -293,7 +308,7 @@ class _Validator:
             )
 
         privacy = self.table("privacy")
-        mechanism = self.get(privacy, "privacy", "mechanism", str)
+        mechanism = self.get(privacy, "privacy", "mechanism", str, default=DEFAULT_MECHANISM)
         if mechanism not in MECHANISMS:
             raise self.fail(
                 "privacy.mechanism", f"unknown {mechanism!r}; allowed: {', '.join(MECHANISMS)}"
@@ -306,9 +321,21 @@ class _Validator:
             raise self.fail(
                 "privacy.epsilon_total", "must be finite and at least epsilon_per_session"
             )
+        if "delta" not in privacy and mechanism != "none":
+            needs = (
+                "the discrete Gaussian's (epsilon, delta) guarantee"
+                if mechanism == "discrete_gaussian"
+                else "the dummy matches and padding"
+            )
+            raise self.fail("privacy.delta", f"missing field: {needs} needs it (e.g. delta = 1e-9)")
         delta = self.get(privacy, "privacy", "delta", float, default=1e-9)
         if not 0.0 < delta < 1e-3:
             raise self.fail("privacy.delta", "must be between 0 and 0.001")
+        epsilon_match: float | None = None
+        if "epsilon_match" in privacy:
+            epsilon_match = self.get(privacy, "privacy", "epsilon_match", float)
+            if not 0 < epsilon_match < float("inf"):
+                raise self.fail("privacy.epsilon_match", "must be a finite number greater than 0")
 
         contract = Contract(
             id=contract_id,
@@ -329,73 +356,83 @@ class _Validator:
             epsilon_per_session=epsilon,
             epsilon_total=epsilon_total,
             delta=delta,
+            epsilon_match=epsilon_match,
+            ledger_per_session=epsilon,
+            ledger_total=epsilon_total,
             sha256=sha256,
             source=self.source,
         )
-        self.check_noise_is_usable(contract)
-        return contract
+        return self.check_noise_is_usable(contract)
 
-    def check_noise_is_usable(self, contract: Contract) -> None:
-        """Refuse noise a session could not calibrate or decrypt, before any budget is spent.
-
-        The brand decrypts each attribute sum by baby-step giant-step over ``partner records
-        + partner noise bound`` (at most ``2**40``); found mid-session, after the ledgers
-        were charged, a larger bound would fail every session. The brand's own noise gets
-        the same limit: beyond it the noise swamps any count (and an absurdly small epsilon
-        would stall the tail-bound search).
-        """
-        if contract.mechanism == "none":
-            return
+    def check_noise_is_usable(self, contract: Contract) -> Contract:
+        """Calibrate both sides' noise now, and refuse (naming the field) what a session
+        could not run: no budget left for the release, more dummies or padding than
+        ``MAX_DUMMY_RECORDS``, or noise beyond ``MAX_NOISE_BOUND`` (the brand decrypts sums
+        up to 2**40; past it no count could be represented). Returns the contract with its
+        ledger amounts (rho under the Gaussian)."""
         # Imported here: the privacy package imports this module (and OpenDP is slow to load).
+        import dataclasses
+
         from opendp.mod import OpenDPException
 
         from cleanroom.privacy import accounting
 
-        sides = [
-            (
-                "brand",
-                "larger noise would swamp any count",
-                accounting.brand_sensitivity,
-                accounting.brand_mechanism,
+        budget_fields = "privacy.epsilon_per_session / privacy.epsilon_total / privacy.delta"
+        # An absurdly small epsilon would stall every search below: the Laplace scale is
+        # L1 / epsilon and the Gaussian's is at least that large, so check it first.
+        scale = accounting.brand_sensitivity(contract)[0] / contract.epsilon_per_session
+        if contract.mechanism != "none" and scale > MAX_NOISE_BOUND:
+            raise self.fail(
+                "privacy.epsilon_per_session",
+                f"too small: the brand's noise scale would be {scale:.3g}, above "
+                f"{MAX_NOISE_BOUND} (2**39): its noise could not be represented",
             )
-        ]
-        if not contract.overlap_only:
-            sides.insert(
-                0,
-                (
-                    "partner",
-                    "the brand decrypts attribute sums up to 2**40, half of it kept for the list",
-                    accounting.partner_sensitivity,
-                    accounting.partner_mechanism,
-                ),
+        try:
+            contract = dataclasses.replace(
+                contract,
+                ledger_per_session=accounting.ledger_per_session(contract),
+                ledger_total=accounting.ledger_total(contract),
             )
-        field = "privacy.epsilon_per_session"
-        for role, reason, sensitivity, mechanism in sides:
-            limit = f"{MAX_NOISE_BOUND} (2**39: {reason})"
-            # The discrete Laplace bound exceeds its scale, L1 / epsilon: checking that first
-            # keeps an absurdly small epsilon out of the tail search.
-            scale = sensitivity(contract)[0] / contract.epsilon_per_session
-            if contract.mechanism == "discrete_laplace" and scale > MAX_NOISE_BOUND:
-                raise self.fail(
-                    field,
-                    f"too small: the {role}'s noise scale would be {scale:.3g}, above {limit}",
-                )
-            try:
-                bound = mechanism(contract).bound()
-            except OpenDPException as exc:  # e.g. a discrete Gaussian with tiny epsilon and delta
-                gaussian = contract.mechanism == "discrete_gaussian"
-                raise self.fail(
-                    f"{field} / privacy.delta" if gaussian else field,
-                    f"too small for OpenDP to calibrate the {role}'s noise "
-                    f"({str(exc).strip()[:120]})",
-                ) from None
+            if contract.mechanism == "none":
+                return contract
+            budgets = [("brand", accounting.brand_budget(contract))]
+            if not contract.overlap_only:
+                budgets.append(("partner", accounting.partner_budget(contract)))
+            else:
+                accounting.partner_budget(contract)  # its dummies are checked below
+            bounds = [(role, budget.release.bound()) for role, budget in budgets]
+        except ValueError:
+            raise self.fail(
+                "privacy.epsilon_match",
+                f"too large: {accounting.epsilon_match(contract):g} leaves nothing of the "
+                "session's budget for the released counts; lower it",
+            ) from None
+        except OpenDPException as exc:  # e.g. a discrete Gaussian with tiny epsilon and delta
+            raise self.fail(
+                budget_fields,
+                f"too small for OpenDP to calibrate the noise ({str(exc).strip()[:120]})",
+            ) from None
+        for role, bound in bounds:
             if bound > MAX_NOISE_BOUND:
                 raise self.fail(
-                    field,
+                    "privacy.epsilon_per_session",
                     f"too small for {len(contract.keys)} keys, {len(contract.segments)} segments "
                     f"and {len(contract.attributes)} attributes: the {role}'s noise bound would "
-                    f"be {bound}, above {limit}",
+                    f"be {bound}, above {MAX_NOISE_BOUND} (2**39): its noise could not be "
+                    "represented (the brand decrypts sums up to 2**40)",
                 )
+        patterns = accounting.patterns(contract)
+        dummies = patterns * accounting.partner_budget(contract).sizes.maximum
+        padding = accounting.brand_budget(contract).sizes.maximum
+        if max(dummies, padding) > MAX_DUMMY_RECORDS:
+            raise self.fail(
+                "privacy.epsilon_match",
+                f"too small for {patterns} match patterns ({len(contract.segments)} segments + 1,"
+                f" to the power of {len(contract.keys)} keys): up to {max(dummies, padding)} dummy "
+                f"records or padding elements per session, above the limit {MAX_DUMMY_RECORDS}; "
+                "raise it, or use fewer segments or keys",
+            )
+        return contract
 
 
 _KIND_NAMES = {

@@ -131,15 +131,19 @@ def contract_text(
     segments: tuple[str, ...] = SEGMENTS,
     attributes: tuple[str, ...] = ATTRIBUTES,
     keys: tuple[str, ...] = ("email", "phone"),
-    mechanism: str = "discrete_laplace",
+    mechanism: str = "discrete_gaussian",
     epsilon: float = 1.0,
     epsilon_total: float = 10.0,
+    delta: float = 1e-9,
+    epsilon_match: float | None = 0.35,
     min_set_size: int = 1000,
     min_overlap: int = 50,
     expires: str = "2099-12-31",
 ) -> str:
     def names(values: tuple[str, ...]) -> str:
         return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+    match = "" if epsilon_match is None else f"epsilon_match = {epsilon_match}\n"
 
     return f"""[contract]
 id = "{contract_id}"
@@ -169,7 +173,8 @@ max_invalid_fraction = 0.2
 mechanism = "{mechanism}"
 epsilon_per_session = {epsilon}
 epsilon_total = {epsilon_total}
-"""
+delta = {delta}
+{match}"""
 
 
 def brand_config_text(contract: str, listen: str = "127.0.0.1:0", crm: str = "crm.csv") -> str:

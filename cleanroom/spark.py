@@ -201,7 +201,9 @@ def _sketch_batches(
     counts = np.zeros(BUCKETS, dtype=np.uint64)
     for batch in batches:
         digests = [batch.column(f"k{k}").to_pylist() for k in range(keys)]
-        counts += list_sketch(digests, key)
+        # a brand's records carry their segment label in the sketch (privacy/setdiff.py)
+        labels = batch.column("segment").to_pylist() if "segment" in batch.schema.names else None
+        counts += list_sketch(digests, key, labels)
     yield pa.RecordBatch.from_pydict({"sketch": pa.array([counts.astype("<u8").tobytes()])})
 
 

@@ -1,78 +1,161 @@
-"""How much noise each side adds, derived honestly from the contract.
+"""What each side spends per session, and on what noise, derived from the contract.
 
-The privacy unit is one row of a party's list. Each side spends ``epsilon_per_session``
-to protect its own rows from the other side, with noise only it knows (DESIGN §5):
+Every formula here is derived in docs/privacy.md; the numbers come from OpenDP's privacy
+maps (:mod:`cleanroom.privacy.noise`).
 
-Brand (noise on every released overlap and attribute count). Removing one brand row
-changes the match of at most K partner records (K = number of match keys: the row has at
-most one identifier per key, and each identifier sits in at most one de-duplicated
-partner record). Each such record can leave its segment or move to another (by_segment
-changes by at most 2 in L1, 1 with one segment), can leave the total (released as its
-own noisy count when S > 1, so a suppressed segment cannot be recovered by subtraction),
-can switch the key it matched by (by_key: at most 2, released only when K > 1), and can
-move each of its A attribute counts between segments (at most 2 per attribute, 1 with
-one segment).
+Budget. The contract promises each party (``epsilon_total``, ``delta``)-DP over the
+contract's life. Under ``discrete_gaussian`` the ledgers hold rho (zero-concentrated DP):
+half of ``delta`` goes to converting the total rho to (epsilon, delta), so the ledger's
+total is ``rho_for_epsilon(epsilon_total, delta / 2)``; each session spends the share
+``epsilon_per_session / epsilon_total`` of it, and of the other half of ``delta`` (the
+probability that a dummy or padding count hits its edge). Under ``discrete_laplace`` the
+ledgers hold epsilon, as pure DP, and the whole ``delta`` is for those edges.
 
-    L1 = K * (c_s + c_t + c_k + A * c_s),
-    c_s = 2 if S > 1 else 1,  c_t = 1 if S > 1 else 0,  c_k = 2 if K > 1 else 0
+Within a session each side spends ``epsilon_match`` (pure, or its zCDP image
+epsilon_match^2 / 2) on the sizes the other side sees (the partner's dummy matches, the
+brand's group padding) and the rest on the noise of its released counts.
 
-Partner (noise on the attribute sums, under encryption, and on its base counts). One
-partner record sits in at most one segment, so it adds at most 1 to one (attribute,
-segment) sum per attribute, and at most 1 to each base count:
+Sensitivities, to one row of the side's own list (add or remove):
 
-    L1 = 2 * A
+Brand: it releases its records per segment (S), the overlap per segment (S) and the
+attribute counts (A x S). One brand row is one record of one segment: 1 in that segment's
+count. It holds at most one identifier per key, each in at most one partner record, so it
+decides the match of at most K partner records, all matched in the row's segment s; the
+one matched by its last key can only leave s, each other can leave s or move to one other
+segment (never both). Per row of cells (the overlap, and each attribute):
+-K at s and at most +(K-1) elsewhere, so
 
-For the Gaussian mechanism the L2 sensitivity is computed the same way, per record,
-and multiplied by K (the brand's K affected records can all move the same cells).
+    L2^2 = 1 + (K^2 + (K-1)^2) (1 + A)      L1 = 1 + (2K - 1) (1 + A)       (S > 1)
+    L2^2 = 1 + K^2 (1 + A)                  L1 = 1 + K (1 + A)              (S = 1)
+
+Partner: one record adds at most 1 to one (attribute, segment) sum and to the base count,
+per attribute: L2^2 = L1 = 2A; and 1 to one cell of the matching-pattern histogram.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 from cleanroom.contract import Contract
-from cleanroom.privacy.noise import NoiseMechanism
+from cleanroom.privacy.noise import NoiseMechanism, TruncatedLaplace, rho_for_epsilon, rho_of_pure
 
 
-def _segment_factor(contract: Contract) -> int:
-    return 2 if len(contract.segments) > 1 else 1
+def patterns(contract: Contract) -> int:
+    """Match patterns the brand can observe for one W record, the no-match cell included:
+    per key, no match or the segment matched, so (S + 1)^K."""
+    return int((len(contract.segments) + 1) ** len(contract.keys))
 
 
-def _key_factor(contract: Contract) -> int:
-    return 2 if len(contract.keys) > 1 else 0
+def first_segment_cells(contract: Contract) -> int:
+    """Patterns whose first matching key (contract order) matched in a given segment:
+    the key k is first when keys 0..k-1 did not match; later keys are free."""
+    s, k = len(contract.segments), len(contract.keys)
+    return sum((s + 1) ** (k - 1 - j) for j in range(k))
+
+
+def group_patterns(contract: Contract) -> int:
+    """Patterns that put a dummy into one (segment, key) Z group: that key matched there."""
+    return int((len(contract.segments) + 1) ** (len(contract.keys) - 1))
 
 
 def brand_sensitivity(contract: Contract) -> tuple[int, float]:
-    """(L1, L2) sensitivity of the brand's released vector to one brand row."""
-    k = len(contract.keys)
-    a = len(contract.attributes)
-    cs, ck = _segment_factor(contract), _key_factor(contract)
-    ct = 1 if len(contract.segments) > 1 else 0
-    cells = cs + ct + ck + a * cs  # cells one affected record moves, each by 1
-    l1 = k * cells
-    l2 = k * math.sqrt(cells)
-    return l1, l2
+    """(L1, L2) of the brand's released vector to one brand row (docstring above)."""
+    k, a = len(contract.keys), len(contract.attributes)
+    if len(contract.segments) > 1:
+        l1, l2_squared = 1 + (2 * k - 1) * (1 + a), 1 + (k * k + (k - 1) ** 2) * (1 + a)
+    else:
+        l1, l2_squared = 1 + k * (1 + a), 1 + k * k * (1 + a)
+    return l1, math.sqrt(l2_squared)
 
 
 def partner_sensitivity(contract: Contract) -> tuple[int, float]:
-    """(L1, L2) sensitivity of the partner's released vector to one partner record."""
+    """(L1, L2) of the partner's released vector to one partner record (at least 1: an
+    overlap-only contract releases nothing the partner noises)."""
     a = len(contract.attributes)
-    return 2 * a, math.sqrt(2 * a)
+    return max(1, 2 * a), math.sqrt(max(1, 2 * a))
 
 
-def _mechanism(contract: Contract, l1: int, l2: float) -> NoiseMechanism:
-    return NoiseMechanism.from_contract(
-        contract.mechanism,
-        contract.epsilon_per_session,
-        l1_sensitivity=max(l1, 1),
-        l2_sensitivity=max(l2, 1.0),
-        delta=contract.delta,
+def ledger_total(contract: Contract) -> float:
+    """What each ledger may hold for this contract: rho (Gaussian) or epsilon."""
+    if contract.mechanism == "discrete_gaussian":
+        return _rho_total(contract.epsilon_total, contract.delta)
+    return contract.epsilon_total
+
+
+def ledger_per_session(contract: Contract) -> float:
+    if contract.mechanism == "discrete_gaussian":
+        return ledger_total(contract) * contract.epsilon_per_session / contract.epsilon_total
+    return contract.epsilon_per_session
+
+
+@functools.lru_cache(maxsize=64)
+def _rho_total(epsilon_total: float, delta: float) -> float:
+    return rho_for_epsilon(epsilon_total, delta / 2)
+
+
+def _size_delta(contract: Contract) -> float:
+    """Per session, the chance budget for dummy and padding counts to hit their edges."""
+    share = contract.epsilon_per_session / contract.epsilon_total
+    half = 0.5 if contract.mechanism == "discrete_gaussian" else 1.0
+    return contract.delta * half * share
+
+
+def epsilon_match(contract: Contract) -> float:
+    """The contract's ``privacy.epsilon_match`` or, when absent, a quarter of the session's
+    budget: rho_match = rho_session / 4 (Gaussian) or epsilon_per_session / 4 (Laplace)."""
+    if contract.epsilon_match is not None:
+        return contract.epsilon_match
+    if contract.mechanism == "discrete_gaussian":
+        return math.sqrt(2 * ledger_per_session(contract) / 4)
+    return contract.epsilon_per_session / 4
+
+
+@dataclass(frozen=True)
+class SideBudget:
+    """One side's spending in one session: the sizes it shows the other side, then the
+    noise on its released counts; ``match_cost`` + the release's loss = ``per_session``."""
+
+    release: NoiseMechanism
+    sizes: TruncatedLaplace  # partner: dummies per pattern; brand: padding per group
+    match_cost: float  # rho (Gaussian) or epsilon (Laplace) of the sizes
+    per_session: float
+
+
+def partner_budget(contract: Contract) -> SideBudget:
+    return _budget(contract, groups=1, sensitivity=partner_sensitivity(contract))
+
+
+def brand_budget(contract: Contract) -> SideBudget:
+    """The brand's padding: one row changes K groups by 1. Padding costs only bandwidth, so
+    the brand spends half of epsilon_match on it: each group gets epsilon_match / (2 sqrt(K))
+    (zCDP adds the K groups' rho: a quarter of the partner's matching rho) or
+    epsilon_match / (2K) (pure DP adds the K epsilons: half of epsilon_match)."""
+    return _budget(
+        contract, groups=len(contract.keys), sensitivity=brand_sensitivity(contract), share=0.5
     )
 
 
-def brand_mechanism(contract: Contract) -> NoiseMechanism:
-    return _mechanism(contract, *brand_sensitivity(contract))
+def _budget(
+    contract: Contract, groups: int, sensitivity: tuple[int, float], share: float = 1.0
+) -> SideBudget:
+    per_session = ledger_per_session(contract)
+    if contract.mechanism == "none":
+        return SideBudget(NoiseMechanism.none(), TruncatedLaplace.zero(), 0.0, per_session)
+    total_match = epsilon_match(contract) * share
+    gaussian = contract.mechanism == "discrete_gaussian"
+    per_group = total_match / (math.sqrt(groups) if gaussian else groups)
+    sizes = TruncatedLaplace.for_delta(per_group, _size_delta(contract) / groups)
+    match_cost = groups * (rho_of_pure(per_group) if gaussian else per_group)
+    left = per_session - match_cost
+    if left <= per_session * 1e-9:
+        raise ValueError("no budget left for the release")  # the contract check names the field
+    l1, l2 = sensitivity
+    release = NoiseMechanism.gaussian(left, l2) if gaussian else NoiseMechanism.laplace(left, l1)
+    return SideBudget(release, sizes, match_cost, per_session)
 
 
-def partner_mechanism(contract: Contract) -> NoiseMechanism:
-    return _mechanism(contract, *partner_sensitivity(contract))
+def overlap_offset(contract: Contract, partner_sizes: TruncatedLaplace) -> int:
+    """Expected dummies the brand counts in each segment's overlap: public, subtracted."""
+    return partner_sizes.shift * first_segment_cells(contract)

@@ -1,329 +1,358 @@
-"""Integer differential-privacy noise for released counts, drawn through OpenDP.
+"""Integer differential-privacy noise, drawn and accounted through OpenDP.
 
-Every released count carries integer noise added by the side whose rows it protects
-(DESIGN §5). The contract names the mechanism (``privacy.mechanism``):
+Two kinds of noise (docs/privacy.md):
 
-``discrete_laplace``
-    P(X = x) ∝ exp(-|x| / scale), scale = l1_sensitivity / epsilon: pure ε-DP.
-``discrete_gaussian``
-    P(X = x) ∝ exp(-x² / (2 scale²)). OpenDP states it as rho-zCDP; we convert it to
-    (ε, δ)-DP with ``make_zCDP_to_approxDP`` and ``make_fix_delta`` and pick the
-    smallest scale that meets (``privacy.epsilon_per_session``, ``privacy.delta``).
-``none``
-    No noise (tests and demos where both parties agree to exact numbers).
+* **Release noise** on every released count, added by the side whose rows it protects:
+  ``discrete_gaussian`` (the default; OpenDP's ``make_gaussian`` on 64-bit integers, a
+  rho-zCDP measurement on L2 sensitivity) or ``discrete_laplace`` (``make_laplace``, a pure
+  epsilon-DP measurement on L1 sensitivity); ``none`` adds nothing.
+* **Size noise** (:class:`TruncatedLaplace`): a non-negative count on ``[0, 2 shift]``,
+  ``P(d) ∝ exp(-epsilon |d - shift|)``, for the partner's dummy matches and the brand's
+  padding. It is OpenDP's discrete Laplace draw, resampled until it falls in range.
 
-All randomness comes from OpenDP's samplers (exact integer samplers over a CSPRNG),
-never from ``numpy.random``.
+All randomness comes from OpenDP's exact integer samplers over a CSPRNG, never from
+``numpy.random``; every draw is a 64-bit integer (``atom_domain(T="i64")``), so no noise is
+clipped at 2**31 (a 32-bit draw that saturates would reveal the true count).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import opendp.prelude as dp
 
-from cleanroom.errors import ContractError
-
 # OpenDP gates every measurement and combinator outside its vetted core behind the
-# "contrib" feature flag; make_laplace, make_gaussian, make_zCDP_to_approxDP and
-# make_fix_delta all need it (without it they raise "requires contrib"). The flag
-# only unlocks those constructors; it does not weaken anything else we use
-# ("floating-point" and "honest-but-curious" stay off).
+# "contrib" feature flag; make_laplace, make_gaussian, make_pureDP_to_zCDP,
+# make_zCDP_to_approxDP and make_fix_delta all need it. The flag only unlocks those
+# constructors ("floating-point" and "honest-but-curious" stay off).
 dp.enable_features("contrib")
 
-MECHANISMS = ("discrete_laplace", "discrete_gaussian", "none")
-
-DEFAULT_DELTA = 1e-9
+MECHANISMS = ("discrete_gaussian", "discrete_laplace", "none")
 
 #: Probability that |noise| exceeds :meth:`NoiseMechanism.bound` (per released count).
 BOUND_FAILURE = 2.0**-40
 
-# Above this scale the discrete Gaussian tail is bounded analytically rather than
-# summed term by term (the sum needs ~40 x scale terms, 3 float64 arrays of them).
-_EXACT_TAIL_MAX_SCALE = 1e4
+#: The largest scale whose probability mass function is tabulated for exact intervals; above
+#: it, intervals use the sub-Gaussian bound of the sum (still not a union bound).
+_EXACT_MAX_SCALE = 2e4
 
 
-def split_epsilon(epsilon: float, parts: int) -> float:
-    """Epsilon for each of ``parts`` releases so they compose to ``epsilon``.
-
-    Basic (sequential) composition: ``parts`` mechanisms that are each
-    (epsilon / parts)-DP are epsilon-DP together.
-    """
-    if parts < 1:
-        raise ValueError(f"parts must be >= 1, got {parts}")
-    _check_epsilon(epsilon)
-    return epsilon / parts
+def _integers() -> Any:
+    return dp.vector_domain(dp.atom_domain(T="i64"))
 
 
-def _check_epsilon(epsilon: float) -> None:
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
-        raise ContractError(
-            f"privacy.epsilon_per_session must be a number, got {type(epsilon).__name__}"
-        )
-    if not math.isfinite(epsilon) or epsilon <= 0:
-        raise ContractError(
-            f"privacy.epsilon_per_session must be a finite number > 0, got {epsilon!r}"
-        )
+def laplace_measurement(scale: float) -> dp.Measurement:
+    """OpenDP's discrete Laplace on 64-bit integer vectors, L1 distance (pure DP)."""
+    return dp.m.make_laplace(_integers(), dp.l1_distance(T="i64"), scale=scale)
 
 
-def _laplace_space() -> tuple[dp.Domain, dp.Metric]:
-    return dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int)
+def gaussian_measurement(scale: float) -> dp.Measurement:
+    """OpenDP's discrete Gaussian on 64-bit integer vectors, L2 distance (rho-zCDP). A float
+    metric so that L2 sensitivities such as sqrt(36) or sqrt(12) are expressible."""
+    return dp.m.make_gaussian(_integers(), dp.l2_distance(T=float), scale=scale)
 
 
-def _gaussian_space() -> tuple[dp.Domain, dp.Metric]:
-    # A float L2 metric so that non-integer L2 sensitivities (sqrt(k)) are expressible;
-    # the data and the noise stay integers.
-    return dp.vector_domain(dp.atom_domain(T=int)), dp.l2_distance(T=float)
-
-
-def _laplace_measurement(scale: float) -> dp.Measurement:
-    return dp.m.make_laplace(*_laplace_space(), scale=scale)
-
-
-def _gaussian_measurement(scale: float, delta: float) -> dp.Measurement:
-    zcdp = dp.m.make_gaussian(*_gaussian_space(), scale=scale)
-    return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(zcdp), delta)
-
-
-def _privacy_map(meas: dp.Measurement, d_in: Any) -> Any:
+def _map(meas: dp.Measurement, d_in: Any) -> Any:
     return meas.map(d_in)  # type: ignore[no-untyped-call]  # opendp's map is untyped
+
+
+# -- conversions, all through OpenDP's own maps ------------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def epsilon_of_rho(rho: float, delta: float) -> float:
+    """The epsilon at ``delta`` of a rho-zCDP mechanism: OpenDP's ``make_zCDP_to_approxDP``
+    then ``make_fix_delta`` (the Canonne-Kamath-Steinke 2020 conversion), applied to a
+    discrete Gaussian of scale 1 at the input distance sqrt(2 rho), whose map is rho."""
+    if rho <= 0:
+        return 0.0
+    meas = dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(gaussian_measurement(1.0)), delta)
+    return float(_map(meas, math.sqrt(2.0 * rho))[0])
+
+
+@functools.lru_cache(maxsize=256)
+def rho_for_epsilon(epsilon: float, delta: float) -> float:
+    """The largest rho whose (epsilon, delta) conversion (:func:`epsilon_of_rho`) stays
+    within ``epsilon``: the zCDP budget an (epsilon, delta) promise buys."""
+    low, high = 0.0, max(epsilon, 1.0)
+    for _ in range(200):
+        middle = (low + high) / 2
+        if epsilon_of_rho(middle, delta) <= epsilon:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+@functools.lru_cache(maxsize=256)
+def rho_of_pure(epsilon: float) -> float:
+    """OpenDP's ``make_pureDP_to_zCDP`` (Bun and Steinke 2016, Prop. 1.4: epsilon-DP implies
+    epsilon^2/2-zCDP), applied to a discrete Laplace whose map is ``epsilon`` at distance 1."""
+    meas = dp.c.make_pureDP_to_zCDP(laplace_measurement(_laplace_scale(epsilon, 1)))
+    return float(_map(meas, 1))
 
 
 @functools.lru_cache(maxsize=256)
 def _laplace_scale(epsilon: float, l1: int) -> float:
     scale = l1 / epsilon
-    # l1 / (l1 / eps) can round one ulp above eps, and OpenDP's privacy maps round
-    # conservatively; step the scale up by ulps until OpenDP itself accepts it.
-    while _privacy_map(_laplace_measurement(scale), l1) > epsilon:
+    # l1 / (l1 / eps) can round one ulp above eps, and OpenDP's maps round conservatively:
+    # step the scale up by ulps until OpenDP itself reports at most epsilon.
+    while _map(laplace_measurement(scale), l1) > epsilon:
         scale = math.nextafter(scale, math.inf)
     return scale
 
 
 @functools.lru_cache(maxsize=256)
-def _gaussian_scale(epsilon: float, delta: float, l2: float) -> float:
-    # binary_search_param returns the smallest scale for which the chain's check passes,
-    # i.e. map(l2) = (eps', delta) with eps' <= epsilon. About 0.3 s, hence the cache.
-    return float(
-        dp.binary_search_param(
-            lambda s: _gaussian_measurement(s, delta), d_in=float(l2), d_out=(epsilon, delta)
-        )
-    )
+def _gaussian_scale(rho: float, l2: float) -> float:
+    # OpenDP's map is rho = (l2 / scale)^2 / 2; binary_search_param returns the smallest
+    # scale whose map at l2 is at most rho.
+    return float(dp.binary_search_param(gaussian_measurement, d_in=float(l2), d_out=rho))
+
+
+# -- release noise -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class NoiseMechanism:
-    """One contract's noise mechanism, calibrated to a sensitivity.
+    """One side's release noise, calibrated to the sensitivity of everything it releases.
 
-    Build it with :meth:`from_contract`, which validates the contract fields.
-    ``l1_sensitivity`` calibrates the discrete Laplace, ``l2_sensitivity`` the
-    discrete Gaussian; ``delta`` is only used by the Gaussian.
+    Build it with :meth:`gaussian`, :meth:`laplace` or :meth:`none`.
     """
 
     name: str
-    epsilon: float
-    l1_sensitivity: int
-    l2_sensitivity: float
-    delta: float = DEFAULT_DELTA
+    scale: float
+    sensitivity: float  # L2 for the Gaussian, L1 for the Laplace, 0 for none
 
     @classmethod
-    def from_contract(
-        cls,
-        name: str,
-        epsilon: float,
-        *,
-        l1_sensitivity: int,
-        l2_sensitivity: float,
-        delta: float = DEFAULT_DELTA,
-    ) -> NoiseMechanism:
-        """Validate the contract's ``privacy`` fields and the sensitivities.
+    def gaussian(cls, rho: float, l2_sensitivity: float) -> NoiseMechanism:
+        """rho-zCDP at L2 sensitivity ``l2_sensitivity`` (smallest such scale)."""
+        if not (rho > 0 and l2_sensitivity > 0):
+            raise ValueError(f"rho and sensitivity must be > 0, got {rho!r}, {l2_sensitivity!r}")
+        l2 = float(l2_sensitivity)
+        return cls("discrete_gaussian", _gaussian_scale(float(rho), l2), l2)
 
-        Raises :class:`ContractError` naming ``privacy.mechanism``,
-        ``privacy.epsilon_per_session`` or ``privacy.delta``. Epsilon must be > 0 for
-        every mechanism, ``none`` included, so the ledger always has something to
-        deduct; it does not affect ``none``.
-        """
-        if name not in MECHANISMS:
-            raise ContractError(
-                f"privacy.mechanism must be one of {', '.join(MECHANISMS)}, got {name!r}"
+    @classmethod
+    def laplace(cls, epsilon: float, l1_sensitivity: int) -> NoiseMechanism:
+        """epsilon-DP at L1 sensitivity ``l1_sensitivity``."""
+        if not (epsilon > 0 and l1_sensitivity >= 1):
+            raise ValueError(
+                f"epsilon and sensitivity must be > 0: {epsilon!r}, {l1_sensitivity!r}"
             )
-        _check_epsilon(epsilon)
-        if name == "discrete_gaussian" and not (
-            isinstance(delta, (int, float)) and not isinstance(delta, bool) and 0 < delta < 1
-        ):
-            raise ContractError(f"privacy.delta must be a number in (0, 1), got {delta!r}")
-        if isinstance(l1_sensitivity, bool) or int(l1_sensitivity) != l1_sensitivity:
-            raise ValueError(f"l1_sensitivity must be an integer, got {l1_sensitivity!r}")
-        if l1_sensitivity < 1:
-            raise ValueError(f"l1_sensitivity must be >= 1, got {l1_sensitivity!r}")
-        if not (math.isfinite(l2_sensitivity) and l2_sensitivity > 0):
-            raise ValueError(f"l2_sensitivity must be a finite number > 0, got {l2_sensitivity!r}")
         return cls(
-            name=name,
-            epsilon=float(epsilon),
-            l1_sensitivity=int(l1_sensitivity),
-            l2_sensitivity=float(l2_sensitivity),
-            delta=float(delta),
+            "discrete_laplace", _laplace_scale(float(epsilon), int(l1_sensitivity)), l1_sensitivity
         )
 
-    # -- calibration --------------------------------------------------------------
-
-    @property
-    def scale(self) -> float:
-        """The noise scale.
-
-        * discrete_laplace: ``l1_sensitivity / epsilon`` (raised by at most a few ulps
-          if floating-point rounding would otherwise make OpenDP's map exceed epsilon);
-        * discrete_gaussian: the smallest sigma for which OpenDP's discrete Gaussian,
-          converted from zCDP to (epsilon, delta)-DP, satisfies (epsilon, delta) at
-          ``l2_sensitivity`` (``dp.binary_search_param``; cached per parameters);
-        * none: 0.
-        """
-        if self.name == "discrete_laplace":
-            return _laplace_scale(self.epsilon, self.l1_sensitivity)
-        if self.name == "discrete_gaussian":
-            return _gaussian_scale(self.epsilon, self.delta, self.l2_sensitivity)
-        return 0.0
-
-    @property
-    def sensitivity(self) -> int | float:
-        """The sensitivity the mechanism is calibrated to (L1 for Laplace, L2 otherwise)."""
-        return self.l1_sensitivity if self.name == "discrete_laplace" else self.l2_sensitivity
+    @classmethod
+    def none(cls) -> NoiseMechanism:
+        return cls("none", 0.0, 0.0)
 
     def measurement(self) -> dp.Measurement | None:
-        """The OpenDP measurement: vector of int counts -> noisy counts.
-
-        discrete_laplace: ``make_laplace`` on ``vector_domain(atom_domain(T=int))`` with
-        ``l1_distance``; its map gives epsilon (MaxDivergence).
-        discrete_gaussian: ``make_gaussian`` with ``l2_distance`` wrapped in
-        ``make_zCDP_to_approxDP`` and ``make_fix_delta(delta)``; its map gives
-        ``(epsilon, delta)``. ``none``: None.
-        """
         if self.name == "discrete_laplace":
-            return _laplace_measurement(self.scale)
+            return laplace_measurement(self.scale)
         if self.name == "discrete_gaussian":
-            return _gaussian_measurement(self.scale, self.delta)
+            return gaussian_measurement(self.scale)
         return None
 
-    # -- sampling -----------------------------------------------------------------
+    def privacy_loss(self) -> float:
+        """OpenDP's map at this sensitivity: rho (Gaussian) or epsilon (Laplace)."""
+        meas = self.measurement()
+        if meas is None:
+            return 0.0
+        d_in = int(self.sensitivity) if self.name == "discrete_laplace" else self.sensitivity
+        return float(_map(meas, d_in))
 
     def sample(self, size: int) -> np.ndarray:
-        """``size`` independent integer noise values (int64), drawn by OpenDP.
-
-        The measurement is applied to a vector of zeros, so each value is one draw
-        of the mechanism's noise. ``none`` returns zeros.
-        """
+        """``size`` independent 64-bit noise values drawn by OpenDP (zeros for ``none``)."""
         if isinstance(size, bool) or int(size) != size or size < 0:
             raise ValueError(f"size must be a non-negative integer, got {size!r}")
-        size = int(size)
         meas = self.measurement()
         if meas is None or size == 0:
-            return np.zeros(size, dtype=np.int64)
-        return np.asarray(meas([0] * size), dtype=np.int64)
+            return np.zeros(int(size), dtype=np.int64)
+        return np.asarray(meas([0] * int(size)), dtype=np.int64)
 
-    # -- tails ----------------------------------------------------------------------
+    def pmf(self) -> np.ndarray:
+        """P(X = x) for x = -h .. h (h = len // 2), tails beyond h below 1e-30."""
+        if self.name == "none":
+            return np.ones(1)
+        if self.name == "discrete_laplace":
+            h = math.ceil(70.0 * self.scale) + 1
+            x = np.arange(-h, h + 1, dtype=np.float64)
+            weights = np.exp(-np.abs(x) / self.scale)
+        else:
+            h = math.ceil(12.0 * self.scale) + 1
+            x = np.arange(-h, h + 1, dtype=np.float64)
+            weights = np.exp(-(x * x) / (2.0 * self.scale * self.scale))
+        pmf: np.ndarray = weights / weights.sum()
+        return pmf
 
     def tail(self, w: int) -> float:
-        """P(|noise| > w) for one draw (exact for Laplace; see :meth:`interval`)."""
+        """P(|X| > w) for one draw."""
         if w < 0:
             return 1.0
         if self.name == "none":
             return 0.0
         if self.name == "discrete_laplace":
-            return _laplace_tail(self.scale, w)
+            a = math.exp(-1.0 / self.scale)
+            return 2.0 * math.exp(-(w + 1) / self.scale) / (1.0 + a)
         return _gaussian_tail(self.scale, w)
 
     def interval(self, confidence: float = 0.999) -> int:
-        """Half-width ``w`` such that P(|noise| <= w) >= ``confidence``.
-
-        * discrete_laplace: exact and smallest. With a = exp(-1/scale),
-          P(X = x) = (1-a)/(1+a) a^|x| and P(|X| > w) = 2 a^(w+1) / (1+a).
-        * discrete_gaussian: for scale <= 1e4 the tail is summed term by term over
-          |x| <= 40 scale (normalising constant and tail summed in float64 from the
-          smallest terms up, relative error ~1e-15), so ``w`` is the smallest such
-          integer up to that rounding. Above 1e4 it uses the fact that the discrete
-          Gaussian is sub-Gaussian with variance proxy scale^2 (Canonne, Kamath and
-          Steinke, "The Discrete Gaussian for Differential Privacy", 2020):
-          P(|X| > w) <= 2 exp(-(w+1)^2 / (2 scale^2)), valid but up to ~20% wider
-          than the exact interval at confidence 0.999 and ~5% at 1 - 2^-40.
-        * none: 0.
-        """
-        if not (0.0 < confidence < 1.0):
-            raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-        if self.name == "none":
-            return 0
-        alpha = 1.0 - confidence
-        if self.name == "discrete_laplace":
-            return _laplace_interval(self.scale, alpha)
-        return _gaussian_interval(self.scale, alpha)
+        """Smallest ``w`` with P(|X| <= w) >= ``confidence`` for one draw."""
+        return interval_of_sum([self], confidence)
 
     def bound(self) -> int:
-        """A bound on |noise| for decryption ranges: ``interval(1 - 2**-40)``.
-
-        The brand decrypts noisy sums with baby-step giant-step over
-        [-bound, max_count + bound]; a single released count falls outside with
-        probability at most 2^-40 (about 1e-12), in which case decryption fails
-        loudly rather than returning a wrong number.
-        """
-        return self.interval(1.0 - BOUND_FAILURE)
-
-
-# -- discrete Laplace tail -----------------------------------------------------------
-
-
-def _laplace_tail(scale: float, w: int) -> float:
-    # 2 a^(w+1) / (1+a), a = exp(-1/scale)
-    a = math.exp(-1.0 / scale)
-    return 2.0 * math.exp(-(w + 1) / scale) / (1.0 + a)
-
-
-def _laplace_interval(scale: float, alpha: float) -> int:
-    a = math.exp(-1.0 / scale)
-    # smallest w with 2 a^(w+1)/(1+a) <= alpha  <=>  w + 1 >= -scale * ln(alpha (1+a) / 2)
-    w = max(0, math.ceil(-scale * math.log(alpha * (1.0 + a) / 2.0)) - 1)
-    # fix float rounding at the boundary: move to the exact smallest integer
-    while _laplace_tail(scale, w) > alpha:
-        w += 1
-    while w > 0 and _laplace_tail(scale, w - 1) <= alpha:
-        w -= 1
-    return w
-
-
-# -- discrete Gaussian tail ----------------------------------------------------------
+        """``interval(1 - 2**-40)``: the decryption range's margin for one noisy sum."""
+        if self.name == "none":
+            return 0
+        w = 0 if self.scale <= 0 else int(self.scale)
+        step = max(1, w)
+        while self.tail(w) > BOUND_FAILURE:
+            w += step
+        while step > 1:  # back off to the smallest w, by halving steps
+            step //= 2
+            while w - step >= 0 and self.tail(w - step) <= BOUND_FAILURE:
+                w -= step
+        return w
 
 
 @functools.lru_cache(maxsize=64)
 def _gaussian_tails(scale: float) -> np.ndarray:
-    """tails[w] = P(|X| > w) for w = 0 .. K, K = ceil(40 scale) (mass beyond is < e^-800)."""
+    """tails[w] = P(|X| > w) for the discrete Gaussian, w = 0 .. 40 scale, summed from the
+    smallest terms up (relative error ~1e-15)."""
     k = math.ceil(40.0 * scale) + 2
     x = np.arange(0, k + 1, dtype=np.float64)
     terms = np.exp(-(x * x) / (2.0 * scale * scale))
-    # sum from the smallest terms up for accuracy
-    upper = np.cumsum(terms[::-1])[::-1]  # upper[i] = sum_{x >= i} terms[x]
-    z = 2.0 * upper[0] - terms[0]  # sum over all integers
+    upper = np.cumsum(terms[::-1])[::-1]
+    z = 2.0 * upper[0] - terms[0]
     tails = np.empty(k + 1, dtype=np.float64)
-    tails[:-1] = 2.0 * upper[1:] / z  # P(|X| > w) = 2 sum_{x > w} / Z
+    tails[:-1] = 2.0 * upper[1:] / z
     tails[-1] = 0.0
     return tails
 
 
 def _gaussian_tail(scale: float, w: int) -> float:
-    if scale > _EXACT_TAIL_MAX_SCALE:
+    if scale > _EXACT_MAX_SCALE:
+        # sub-Gaussian with variance proxy scale^2 (Canonne, Kamath, Steinke 2020)
         return min(1.0, 2.0 * math.exp(-((w + 1) ** 2) / (2.0 * scale * scale)))
     tails = _gaussian_tails(scale)
     return float(tails[w]) if w < len(tails) else 0.0
 
 
-def _gaussian_interval(scale: float, alpha: float) -> int:
-    if scale > _EXACT_TAIL_MAX_SCALE:
-        # 2 exp(-(w+1)^2 / (2 s^2)) <= alpha  <=>  w + 1 >= s sqrt(2 ln(2/alpha))
-        w = max(0, math.ceil(scale * math.sqrt(2.0 * math.log(2.0 / alpha))) - 1)
-        while _gaussian_tail(scale, w) > alpha:
-            w += 1
-        return w
-    tails = _gaussian_tails(scale)
-    # tails is non-increasing; first index whose tail is <= alpha
-    return int(np.argmax(tails <= alpha))
+# -- size noise ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TruncatedLaplace:
+    """Non-negative noise on ``[0, 2 shift]`` with ``P(d) ∝ exp(-epsilon |d - shift|)``.
+
+    Added to a count of sensitivity 1 (one record more or less), it is epsilon-DP once the
+    two edge outputs are excluded, which happens with probability ``delta`` = P(d = 0)
+    (docs/privacy.md#dummy-matches-and-padding). ``shift`` is the smallest that makes
+    ``delta`` at most the requested value. Its mean is exactly ``shift`` (symmetric pmf).
+    """
+
+    epsilon: float
+    shift: int
+
+    @classmethod
+    def for_delta(cls, epsilon: float, delta: float) -> TruncatedLaplace:
+        a = math.exp(-epsilon)
+        # P(d = 0) = a^s / Z(s), Z(s) = (1 + a - 2 a^(s+1)) / (1 - a); decreasing in s.
+        shift = max(0, math.floor(math.log(delta * (1 + a) / (1 - a)) / -epsilon) - 1)
+        while cls(epsilon, shift).delta > delta:
+            shift += 1
+        return cls(epsilon, shift)
+
+    @classmethod
+    def zero(cls) -> TruncatedLaplace:
+        return cls(math.inf, 0)
+
+    @property
+    def maximum(self) -> int:
+        return 2 * self.shift
+
+    @property
+    def delta(self) -> float:
+        if self.shift == 0:  # always 0: no privacy, unless it is the "none" mechanism's zero
+            return 0.0 if math.isinf(self.epsilon) else 1.0
+        a = math.exp(-self.epsilon)
+        return (1 - a) * a**self.shift / (1 + a - 2 * a ** (self.shift + 1))
+
+    def pmf(self) -> np.ndarray:
+        """P(d - shift = x) for x = -shift .. shift."""
+        if self.shift == 0:
+            return np.ones(1)
+        x = np.arange(-self.shift, self.shift + 1, dtype=np.float64)
+        weights = np.exp(-self.epsilon * np.abs(x))
+        pmf: np.ndarray = weights / weights.sum()
+        return pmf
+
+    def sample(self, size: int) -> np.ndarray:
+        """``size`` draws in ``[0, 2 shift]``: OpenDP discrete Laplace draws of scale
+        1/epsilon, each redrawn until within ``±shift``, plus ``shift``."""
+        if self.shift == 0 or size == 0:
+            return np.zeros(size, dtype=np.int64)
+        meas = laplace_measurement(_laplace_scale(self.epsilon, 1))
+        kept: list[np.ndarray] = []
+        missing = size
+        while missing > 0:  # rejection: each draw is kept only if within ±shift
+            draws = np.asarray(meas([0] * (missing + 8)), dtype=np.int64)
+            inside = draws[np.abs(draws) <= self.shift][:missing]
+            kept.append(inside)
+            missing -= len(inside)
+        return np.concatenate(kept or [np.zeros(0, dtype=np.int64)]) + self.shift
+
+    def privacy_loss_rho(self) -> float:
+        """zCDP of one count once the edge outputs are excluded: OpenDP's pure-to-zCDP map."""
+        return 0.0 if self.shift == 0 else rho_of_pure(self.epsilon)
+
+
+# -- intervals of sums of independent noises ----------------------------------------------------
+
+
+def _convolve(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    if min(len(first), len(second)) < 512:
+        out = np.convolve(first, second)
+    else:
+        n = len(first) + len(second) - 1
+        size = 1 << (n - 1).bit_length()
+        out = np.fft.irfft(np.fft.rfft(first, size) * np.fft.rfft(second, size), size)[:n]
+    return np.clip(out, 0.0, None)
+
+
+def interval_of_sum(
+    noises: Sequence[NoiseMechanism | TruncatedLaplace], confidence: float = 0.999
+) -> int:
+    """Smallest ``w`` with P(|X_1 + ... + X_n| <= w) >= ``confidence`` for independent,
+    centred, symmetric noises: the exact distribution of the sum, by convolving the pmfs
+    (not a union bound). A Gaussian scale above 2e4 uses the sub-Gaussian tail of the sum,
+    sum of variance proxies, a valid bound a few percent wide."""
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+    if any(isinstance(n, NoiseMechanism) and n.scale > _EXACT_MAX_SCALE for n in noises):
+        proxy = sum(
+            n.scale**2
+            if isinstance(n, NoiseMechanism) and n.name == "discrete_gaussian"
+            else float(_variance(n.pmf()))
+            for n in noises
+        )
+        return max(0, math.ceil(math.sqrt(2.0 * proxy * math.log(2.0 / (1.0 - confidence)))) - 1)
+    pmf = np.ones(1)
+    for noise in noises:
+        pmf = _convolve(pmf, noise.pmf())
+    h = len(pmf) // 2
+    # mass within ±w, from the centre out; the pmf is symmetric about index h
+    inside = pmf[h] + np.concatenate([[0.0], np.cumsum(pmf[h + 1 :] + pmf[h - 1 :: -1][:h])])
+    inside = inside / pmf.sum()
+    return int(np.argmax(inside >= confidence))
+
+
+def _variance(pmf: np.ndarray) -> float:
+    h = len(pmf) // 2
+    x = np.arange(-h, h + 1, dtype=np.float64)
+    return float((pmf * x * x).sum() / pmf.sum())

@@ -38,14 +38,21 @@ if TYPE_CHECKING:
 BUCKETS = 1 << 16
 
 
-def list_sketch(digests: Sequence[Sequence[bytes | None]], key: bytes) -> np.ndarray:
-    """Bucket counts of the records (a record is the tuple of its digests, one per key).
+def list_sketch(
+    digests: Sequence[Sequence[bytes | None]], key: bytes, labels: Sequence[int] | None = None
+) -> np.ndarray:
+    """Bucket counts of the records: a record is the tuple of its digests, one per key, and
+    for a brand its segment label, so that relabelling a record counts as a change (it
+    moves the record's bucket: one removed, one added).
 
     Natively (native/src/sketch.rs), on the calling engine's threads: record r is counted in
     bucket int.from_bytes(blake2b(b"|".join(d or b"-" for d in record), key=key,
-    digest_size=4), "little") % BUCKETS.
+    digest_size=4), "little") % BUCKETS, the label entering as one more field ``b"s<label>"``.
     """
-    counts = np.frombuffer(_native.list_sketch(digests, key), dtype="<u4").astype(np.uint32)
+    columns = list(digests)
+    if labels is not None:
+        columns.append([b"s%d" % int(s) for s in labels])
+    counts = np.frombuffer(_native.list_sketch(columns, key), dtype="<u4").astype(np.uint32)
     assert len(counts) == BUCKETS
     return counts
 

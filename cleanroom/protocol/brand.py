@@ -8,10 +8,13 @@ per record; 4 it receives the partner's encrypted, noised sums; 5 it decrypts, a
 own noise, suppresses small cells, stores the report and spends budget atomically, and
 releases it.
 
-What the brand learns here: the partner's record count, the exact overlap per segment and
-key (inherent to being the matching side), and the partner-noised attribute sums and base
-counts. It never learns which partner record matched which of its identifiers: Z comes
-back reshuffled, and W entries are in the partner's own secret order.
+What the brand learns here (docs/threat-model.md): the partner's record count and, per W
+record, which key matched in which segment; both include the partner's dummy matches, so
+this whole matching view is differentially private for the partner's rows; and the
+partner-noised attribute sums and base counts. It never learns which partner record
+matched which of its identifiers: Z comes back reshuffled (and padded), and W entries are
+in the partner's own secret order. It publishes B = X25519(b, G) so that the partner can
+make dummies that match, and pads each of its own groups with elements that match nothing.
 """
 
 from __future__ import annotations
@@ -30,17 +33,29 @@ from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
 from cleanroom.crypto.signing import verify_report_signature
-from cleanroom.engine import INLINE, Engine, encrypt, encrypt_indicators
+from cleanroom.engine import INLINE, Engine, encrypt, encrypt_indicators, hash_and_encrypt
 from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
-from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
+from cleanroom.privacy.accounting import (
+    brand_budget,
+    group_patterns,
+    overlap_offset,
+    partner_budget,
+    patterns,
+)
 from cleanroom.privacy.setdiff import check_set_difference, pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
+    BASE_POINT,
+    ELEMENTS_PER_CHUNK,
     TRUNCATED_SIZE,
     Transcript,
+    chunks,
+    dummy_message,
     group_index,
+    pieces,
     records_per_chunk,
+    shuffled,
     split_elements,
     truncate,
 )
@@ -118,15 +133,27 @@ class BrandSession:
         self._elgamal = (
             None if contract.overlap_only else (elgamal_key or ElGamalPrivateKey.generate())
         )
-        self._brand_noise = brand_mechanism(contract)
-        self._partner_noise = partner_mechanism(contract)
+        self._budget = brand_budget(contract)
+        self._partner_budget = partner_budget(contract)
+        self._brand_noise = self._budget.release
+        self._partner_noise = self._partner_budget.release
         self._keys = len(contract.keys)
         self._segments = len(contract.segments)
         # The server passes the sketch it computed once for this list; computing it is O(list).
         self._sketch = sketch if sketch is not None else brand_list.sketch(store.sketch_key())
         self._list = brand_list
-        self._group_sizes = brand_list.group_sizes(contract)
-        self._brand_records = brand_list.records_per_segment(contract)
+        self._true_group_sizes = brand_list.group_sizes(contract)
+        self._true_records = brand_list.records_per_segment(contract)
+        # What the partner sees of this list: each group padded with a DP number of
+        # elements that match nothing, and noisy record counts (docs/privacy.md).
+        self._padding = self._budget.sizes.sample(len(self._true_group_sizes)).tolist()
+        self._group_sizes = [
+            size + pad for size, pad in zip(self._true_group_sizes, self._padding, strict=True)
+        ]
+        noisy_records = np.asarray(self._true_records) + self._brand_noise.sample(self._segments)
+        self._brand_records = [max(0, int(r)) for r in noisy_records]
+        # Z carries the partner's dummies for this group and filler up to their maximum.
+        self._z_padding = self._partner_budget.sizes.maximum * group_patterns(contract)
         self._z_received = [0] * len(self._group_sizes)
         self._z_complete = [False] * len(self._group_sizes)
         self._tables = [_MatchTable() for _ in contract.keys]
@@ -134,7 +161,6 @@ class BrandSession:
         self._records_seen = 0
         self._max_chunk_records = records_per_chunk(contract)
         self._by_segment = np.zeros(self._segments, dtype=np.int64)
-        self._by_key = np.zeros(self._keys, dtype=np.int64)
         self._started = False
 
     # -- dispatch ----------------------------------------------------------------------------
@@ -188,6 +214,8 @@ class BrandSession:
             raise
         self.store.begin_session(self.session_id, self.contract, self.peer)
         self._started = True
+        # The padded sizes leave with the reply: they are this side's first noisy release.
+        self.store.charge(self.session_id, self.contract)
         self._declared_records = hello.partner_records
         self.phase = Phase.DOUBLE_ENCRYPTED
         reply = pb.BrandMessage(
@@ -196,6 +224,7 @@ class BrandSession:
                 brand_records=self._brand_records,
                 brand_elements=self._group_sizes,
                 elgamal_public_key=self._elgamal.public_key.to_bytes() if self._elgamal else b"",
+                match_public_key=self._cipher.encrypt(BASE_POINT),
             )
         )
         return self._sent(self._hello_and_elements(reply))
@@ -218,7 +247,7 @@ class BrandSession:
                 f"the partner's list has {hello.partner_records} records, below release.min_set_size"
                 f" = {contract.min_set_size}"
             )
-        for segment, records in zip(contract.segments, self._brand_records, strict=True):
+        for segment, records in zip(contract.segments, self._true_records, strict=True):
             # Per segment: a tiny segment would tell the brand whether its few members
             # are in the partner's list, and the partner refuses it too.
             if records < contract.min_set_size:
@@ -226,19 +255,49 @@ class BrandSession:
                     f"the brand's segment '{segment}' has {records} records, below "
                     f"release.min_set_size = {contract.min_set_size}"
                 )
+        for g, elements in enumerate(self._true_group_sizes):
+            # Per (segment, key) group too: 1,000 emails and 3 phones would otherwise tell
+            # which of those 3 phones the partner holds. An empty group is allowed.
+            if 0 < elements < contract.min_set_size:
+                s, k = divmod(g, self._keys)
+                raise PolicyError(
+                    f"the brand's segment '{contract.segments[s]}' has {elements} "
+                    f"{contract.keys[k]} identifiers, below release.min_set_size = "
+                    f"{contract.min_set_size} (a group may be empty, not smaller)"
+                )
         check_set_difference(self.store, contract, self._sketch, "brand's")
         # The budget is checked and reserved atomically by begin_session, which audits a refusal.
 
     def _hello_and_elements(self, reply: pb.BrandMessage) -> Iterator[pb.BrandMessage]:
         yield reply
-        for segment, key, last, elements in self._list.encrypt(
-            self._cipher, self.contract, self._engine
-        ):
+        for segment, key, last, elements in self._padded_groups():
             yield pb.BrandMessage(
                 brand_elements=pb.BrandElementsChunk(
                     segment=segment, key=key, elements=elements, last=last
                 )
             )
+
+    def _padded_groups(self) -> Iterator[tuple[int, int, bool, bytes]]:
+        """The list's E groups, each with its padding shuffled in: H(random)^b elements that
+        no identifier can produce, indistinguishable from the rest. Without padding the
+        groups stream as the list produces them; with it, a group is held until complete."""
+        groups = self._list.encrypt(self._cipher, self.contract, self._engine)
+        if not any(self._padding):
+            yield from groups
+            return
+        dst = self.contract.hash_to_curve_dst()
+        held: list[bytes] = []
+        for segment, key, last, elements in groups:
+            held.append(elements)
+            if not last:
+                continue
+            pad = self._padding[segment * self._keys + key]
+            held.append(hash_and_encrypt(self._cipher, [dummy_message() for _ in range(pad)], dst))
+            group = shuffled(pieces(b"".join(held), ELEMENT_SIZE))
+            held = []
+            parts = list(chunks(group, ELEMENTS_PER_CHUNK)) or [[]]
+            for i, part in enumerate(parts):
+                yield segment, key, i == len(parts) - 1, b"".join(part)
 
     # -- round 2 -----------------------------------------------------------------------------
 
@@ -252,7 +311,7 @@ class BrandSession:
             chunk.elements, TRUNCATED_SIZE, "double-encrypted chunk", last=chunk.last
         )
         self._z_received[g] += count
-        declared = self._group_sizes[g]
+        declared = self._group_sizes[g] + self._z_padding
         if self._z_received[g] > declared:
             raise ProtocolError(f"more double-encrypted elements than the brand sent in group {g}")
         self._tables[chunk.key].add(chunk.elements, chunk.segment)
@@ -317,7 +376,6 @@ class BrandSession:
             hit = table.lookup(values[:, k])
             new = (segment < 0) & (hit >= 0)
             segment[new] = hit[new]
-            self._by_key[k] += int(np.count_nonzero(new))
         self._by_segment += np.bincount(segment[segment >= 0], minlength=self._segments)
         return segment
 
@@ -361,30 +419,29 @@ class BrandSession:
     def _release(
         self, attributes: tuple[np.ndarray, list[int]] | None
     ) -> Iterator[pb.BrandMessage]:
-        noise = self._brand_noise
-        by_segment = self._by_segment + noise.sample(self._segments)
-        total = int(self._by_segment.sum() + noise.sample(1)[0]) if self._segments > 1 else None
-        by_key = self._by_key + noise.sample(self._keys) if self._keys > 1 else None
+        # The matched counts include the partner's dummies: subtract their public mean.
+        dummies = self._partner_budget.sizes
+        offset = overlap_offset(self.contract, dummies)
+        by_segment = self._by_segment - offset + self._brand_noise.sample(self._segments)
         transcript = self.transcript.hexdigest()
         counts = ReleasedCounts(
             by_segment=by_segment.tolist(),
-            total=total,
-            by_key=None if by_key is None else by_key.tolist(),
             attribute_counts=None if attributes is None else attributes[0],
             partner_counts=None if attributes is None else attributes[1],
         )
+        partner_size = self._records_seen - dummies.shift * patterns(self.contract)
 
-        def report(epsilon_remaining: float) -> dict[str, Any]:
+        def report(ledger_remaining: float) -> dict[str, Any]:
             return build_report(
                 contract=self.contract,
                 session_id=self.session_id,
                 transcript_sha256=transcript,
                 brand_records=self._brand_records,
-                partner_size=self._records_seen,
+                partner_size=partner_size,
                 counts=counts,
-                brand_noise=noise,
-                partner_noise=self._partner_noise,
-                epsilon_remaining=epsilon_remaining,
+                brand=self._budget,
+                partner=self._partner_budget,
+                ledger_remaining=ledger_remaining,
             )
 
         self.report = self.store.commit_release(

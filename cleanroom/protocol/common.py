@@ -25,6 +25,10 @@ ELEMENTS_PER_CHUNK = CHUNK_BYTES // ELEMENT_SIZE
 # n * m / 2**96 (below 1.3e-11 even at 10^9 x 10^9). See docs/protocol.md.
 TRUNCATED_SIZE = 12
 
+#: The X25519 base point G (u = 9, RFC 7748): the brand publishes B = X25519(b, G) and the
+#: partner A = X25519(a, G) only enters its dummies (docs/protocol.md#dummy-matches).
+BASE_POINT = bytes([9]) + bytes(31)
+
 T = TypeVar("T")
 
 

@@ -117,6 +117,10 @@ class BrandList(PreparedList):
 
     segments: np.ndarray  # int8 segment index per record, contract order
 
+    def sketch(self, key: bytes) -> np.ndarray:
+        """With each record's segment label: moving a record to another segment is a change."""
+        return list_sketch(self.digests, key, self.segments)
+
     def records_per_segment(self, contract: Contract) -> list[int]:
         counts = np.bincount(self.segments.astype(np.int64), minlength=len(contract.segments))
         return [int(c) for c in counts]

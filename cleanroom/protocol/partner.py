@@ -9,9 +9,15 @@ noise), re-randomises, and sends the sums with its noisy base counts (spending i
 at that moment, since those numbers describe its rows); 5 it checks and stores the
 report.
 
-What the partner learns here: the brand's record count per segment and element count per
-(segment, key), and the released report (brand-noised). The ElGamal ciphertexts are
-semantically secure under DDH, so it learns nothing about which records matched.
+Dummy matches (docs/protocol.md#dummy-matches): for every match pattern the brand can
+observe, the partner mixes a differentially private number of dummy records into W whose
+slots match, through the brand's published B, the dummy elements it adds to Z; so the
+brand's whole matching view is DP for the partner's rows. Dummies carry no attribute, so
+they are left out of every sum, and Z groups are filled up to a public size.
+
+What the partner learns here: the brand's noisy record count per segment and padded element
+count per (segment, key), and the released report (brand-noised). The ElGamal ciphertexts
+are semantically secure under DDH, so it learns nothing about which records matched.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
@@ -33,10 +40,11 @@ from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.engine import INLINE, Engine, add_sums, check_and_sum, encrypt
 from cleanroom.errors import CleanroomError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
-from cleanroom.privacy.accounting import partner_mechanism
+from cleanroom.privacy.accounting import brand_budget, group_patterns, partner_budget, patterns
 from cleanroom.privacy.setdiff import check_set_difference, pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
+    BASE_POINT,
     ELEMENTS_PER_CHUNK,
     TRUNCATED_SIZE,
     Transcript,
@@ -95,15 +103,23 @@ class PartnerSession:
         self._segments = len(contract.segments)
         self._records: EncryptedRecords | None = None
         self._attributes = np.zeros((0, len(contract.attributes)), dtype=bool)
-        self._noise = partner_mechanism(contract)
+        self._budget = partner_budget(contract)
+        self._noise = self._budget.release
+        self._brand_padding = brand_budget(contract).sizes.maximum
+        self._z_padding = self._budget.sizes.maximum * group_patterns(contract)
+        # per dummy record, the segment each key matches in (-1: no match)
+        self._dummy_patterns: list[tuple[int, ...]] = []
+        self._dummy_slots = b""
+        self._z_dummies: list[list[bytes]] = []
+        self._is_dummy = np.zeros(0, dtype=bool)
         self._public_key: ElGamalPublicKey | None = None
         self._brand_records: list[int] = []
         self._declared: list[int] = []
         self._received: list[int] = []
         self._z_parts: list[list[Future[bytes]]] = []
         self._groups_done = 0
-        self._chunk_sizes = chunk_sizes(partner_list.size, contract)
-        self._chunk_starts = np.cumsum([0, *self._chunk_sizes]).tolist()
+        self._chunk_sizes: list[int] = []
+        self._chunk_starts: list[int] = []
         self._indicator_chunks = 0
         self._pending_sums: list[Future[list[list[bytes]]]] = []
         self._sums: list[list[bytes | None]] = []
@@ -124,18 +140,57 @@ class PartnerSession:
             raise
         # Before connecting: a Spark engine runs its job here, not while the brand waits.
         self._records = self._list.encrypt(self._cipher, self.contract, self._engine)
-        self._attributes = self._records.attributes
+        self._draw_dummies()
         self._hello_sent = True
         message = pb.PartnerMessage(
             hello=pb.Hello(
                 protocol_version=PROTOCOL_VERSION,
                 contract_id=self.contract.id,
                 contract_sha256=self.contract.sha256,
-                partner_records=self._list.size,
+                partner_records=len(self._is_dummy),
             )
         )
         self.transcript.partner_sent(message)
         return message
+
+    def _draw_dummies(self) -> None:
+        """Dummy records per match pattern (a truncated, shifted discrete Laplace count each),
+        at secret random positions among the real records; their attributes are all 0."""
+        assert self._records is not None
+        s, k = self._segments, self._keys
+        counts = self._budget.sizes.sample(patterns(self.contract))
+        for index, count in enumerate(counts):
+            pattern = tuple(int((index // (s + 1) ** j) % (s + 1)) - 1 for j in range(k))
+            self._dummy_patterns += [pattern] * int(count)
+        total = self._list.size + len(self._dummy_patterns)
+        self._is_dummy = np.zeros(total, dtype=bool)
+        chosen = secrets.SystemRandom().sample(range(total), len(self._dummy_patterns))
+        self._is_dummy[chosen] = True
+        attributes = self._records.attributes
+        self._attributes = np.zeros((total, attributes.shape[1]), dtype=bool)
+        self._attributes[~self._is_dummy] = attributes
+        self._chunk_sizes = chunk_sizes(total, self.contract)
+        self._chunk_starts = np.cumsum([0, *self._chunk_sizes]).tolist()
+
+    def _make_dummies(self, brand_point: bytes) -> None:
+        """For each dummy match: a fresh t, W slot X25519(t, A) = X25519(a, X25519(t, G)) and
+        Z element X25519(t, X25519(a, B)), which the brand's b makes equal. ``encrypt``
+        validates B (canonical, not of low order) like every received element."""
+        own = X25519PublicKey.from_public_bytes(self._cipher.encrypt(BASE_POINT))
+        theirs = X25519PublicKey.from_public_bytes(self._cipher.encrypt(brand_point))
+        self._z_dummies = [[] for _ in range(self._segments * self._keys)]
+        slots = []
+        for pattern in self._dummy_patterns:
+            for key, segment in enumerate(pattern):
+                t = X25519PrivateKey.generate()
+                if segment < 0:  # no match for this key: a random element, like a missing key
+                    slots.append(t.public_key().public_bytes_raw())
+                    continue
+                slots.append(t.exchange(own))
+                self._z_dummies[segment * self._keys + key].append(
+                    t.exchange(theirs)[:TRUNCATED_SIZE]
+                )
+        self._dummy_slots = b"".join(slots)
 
     def _check_preconditions(self) -> None:
         self.contract.check_not_expired()
@@ -196,20 +251,30 @@ class PartnerSession:
             raise ProtocolError(
                 "the brand's hello reply does not match the contract's segments and keys"
             )
-        for g, elements in enumerate(reply.brand_elements):
-            if elements > reply.brand_records[g // self._keys]:
-                raise ProtocolError("the brand declared more elements than records in a segment")
+        if len(reply.match_public_key) != ELEMENT_SIZE:
+            raise ProtocolError("the brand's hello reply has no valid match public key")
         for segment, records in zip(self.contract.segments, reply.brand_records, strict=True):
             if records < self.contract.min_set_size:
                 raise PolicyError(
                     f"the brand's segment '{segment}' has {records} records, below "
                     f"release.min_set_size = {self.contract.min_set_size}"
                 )
+        for g, elements in enumerate(reply.brand_elements):
+            # Padding adds 0 .. brand_padding elements: the group is either empty or at
+            # least min_set_size, or the brand's software skipped its own group check.
+            if self._brand_padding < elements < self.contract.min_set_size:
+                s, k = divmod(g, self._keys)
+                raise PolicyError(
+                    f"the brand's segment '{self.contract.segments[s]}' declared {elements}"
+                    f" {self.contract.keys[k]} elements: neither empty nor release.min_set_size"
+                    f" = {self.contract.min_set_size} or more"
+                )
         if self.contract.overlap_only:
             if reply.elgamal_public_key:
                 raise ProtocolError("an overlap-only session must not carry an ElGamal key")
         else:
             self._public_key = ElGamalPublicKey.from_bytes(reply.elgamal_public_key)
+        self._make_dummies(reply.match_public_key)
         self.session_id = reply.session_id
         self._brand_records = list(reply.brand_records)
         self._declared = list(reply.brand_elements)
@@ -261,19 +326,27 @@ class PartnerSession:
         return self._sent(m for part in outgoing for m in part)
 
     def _check_streamed_brand_size(self) -> None:
-        """The brand's streamed elements bound each segment's record count from below (a
-        record gives at most one element per key). Refuse before any record leaves."""
+        """Without padding, the brand's streamed elements bound each segment's record count
+        from below (a record gives at most one element per key). With padding they include
+        up to ``brand_padding`` elements that match nothing, exactly as junk elements from a
+        dishonest brand would: the check is then on the streamed counts, and the partner's
+        protection against a tiny segment is its own dummies (docs/threat-model.md).
+        Refuse before any record leaves."""
         for s, segment in enumerate(self.contract.segments):
-            lower_bound = max(self._declared[s * self._keys : (s + 1) * self._keys])
-            if lower_bound < self.contract.min_set_size:
+            streamed = max(self._declared[s * self._keys : (s + 1) * self._keys])
+            if streamed < self.contract.min_set_size:
                 raise PolicyError(
-                    f"the brand streamed elements for at most {lower_bound} records in segment "
+                    f"the brand streamed elements for at most {streamed} records in segment "
                     f"'{segment}', below release.min_set_size = {self.contract.min_set_size}"
                 )
 
     def _reshuffled(self, g: int) -> Iterator[pb.PartnerMessage]:
         packed = b"".join(truncate(part.result()) for part in self._z_parts[g])
         self._z_parts[g] = []
+        # The dummies matching this group, and random filler up to their public maximum.
+        dummies = self._z_dummies[g]
+        filler = secrets.token_bytes(TRUNCATED_SIZE * (self._z_padding - len(dummies)))
+        packed = b"".join([packed, *dummies, filler])
         elements = pieces(shuffled_packed(packed, TRUNCATED_SIZE), TRUNCATED_SIZE)
         segment, key = divmod(g, self._keys)
         parts = list(chunks(elements, ELEMENTS_PER_CHUNK)) or [[]]
@@ -285,11 +358,34 @@ class PartnerSession:
             )
 
     def _record_chunks(self) -> Iterator[pb.PartnerMessage]:
-        assert self._records is not None
+        """W: the real records' chunks re-cut with the dummy records at their positions.
+        The records and their dummies are the brand's matching view: this session's budget
+        is spent just before the first chunk leaves."""
+        assert self._records is not None and self.session_id is not None
+        self.store.charge(self.session_id, self.contract)
+        width = self._keys * ELEMENT_SIZE
+        real = iter(self._records.chunks)
+        pending = bytearray()
+        dummies = np.frombuffer(self._dummy_slots, dtype=np.uint8).reshape(-1, width)
+        used = 0
         last = len(self._chunk_sizes) - 1
-        for i, elements in enumerate(self._records.chunks):
+        for i, (start, size) in enumerate(
+            zip(self._chunk_starts[:-1], self._chunk_sizes, strict=True)
+        ):
+            is_dummy = self._is_dummy[start : start + size]
+            wanted = (size - int(is_dummy.sum())) * width
+            while len(pending) < wanted:
+                pending += next(real)
+            records = np.empty((size, width), dtype=np.uint8)
+            records[~is_dummy] = np.frombuffer(bytes(pending[:wanted]), dtype=np.uint8).reshape(
+                -1, width
+            )
+            del pending[:wanted]
+            taken = int(is_dummy.sum())
+            records[is_dummy] = dummies[used : used + taken]
+            used += taken
             yield pb.PartnerMessage(
-                partner_records=pb.PartnerRecordsChunk(elements=elements, last=i == last)
+                partner_records=pb.PartnerRecordsChunk(elements=records.tobytes(), last=i == last)
             )
 
     # -- round 3 and 4 -----------------------------------------------------------------------
@@ -395,7 +491,9 @@ class PartnerSession:
             "contract_sha256": self.contract.sha256,
             "session_id": self.session_id,
             "transcript_sha256": self.transcript.hexdigest(),
-            "partner_size": self._list.size,
+            # the noisy total less the dummies' public mean, as the brand computes it
+            "partner_size": len(self._is_dummy)
+            - self._budget.sizes.shift * patterns(self.contract),
             "brand_size": dict(zip(self.contract.segments, self._brand_records, strict=True)),
         }
         for field, value in expected.items():

@@ -19,17 +19,17 @@ import pandas as pd
 
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.errors import InputError
-from cleanroom.privacy.noise import NoiseMechanism
+from cleanroom.privacy import accounting
+from cleanroom.privacy.accounting import SideBudget
+from cleanroom.privacy.noise import epsilon_of_rho, interval_of_sum
 from cleanroom.stats.index import lift_index, report_to_frame
 
 
 @dataclass(frozen=True)
 class ReleasedCounts:
-    """Noisy counts before suppression, in contract order."""
+    """Noisy counts before clamping and suppression, in contract order."""
 
-    by_segment: Sequence[int]
-    total: int | None  # None when the contract has one segment (the total is that segment)
-    by_key: Sequence[int] | None  # None when the contract has one key
+    by_segment: Sequence[int]  # dummies' public expected offset already subtracted
     attribute_counts: np.ndarray | None  # (attributes, segments)
     partner_counts: Sequence[int] | None  # per attribute
 
@@ -48,23 +48,19 @@ def build_report(
     brand_records: Sequence[int],
     partner_size: int,
     counts: ReleasedCounts,
-    brand_noise: NoiseMechanism,
-    partner_noise: NoiseMechanism,
-    epsilon_remaining: float,
+    brand: SideBudget,
+    partner: SideBudget,
+    ledger_remaining: float,
 ) -> dict[str, Any]:
     threshold = contract.min_overlap
     by_segment = {
         segment: _released(value, threshold)
         for segment, value in zip(contract.segments, counts.by_segment, strict=True)
     }
-    total = _released(counts.by_segment[0] if counts.total is None else counts.total, threshold)
-    if counts.by_key is None:
-        by_key = {contract.keys[0]: total}
-    else:
-        by_key = {
-            key: _released(value, threshold)
-            for key, value in zip(contract.keys, counts.by_key, strict=True)
-        }
+    # The total is the segments' sum (no draw of its own: docs/privacy.md), and only when
+    # no segment is suppressed, so that no suppressed value can be recovered by subtraction.
+    suppressed_segment = any(value is None for value in by_segment.values())
+    total = None if suppressed_segment else _released(sum(counts.by_segment), threshold)
     attributes: list[dict[str, Any]] = []
     if counts.attribute_counts is not None and counts.partner_counts is not None:
         for a, attribute in enumerate(contract.attributes):
@@ -94,32 +90,56 @@ def build_report(
         "released_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "brand_size": dict(zip(contract.segments, map(int, brand_records), strict=True)),
         "partner_size": int(partner_size),
-        "overlap": {"total": total, "by_segment": by_segment, "by_key": by_key},
+        "overlap": {"total": total, "by_segment": by_segment},
         "attributes": attributes,
         "min_overlap": threshold,
-        "privacy": {
-            "mechanism": contract.mechanism,
-            "epsilon_spent": contract.epsilon_per_session,
-            "epsilon_remaining": round(epsilon_remaining, 12),
-            # An overlap-only session releases nothing the partner noises.
-            "noise_scale": {
-                "brand": brand_noise.scale,
-                "partner": None if contract.overlap_only else partner_noise.scale,
-            },
-            "interval_999": {
-                "overlap": brand_noise.interval(0.999),
-                "attribute_count": None
-                if contract.overlap_only
-                else _sum_interval(brand_noise, partner_noise),
-                "partner_count": None if contract.overlap_only else partner_noise.interval(0.999),
-            },
-        },
+        "privacy": privacy_block(contract, brand, partner, ledger_remaining),
     }
 
 
-def _sum_interval(first: NoiseMechanism, second: NoiseMechanism) -> int:
-    """A 99.9% half-width for the sum of two independent noises (union bound, 0.9995 each)."""
-    return first.interval(0.9995) + second.interval(0.9995)
+def privacy_block(
+    contract: Contract, brand: SideBudget, partner: SideBudget, ledger_remaining: float
+) -> dict[str, Any]:
+    """What was spent, in the ledger's unit and as (epsilon, delta), and the exact 99.9%
+    half-width of the noise on each kind of released number (docs/privacy.md)."""
+    gaussian = contract.mechanism == "discrete_gaussian"
+    dummy = partner.sizes
+    cells = accounting.first_segment_cells(contract)
+    patterns = accounting.patterns(contract)
+    segments = len(contract.segments)
+
+    def as_epsilon(amount: float) -> float:
+        return round(epsilon_of_rho(amount, contract.delta / 2) if gaussian else amount, 9)
+
+    return {
+        "mechanism": contract.mechanism,
+        "delta": contract.delta,
+        "rho_spent": round(contract.ledger_per_session, 12) if gaussian else None,
+        "rho_remaining": round(ledger_remaining, 12) if gaussian else None,
+        # This session alone is (epsilon_spent, delta)-DP; whatever the contract's later
+        # sessions do together is (epsilon_remaining, delta)-DP.
+        "epsilon_spent": as_epsilon(contract.ledger_per_session),
+        "epsilon_remaining": as_epsilon(ledger_remaining),
+        "epsilon_match": None
+        if contract.mechanism == "none"
+        else accounting.epsilon_match(contract),
+        "dummies_per_pattern_mean": dummy.shift,
+        "noise_scale": {
+            "brand": brand.release.scale,
+            # An overlap-only session releases nothing the partner noises.
+            "partner": None if contract.overlap_only else partner.release.scale,
+        },
+        "interval_999": {
+            "overlap": interval_of_sum([brand.release] + [dummy] * cells),
+            "overlap_total": interval_of_sum([brand.release] * segments + [dummy] * (patterns - 1)),
+            "attribute_count": None
+            if contract.overlap_only
+            else interval_of_sum([brand.release, partner.release]),
+            "partner_count": None if contract.overlap_only else partner.release.interval(),
+            "brand_size": brand.release.interval(),
+            "partner_size": interval_of_sum([dummy] * patterns),
+        },
+    }
 
 
 def dumps(report: dict[str, Any]) -> bytes:

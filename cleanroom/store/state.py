@@ -4,7 +4,8 @@ One SQLite file per party (``brand-state.db``, ``partner-state.db``). It never h
 identifier, a hash of one, or an encrypted element of either side: only contract ids,
 session ids, aggregate reports and audit entries.
 
-A session reserves its epsilon when it starts, in the same ``BEGIN IMMEDIATE`` transaction
+A session reserves its budget (``Contract.ledger_per_session``: rho under the discrete
+Gaussian, epsilon otherwise; the ``epsilon`` columns hold that amount) when it starts, in the same ``BEGIN IMMEDIATE`` transaction
 that checks the budget left after every other running session's reservation; the
 reservation becomes a ledger entry when this party's noisy numbers leave, and is freed if
 the session ends before that. So concurrent sessions can neither double-spend nor start
@@ -127,12 +128,12 @@ def _entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
 
 
 def _exhausted(contract: Contract, spent: float, reserved: float) -> PolicyError:
-    left = max(0.0, contract.epsilon_total - spent - reserved)
+    left = max(0.0, contract.ledger_total - spent - reserved)
     running = f", {reserved:g} reserved by running sessions" if reserved > _EPSILON_SLACK else ""
     return PolicyError(
-        f"privacy budget exhausted for contract '{contract.id}': {left:g} of "
-        f"{contract.epsilon_total:g} left ({spent:g} spent{running}), a session needs "
-        f"{contract.epsilon_per_session:g}"
+        f"privacy budget exhausted for contract '{contract.id}': {left:g} {contract.ledger_unit} of "
+        f"{contract.ledger_total:g} left ({spent:g} spent{running}), a session needs "
+        f"{contract.ledger_per_session:g}"
     )
 
 
@@ -262,8 +263,8 @@ class StateStore:
             if db.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone():
                 refusal = ProtocolError(f"session id {session_id} was already used")
             elif (
-                spent + reserved + contract.epsilon_per_session
-                > contract.epsilon_total + _EPSILON_SLACK
+                spent + reserved + contract.ledger_per_session
+                > contract.ledger_total + _EPSILON_SLACK
             ):
                 refusal = _exhausted(contract, spent, reserved)
             if refusal is not None:
@@ -281,12 +282,12 @@ class StateStore:
                     (
                         session_id,
                         contract.id,
-                        contract.epsilon_per_session,
+                        contract.ledger_per_session,
                         _this_process(),
                         _now(),
                     ),
                 )
-                detail = {"peer": peer, "epsilon_reserved": contract.epsilon_per_session}
+                detail = {"peer": peer, "epsilon_reserved": contract.ledger_per_session}
                 self._append_audit(db, "session-start", session_id, contract.id, detail)
         if refusal is not None:
             raise refusal
@@ -348,34 +349,28 @@ class StateStore:
         """Budget neither spent nor reserved by a running session."""
         with self._connect() as db:
             spent, reserved = self._committed(db, contract.id)
-        return max(0.0, contract.epsilon_total - spent - reserved)
+        return max(0.0, contract.ledger_total - spent - reserved)
 
     def require_budget(self, contract: Contract) -> None:
         """Fail early when a session could not start; ``begin_session`` re-checks atomically."""
         with self._connect() as db:
             spent, reserved = self._committed(db, contract.id)
-        if (
-            spent + reserved + contract.epsilon_per_session
-            > contract.epsilon_total + _EPSILON_SLACK
-        ):
+        if spent + reserved + contract.ledger_per_session > contract.ledger_total + _EPSILON_SLACK:
             raise _exhausted(contract, spent, reserved)
 
     def _charge(self, db: sqlite3.Connection, session_id: str, contract: Contract) -> None:
         if db.execute("SELECT 1 FROM ledger WHERE session_id = ?", (session_id,)).fetchone():
             return
         spent, reserved = self._committed(db, contract.id, excluding=session_id)
-        if (
-            spent + reserved + contract.epsilon_per_session
-            > contract.epsilon_total + _EPSILON_SLACK
-        ):
+        if spent + reserved + contract.ledger_per_session > contract.ledger_total + _EPSILON_SLACK:
             raise _exhausted(contract, spent, reserved)
         db.execute("DELETE FROM reservations WHERE session_id = ?", (session_id,))
         db.execute(
             "INSERT INTO ledger (session_id, contract_id, epsilon, spent_at) VALUES (?, ?, ?, ?)",
-            (session_id, contract.id, contract.epsilon_per_session, _now()),
+            (session_id, contract.id, contract.ledger_per_session, _now()),
         )
         self._append_audit(
-            db, "budget-spent", session_id, contract.id, {"epsilon": contract.epsilon_per_session}
+            db, "budget-spent", session_id, contract.id, {"epsilon": contract.ledger_per_session}
         )
 
     def charge(self, session_id: str, contract: Contract) -> None:
@@ -444,7 +439,7 @@ class StateStore:
                     "SELECT COALESCE(SUM(epsilon), 0) FROM ledger WHERE contract_id = ?",
                     (contract.id,),
                 ).fetchone()
-                report = report(max(0.0, contract.epsilon_total - spent))
+                report = report(max(0.0, contract.ledger_total - spent))
             signed = dict(signatures or {})
             if sign_as is not None:
                 role, key = sign_as

@@ -22,19 +22,20 @@ from cleanroom.store.state import StateStore
 pytestmark = pytest.mark.slow
 CONTRACT_ID = "acme-x-newsco-demo"
 
-# crash point -> (brand spent, partner spent, partner stored a report)
+# crash point -> (brand spent, partner spent, brand stored a report, partner stored a report).
+# Each side spends when its first noisy view leaves (docs/privacy.md#ledger): the brand when
+# HelloReply carries its padded sizes, the partner just before its records and dummies.
 CASES = {
-    "brand:hello": (0, 0, False),
-    "brand:double_encrypted": (0, 0, False),
-    "brand:partner_records": (0, 0, False),
-    # the partner's noisy sums have left: its ledger counts them (docs/privacy.md)
-    "brand:attribute_sums": (0, 1, False),
-    "brand:released": (1, 1, False),  # committed, died before sending the report
-    "brand:release_ack": (1, 1, True),  # the partner holds the report; only the ack is lost
-    "partner:hello_reply": (0, 0, False),
-    "partner:brand_elements": (0, 0, False),
-    "partner:indicators": (0, 0, False),
-    "partner:release": (1, 1, False),  # the brand released; the partner died before storing
+    "brand:hello": (0, 0, False, False),
+    "brand:double_encrypted": (1, 0, False, False),
+    "brand:partner_records": (1, 1, False, False),
+    "brand:attribute_sums": (1, 1, False, False),
+    "brand:released": (1, 1, True, False),  # committed, died before sending the report
+    "brand:release_ack": (1, 1, True, True),  # the partner holds the report; only the ack is lost
+    "partner:hello_reply": (1, 0, False, False),
+    "partner:brand_elements": (1, 0, False, False),
+    "partner:indicators": (1, 1, False, False),
+    "partner:release": (1, 1, True, False),  # the brand released; the partner died before storing
 }
 
 
@@ -42,7 +43,7 @@ CASES = {
 def site(tmp_path):
     write_demo_files(tmp_path, brand_records=400, partner_records=600, min_set_size=20)
     contract = tmp_path / "contract.toml"
-    contract.write_text(contract.read_text().replace('"discrete_laplace"', '"none"'))
+    contract.write_text(contract.read_text().replace('"discrete_gaussian"', '"none"'))
     return tmp_path
 
 
@@ -76,7 +77,7 @@ def assert_state_intact(path) -> None:
 
 @pytest.mark.parametrize("crash_at", list(CASES))
 def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, crash_at):
-    brand_spent, partner_spent, partner_has_report = CASES[crash_at]
+    brand_spent, partner_spent, brand_has_report, partner_has_report = CASES[crash_at]
     side, _ = crash_at.split(":")
     env = {"CLEANROOM_CRASH_AT": crash_at}
     directory = Site(site)
@@ -96,7 +97,7 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
     brand, partner = StateStore(site / "brand-state.db"), StateStore(site / "partner-state.db")
     assert brand.epsilon_spent(CONTRACT_ID) == brand_spent
     assert partner.epsilon_spent(CONTRACT_ID) == partner_spent
-    assert (brand.latest_report_session() is not None) == bool(brand_spent)
+    assert (brand.latest_report_session() is not None) == brand_has_report
     assert (partner.latest_report_session() is not None) == partner_has_report
     assert_state_intact(site / "brand-state.db")
     assert_state_intact(site / "partner-state.db")

@@ -17,7 +17,7 @@ import pytest
 
 from cleanroom.demo import ATTRIBUTES, SEGMENTS, synthetic_lists
 from cleanroom.identifiers import digest
-from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
+from cleanroom.privacy import accounting
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.inprocess import run_in_process
 from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
@@ -109,7 +109,7 @@ def test_exact_counts_equal_a_plain_merge(make_contract, stores, lists):
 
     assert report["overlap"]["total"] == expected["total"] > 100
     assert report["overlap"]["by_segment"] == {s: expected["by_segment"][s] for s in SEGMENTS}
-    assert report["overlap"]["by_key"] == {k: expected["by_key"][k] for k in contract.keys}
+    assert "by_key" not in report["overlap"]  # released only if asked for: never, today
     assert report["partner_size"] == expected["partner_size"]
     assert report["brand_size"] == {s: expected["brand_size"][s] for s in SEGMENTS}
     assert len(report["attributes"]) == len(ATTRIBUTES) * len(SEGMENTS)
@@ -134,9 +134,10 @@ def binomial_tail_limit(trials: int, p: float, failure: float) -> int:
 def released_cells(report: dict, expected: dict) -> list[tuple[str, int, int]]:
     """(noise kind, released count, exact count) of every count the report releases."""
     overlap = report["overlap"]
-    cells = [("overlap", overlap["total"], expected["total"])]
+    cells = [("overlap_total", overlap["total"], expected["total"])]
     cells += [("overlap", overlap["by_segment"][s], expected["by_segment"][s]) for s in SEGMENTS]
-    cells += [("overlap", v, expected["by_key"][k]) for k, v in overlap["by_key"].items()]
+    cells += [("brand_size", report["brand_size"][s], expected["brand_size"][s]) for s in SEGMENTS]
+    cells += [("partner_size", report["partner_size"], expected["partner_size"])]
     for cell in report["attributes"]:
         exact = expected["attribute"][(cell["attribute"], cell["segment"])]
         cells.append(("attribute_count", cell["count"], exact))
@@ -148,20 +149,30 @@ def released_cells(report: dict, expected: dict) -> list[tuple[str, int, int]]:
     return cells
 
 
-def test_noisy_counts_stay_within_the_stated_interval(make_contract, tmp_path, lists):
-    """Every released count, over several sessions: within the stated 99.9% interval at the
-    rate a 99.9% interval allows, always within the decryption bound, and noisy."""
+@pytest.mark.parametrize("mechanism", ["discrete_gaussian", "discrete_laplace"])
+def test_noisy_counts_stay_within_the_stated_interval(make_contract, tmp_path, lists, mechanism):
+    """Every released count, over several sessions: within the stated 99.9% interval (the
+    exact interval of the sum of every noise on it: the brand's, the partner's, the dummies'
+    deviation from their public mean) at the rate a 99.9% interval allows, always within
+    the hard bounds, and noisy."""
     contract = make_contract(
-        mechanism="discrete_laplace", epsilon=2.0, min_set_size=0, min_overlap=0
+        mechanism=mechanism, epsilon=2.0, epsilon_match=0.6, min_set_size=0, min_overlap=0
     )
-    assert len(contract.keys) > 1 and len(SEGMENTS) > 1  # so total and by_key carry own noise
+    assert len(contract.keys) > 1 and len(SEGMENTS) > 1
     expected = plain_expectation(lists.crm, lists.audience, contract.keys)
-    brand_noise, partner_noise = brand_mechanism(contract), partner_mechanism(contract)
-    # What a count may never exceed: the bounds decryption relies on (tails of 2**-40 each).
+    brand, partner = accounting.brand_budget(contract), accounting.partner_budget(contract)
+    dummy_deviation = partner.sizes.shift  # at most, per pattern
+    patterns = accounting.patterns(contract)
+    # What a count may never exceed: the decryption bounds (tails of 2**-40) and the
+    # dummies' largest deviation from their mean.
     hard_bound = {
-        "overlap": brand_noise.bound(),
-        "attribute_count": brand_noise.bound() + partner_noise.bound(),
-        "partner_count": partner_noise.bound(),
+        "overlap": brand.release.bound()
+        + accounting.first_segment_cells(contract) * dummy_deviation,
+        "overlap_total": len(SEGMENTS) * brand.release.bound() + (patterns - 1) * dummy_deviation,
+        "brand_size": brand.release.bound(),
+        "partner_size": patterns * dummy_deviation,
+        "attribute_count": brand.release.bound() + partner.release.bound(),
+        "partner_count": partner.release.bound(),
     }
     cells: list[tuple[str, int, int, int]] = []  # kind, released, exact, stated interval
     for session in range(NOISY_SESSIONS):
@@ -171,15 +182,14 @@ def test_noisy_counts_stay_within_the_stated_interval(make_contract, tmp_path, l
         )
         report = run_session(contract, lists.crm, lists.audience, stores)
         interval = report["privacy"]["interval_999"]
-        assert interval["overlap"] == brand_noise.interval(0.999)
-        assert interval["partner_count"] == partner_noise.interval(0.999)
-        assert interval["attribute_count"] >= brand_noise.interval(0.999)
+        assert interval["partner_count"] == partner.release.interval(0.999)
+        assert interval["overlap"] > brand.release.interval(0.999)  # the dummies add theirs
         cells += [
             (kind, got, exact, interval[kind])
             for kind, got, exact in released_cells(report, expected)
         ]
 
-    assert len(cells) == NOISY_SESSIONS * (1 + 3 + 2 + 6 * 3 + 6)
+    assert len(cells) == NOISY_SESSIONS * (1 + 3 + 3 + 1 + 6 * 3 + 6)
     for kind, got, exact, _ in cells:
         assert abs(got - exact) <= hard_bound[kind], (kind, got, exact)
     # Each count leaves its 99.9% interval with probability at most 0.001, independently.

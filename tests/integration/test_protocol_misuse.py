@@ -4,8 +4,9 @@ hand-driven partner stream built from a real PartnerSession's messages, then bro
 For each case: the documented status (docs/reference/exit-codes.md#over-the-wire), the
 error class in the ``cleanroom-error`` trailing metadata where the servicer sets one, an
 ``abort`` or ``refused`` audit entry, and no change to any other table of the brand's state
-(ledger, reports, reservations, list sketches) except that the sessions table gains this
-session's row, marked aborted. The cases and their statuses are listed in
+(reports, reservations, list sketches) except that the sessions table gains this
+session's row, marked aborted, and the ledger this session's charge (made when HelloReply
+left). The cases and their statuses are listed in
 docs/protocol.md#misuse-and-the-status-it-ends-with.
 """
 
@@ -45,8 +46,9 @@ OFF_CURVE_POINT = (2).to_bytes(32, "little")
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, certificates) -> Iterator[Deployment]:
-    """One brand server for the module: every case starts its own session on it."""
-    deployed = deploy_site(tmp_path_factory.mktemp("misuse"), certificates)
+    """One brand server for the module: every case starts its own session on it (and each
+    spends budget once its HelloReply left, hence the large total)."""
+    deployed = deploy_site(tmp_path_factory.mktemp("misuse"), certificates, epsilon_total=1000.0)
     yield deployed
     deployed.server.stop(grace=None)
 
@@ -57,7 +59,7 @@ def pooled_site(tmp_path_factory, certificates) -> Iterator[Deployment]:
     --workers 2` does: the CryptoError then surfaces on the sending side a while after the
     chunk was read."""
     directory = tmp_path_factory.mktemp("pooled")
-    inline = deploy_site(directory, certificates)
+    inline = deploy_site(directory, certificates, epsilon_total=1000.0)
     inline.server.stop(grace=None)
     engine = Engine(workers=2)
     server, port = build_server(load_server_config(directory / "brand.toml"), engine=engine)
@@ -196,16 +198,20 @@ def assert_status(error: grpc.RpcError, code: grpc.StatusCode, error_class: str 
 def assert_aborted_without_release(
     store: StateStore, before: dict[str, set[tuple]], session_id: str, reason: str | None = None
 ) -> None:
-    """An abort entry, this session's row marked aborted, and nothing else changed."""
+    """An abort entry, this session's row marked aborted, its budget spent (the brand
+    charges when HelloReply, with its noisy sizes, leaves: docs/privacy.md#ledger), and
+    nothing else changed."""
     entry = wait_for_audit(store, session_id, "abort")
     if reason is not None:
         assert reason in entry["detail"]["reason"]
     after = state_rows(store)
     assert store.session_status(session_id) == "aborted"
-    others = {row for row in after["sessions"] if row[0] != session_id}
-    assert others == before["sessions"]
-    assert {n: r for n, r in after.items() if n != "sessions"} == {
-        n: r for n, r in before.items() if n != "sessions"
+    for table in ("sessions", "ledger"):
+        others = {row for row in after[table] if row[0] != session_id}
+        assert others == before[table]
+    assert [row[0] for row in after["ledger"] - before["ledger"]] == [session_id]
+    assert {n: r for n, r in after.items() if n not in ("sessions", "ledger")} == {
+        n: r for n, r in before.items() if n not in ("sessions", "ledger")
     }
     assert store.report(session_id) is None
     assert store.verify_audit() == len(store.audit_entries())

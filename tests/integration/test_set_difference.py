@@ -47,6 +47,32 @@ def test_sketch_difference_counts_added_and_removed_records():
     assert int(base.sum()) == 5000
 
 
+def test_relabelling_a_brand_record_counts_as_a_change():
+    """The identity-graph attack keeps the list byte-identical and moves labels only."""
+    rng = np.random.default_rng(2)
+    records = [rng.bytes(32) for _ in range(5000)]
+    labels = rng.integers(0, 3, size=5000)
+    key = b"k" * 32
+    moved = labels.copy()
+    moved[:4] = (moved[:4] + 1) % 3
+    assert difference(list_sketch([records], key, labels), list_sketch([records], key, moved)) == 8
+    assert difference(list_sketch([records], key), list_sketch([records], key)) == 0
+
+
+def test_a_relabelled_brand_list_is_refused(make_contract, stores, lists):
+    contract = make_contract(mechanism="none", min_set_size=10, min_overlap=0)
+    session(contract, lists.crm, lists.audience, stores)
+    relabelled = lists.crm.copy()
+    relabelled.loc[:4, "tier"] = relabelled.loc[:4, "tier"].map(
+        {"loyal": "lapsed", "lapsed": "prospect", "prospect": "loyal"}
+    )
+    with pytest.raises(PolicyError, match="set_difference_min"):
+        session(contract, relabelled, lists.audience, stores)
+    flagged = [e for e in stores[0].audit_entries() if e["event"] == "set-difference"]
+    # 5 records, each removed from one bucket and added to another (fewer if buckets collide)
+    assert 0 < flagged[-1]["detail"]["records_changed"] <= 10
+
+
 def test_a_brand_list_that_changed_by_a_few_records_is_refused(make_contract, stores, lists):
     contract = make_contract(mechanism="none", min_set_size=10, min_overlap=0)
     session(contract, lists.crm, lists.audience, stores)

@@ -220,7 +220,7 @@ def test_cli_engine_spark_on_both_sides_matches_the_local_engine(tmp_path):
     processes over mutual TLS, on Parquet files, release the local engine's figures."""
     write_demo_files(tmp_path, brand_records=1200, partner_records=2000, min_set_size=20)
     contract = tmp_path / "contract.toml"
-    contract.write_text(contract.read_text().replace('"discrete_laplace"', '"none"'))
+    contract.write_text(contract.read_text().replace('"discrete_gaussian"', '"none"'))
     pd.read_csv(tmp_path / "crm.csv", dtype=str).to_parquet(tmp_path / "crm.parquet")
     pd.read_csv(tmp_path / "audience.csv").to_parquet(tmp_path / "audience.parquet")
     config = tmp_path / "brand.toml"

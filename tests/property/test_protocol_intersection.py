@@ -16,7 +16,8 @@ reads the rules from DESIGN §3 and §5 and docs/howto/brand.md:
   identifier is dropped;
 - a brand identifier belongs to its record's segment (an empty label means ``all``);
 - a partner record matches in the segment of its first key, in the contract's priority
-  order, whose identifier the brand holds; ``by_key`` counts that key.
+  order, whose identifier the brand holds (the report has no per-key counts: no one asked
+  for them, docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -222,7 +223,6 @@ def expected_report(case: Case) -> dict[str, object]:
     partner = first_occurrences(identifiers(case.audience, keys), keys)
 
     by_segment: Counter[str] = Counter()
-    by_key: Counter[str] = Counter()
     attribute_counts: Counter[tuple[str, str]] = Counter()
     attribute_rows = case.audience[list(ATTRIBUTES)].to_dict("records")
     for number, found in partner:
@@ -230,7 +230,6 @@ def expected_report(case: Case) -> dict[str, object]:
             if key in found and (key, found[key]) in owner:
                 segment = owner[(key, found[key])]
                 by_segment[segment] += 1
-                by_key[key] += 1
                 for attribute in contract.attributes:
                     attribute_counts[(attribute, segment)] += bool(
                         attribute_rows[number][attribute]
@@ -241,7 +240,6 @@ def expected_report(case: Case) -> dict[str, object]:
         "partner_size": len(partner),
         "total": sum(by_segment.values()),
         "by_segment": by_segment,
-        "by_key": by_key,
         "attribute_counts": attribute_counts,
         "partner_count": {
             a: sum(bool(attribute_rows[n][a]) for n, _ in partner) for a in contract.attributes
@@ -282,7 +280,7 @@ def test_released_overlap_equals_the_plain_intersection(case: Case) -> None:
     assert report["partner_size"] == expected["partner_size"]
     assert overlap["total"] == expected["total"]
     assert overlap["by_segment"] == {s: expected["by_segment"][s] for s in contract.segments}
-    assert overlap["by_key"] == {k: expected["by_key"][k] for k in contract.keys}
+    assert "by_key" not in overlap
     cells = {(c["attribute"], c["segment"]): c for c in report["attributes"]}
     assert set(cells) == {(a, s) for a in contract.attributes for s in contract.segments}
     for (attribute, segment), cell in cells.items():

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from cleanroom.contract import (
+    MAX_DUMMY_RECORDS,
     MAX_NOISE_BOUND,
     RESERVED_ATTRIBUTE_NAMES,
     load_contract,
@@ -16,7 +17,7 @@ from cleanroom.crypto import elgamal
 from cleanroom.demo import contract_text
 from cleanroom.errors import ContractError
 from cleanroom.identifiers import KEY_KINDS
-from cleanroom.privacy.accounting import brand_mechanism, partner_mechanism
+from cleanroom.privacy import accounting
 
 FP_A, FP_B = "a" * 64, "b" * 64
 
@@ -64,7 +65,10 @@ def test_no_segments_means_the_single_segment_all():
             "max_invalid_fraction = 1.5",
             "release.max_invalid_fraction",
         ),
-        ('mechanism = "discrete_laplace"', 'mechanism = "laplace"', "privacy.mechanism"),
+        ('mechanism = "discrete_gaussian"', 'mechanism = "gaussian"', "privacy.mechanism"),
+        ("delta = 1e-09", "", "privacy.delta"),
+        ("delta = 1e-09", "delta = 0.5", "privacy.delta"),
+        ("epsilon_match = 0.35", "epsilon_match = -1", "privacy.epsilon_match"),
         ("epsilon_per_session = 1.0", "epsilon_per_session = 0", "privacy.epsilon_per_session"),
         ("epsilon_total = 10.0", "epsilon_total = 0.5", "privacy.epsilon_total"),
         (
@@ -110,7 +114,7 @@ def test_missing_file_is_named(tmp_path):
 def test_dst_binds_version_and_contract_hash():
     contract = parse_contract(text().encode())
     dst = contract.hash_to_curve_dst()
-    assert contract.sha256.encode() in dst and dst.startswith(b"CLEANROOM-V1-")
+    assert contract.sha256.encode() in dst and dst.startswith(b"CLEANROOM-V2-")
     assert len(dst) <= 255  # RFC 9380 section 5.3.3
 
 
@@ -140,29 +144,36 @@ def test_the_noise_limit_is_half_of_what_elgamal_decrypts():
 MANY_ATTRIBUTES = tuple(f"attribute_{i}" for i in range(128))
 
 
-def partner_bound_contract(epsilon: float) -> bytes:
-    """One key and one segment: the partner's sensitivity (2 x 128) exceeds the brand's (129)."""
-    return text(keys=("email",), segments=(), attributes=MANY_ATTRIBUTES, epsilon=epsilon).encode()
+def partner_bound_contract(epsilon: float, mechanism: str = "discrete_laplace") -> bytes:
+    """One key and one segment: the partner's sensitivity (2 x 128) exceeds the brand's (130)."""
+    return text(
+        keys=("email",),
+        segments=(),
+        attributes=MANY_ATTRIBUTES,
+        epsilon=epsilon,
+        mechanism=mechanism,
+        epsilon_match=epsilon / 4,
+    ).encode()
 
 
 def test_epsilon_too_small_for_the_partners_decryptable_noise_is_refused():
-    # The smallest epsilon whose discrete Laplace bound at L1 = 256 stays within 2**39.
-    accepted = parse_contract(partner_bound_contract(2e-8))
-    assert 0 < partner_mechanism(accepted).bound() <= MAX_NOISE_BOUND
-    assert brand_mechanism(accepted).bound() < partner_mechanism(accepted).bound()
-    refused = 1e-8
+    accepted = parse_contract(partner_bound_contract(1.0))
+    partner = accounting.partner_budget(accepted).release
+    assert 0 < partner.bound() <= MAX_NOISE_BOUND
+    assert accounting.brand_budget(accepted).release.bound() < partner.bound()
+    # The release noise is checked before the dummies (whose limit a tiny epsilon also breaks).
     with pytest.raises(ContractError) as error:
-        parse_contract(partner_bound_contract(refused), source="c.toml")
+        parse_contract(partner_bound_contract(1e-8), source="c.toml")
     message = str(error.value)
     assert message.startswith("c.toml: privacy.epsilon_per_session: too small")
-    assert "partner's noise bound would be" in message and str(MAX_NOISE_BOUND) in message
+    assert "partner's noise bound would be" in message and "could not be represented" in message
     bound = int(message.split("would be ")[1].split(",")[0])
     assert bound > MAX_NOISE_BOUND
 
 
 def test_epsilon_too_small_for_the_brands_noise_is_refused_even_without_attributes():
-    with pytest.raises(ContractError, match=r"privacy\.epsilon_per_session: .*the brand's noise"):
-        parse_contract(text(attributes=(), epsilon=1e-12).encode())
+    with pytest.raises(ContractError, match=r"privacy\.epsilon_per_session: too small"):
+        parse_contract(text(attributes=(), epsilon=1e-12, epsilon_match=None).encode())
 
 
 def test_an_absurdly_small_epsilon_is_refused_at_once():
@@ -171,12 +182,48 @@ def test_an_absurdly_small_epsilon_is_refused_at_once():
         parse_contract(partner_bound_contract(1e-300))
 
 
-def test_gaussian_noise_opendp_cannot_calibrate_is_refused_by_field():
-    source = text(mechanism="discrete_gaussian", epsilon=1e-20) + "delta = 1e-20\n"
+def test_gaussian_noise_that_cannot_be_represented_is_refused_by_field():
+    with pytest.raises(ContractError, match=r"c\.toml: privacy\.epsilon_per_session: too small"):
+        parse_contract(
+            text(epsilon=1e-11, epsilon_total=1e-11, epsilon_match=None).encode(), source="c.toml"
+        )
+
+
+def test_missing_delta_for_the_gaussian_is_refused_by_field():
+    source = text().replace("delta = 1e-09\n", "")
     with pytest.raises(
-        ContractError, match=r"privacy\.epsilon_per_session / privacy\.delta: too small for OpenDP"
+        ContractError, match=r"c\.toml: privacy\.delta: missing field: the discrete Gaussian"
     ):
-        parse_contract(source.encode())
+        parse_contract(source.encode(), source="c.toml")
+
+
+def test_the_default_mechanism_is_the_discrete_gaussian_with_rho_in_the_ledger():
+    contract = parse_contract(text().replace('mechanism = "discrete_gaussian"\n', "").encode())
+    assert contract.mechanism == "discrete_gaussian" and contract.ledger_unit == "rho"
+    # (10, 1e-9) over the contract's life through OpenDP's zCDP conversion at delta / 2
+    assert 1.0 < contract.ledger_total < 1.1
+    assert contract.ledger_per_session == pytest.approx(contract.ledger_total / 10)
+    laplace = parse_contract(text(mechanism="discrete_laplace").encode())
+    assert laplace.ledger_unit == "epsilon" and laplace.ledger_per_session == 1.0
+
+
+def test_a_matching_budget_too_small_for_the_pattern_count_is_refused():
+    """16 segments and 3 keys: 17**3 patterns, each with its dummies."""
+    segments = tuple(f"s{i}" for i in range(16))
+    keys = ("email", "phone", "maid")
+    parse_contract(text(segments=segments, keys=keys, epsilon_match=0.35, min_set_size=10).encode())
+    with pytest.raises(ContractError) as error:
+        parse_contract(
+            text(segments=segments, keys=keys, epsilon_match=0.01).encode(), source="c.toml"
+        )
+    message = str(error.value)
+    assert message.startswith("c.toml: privacy.epsilon_match: too small for 4913 match patterns")
+    assert str(MAX_DUMMY_RECORDS) in message
+
+
+def test_a_matching_budget_that_leaves_nothing_for_the_release_is_refused():
+    with pytest.raises(ContractError, match=r"c\.toml: privacy\.epsilon_match: too large"):
+        parse_contract(text(epsilon_match=0.5).encode(), source="c.toml")
 
 
 def test_no_noise_needs_no_noise_bound():

@@ -6,8 +6,9 @@ import pytest
 
 from cleanroom.crypto.elgamal import ElGamalPrivateKey
 from cleanroom.demo import synthetic_lists
-from cleanroom.errors import PolicyError, ProtocolError
+from cleanroom.errors import CryptoError, PolicyError, ProtocolError
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
+from cleanroom.protocol.common import BASE_POINT
 from cleanroom.protocol.lists import prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 
@@ -19,13 +20,14 @@ def partner(make_contract, stores):
     return PartnerSession(contract, prepare_partner_list(audience, None, contract), stores[1])
 
 
-def reply(records, elements, key=b"") -> pb.BrandMessage:
+def reply(records, elements, key=b"", match_key=BASE_POINT) -> pb.BrandMessage:
     return pb.BrandMessage(
         hello_reply=pb.HelloReply(
             session_id="ab" * 16,
             brand_records=records,
             brand_elements=elements,
             elgamal_public_key=key,
+            match_public_key=match_key,
         )
     )
 
@@ -37,11 +39,27 @@ def test_a_brand_segment_below_min_set_size_is_refused(partner):
         list(partner.receive(reply([500, 3, 500], [400, 300, 3, 3, 400, 300], key)))
 
 
-def test_more_elements_than_records_is_a_protocol_error(partner):
+def test_a_brand_group_below_min_set_size_is_refused(partner):
+    """1,000 emails and 3 phones in a segment would show which 3 phones the partner holds."""
     partner.hello()
     key = ElGamalPrivateKey.generate().public_key.to_bytes()
-    with pytest.raises(ProtocolError, match="more elements than records"):
-        list(partner.receive(reply([500, 500, 500], [501, 1, 1, 1, 1, 1], key)))
+    with pytest.raises(PolicyError, match="segment 'loyal' declared 3 phone elements"):
+        list(partner.receive(reply([500, 500, 500], [400, 3, 300, 300, 0, 400], key)))
+
+
+def test_an_empty_brand_group_is_allowed(partner):
+    partner.hello()
+    key = ElGamalPrivateKey.generate().public_key.to_bytes()
+    list(partner.receive(reply([500, 500, 500], [400, 0, 300, 300, 400, 400], key)))
+    assert partner.session_id == "ab" * 16
+
+
+@pytest.mark.parametrize("match_key", [b"", b"\x09" * 31, bytes(32)])
+def test_a_missing_or_low_order_match_key_is_refused(partner, match_key):
+    partner.hello()
+    key = ElGamalPrivateKey.generate().public_key.to_bytes()
+    with pytest.raises((ProtocolError, CryptoError)):
+        list(partner.receive(reply([500] * 3, [400] * 6, key, match_key=match_key)))
 
 
 def test_messages_out_of_order_are_refused(partner):

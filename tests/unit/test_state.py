@@ -17,7 +17,7 @@ from cleanroom.store.state import StateStore
 
 
 def test_budget_is_spent_once_per_session_and_refused_when_exhausted(tmp_path, make_contract):
-    contract = make_contract(epsilon=1.0, epsilon_total=2.0)
+    contract = make_contract(mechanism="discrete_laplace", epsilon=1.0, epsilon_total=2.0)
     store = StateStore(tmp_path / "s.db")
     for session in ("s1", "s2"):
         store.require_budget(contract)
@@ -35,7 +35,7 @@ def test_budget_is_spent_once_per_session_and_refused_when_exhausted(tmp_path, m
 
 
 def test_a_running_session_reserves_its_epsilon_until_it_spends_or_aborts(tmp_path, make_contract):
-    contract = make_contract(epsilon=1.0, epsilon_total=2.0)
+    contract = make_contract(mechanism="discrete_laplace", epsilon=1.0, epsilon_total=2.0)
     store = StateStore(tmp_path / "s.db")
     store.begin_session("s1", contract, "peer")
     store.begin_session("s2", contract, "peer")
@@ -55,7 +55,7 @@ def test_a_running_session_reserves_its_epsilon_until_it_spends_or_aborts(tmp_pa
 def test_a_session_whose_process_died_is_marked_aborted_and_frees_its_reservation(
     tmp_path, make_contract
 ):
-    contract = make_contract(epsilon=1.0, epsilon_total=1.0)
+    contract = make_contract(mechanism="discrete_laplace", epsilon=1.0, epsilon_total=1.0)
     path = tmp_path / "s.db"
     child = subprocess.run(
         [
@@ -71,7 +71,11 @@ def test_a_session_whose_process_died_is_marked_aborted_and_frees_its_reservatio
     assert child.returncode == 0
     store = StateStore(path)
     store.begin_session(
-        "alive", make_contract(epsilon=1.0, epsilon_total=1.0, contract_id="other"), "p"
+        "alive",
+        make_contract(
+            mechanism="discrete_laplace", epsilon=1.0, epsilon_total=1.0, contract_id="other"
+        ),
+        "p",
     )
     assert store.epsilon_remaining(contract) == 0  # the dead session still holds its reservation
     assert store.recover_crashed() == ["lost"]  # this process's own session is left alone
@@ -83,7 +87,7 @@ def test_a_session_whose_process_died_is_marked_aborted_and_frees_its_reservatio
 
 
 def test_charge_is_idempotent_per_session(tmp_path, make_contract):
-    contract = make_contract(epsilon=1.0, epsilon_total=5.0)
+    contract = make_contract(mechanism="discrete_laplace", epsilon=1.0, epsilon_total=5.0)
     store = StateStore(tmp_path / "s.db")
     store.begin_session("s1", contract, "peer")
     store.charge("s1", contract)
@@ -94,7 +98,7 @@ def test_charge_is_idempotent_per_session(tmp_path, make_contract):
 def test_concurrent_sessions_never_overspend_and_every_started_one_can_release(
     tmp_path, make_contract
 ):
-    contract = make_contract(epsilon=1.0, epsilon_total=3.0)
+    contract = make_contract(mechanism="discrete_laplace", epsilon=1.0, epsilon_total=3.0)
     store = StateStore(tmp_path / "s.db")
     outcomes: list[str] = []
 

@@ -49,16 +49,18 @@ class Hello(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., contract_id: _Optional[str] = ..., contract_sha256: _Optional[str] = ..., partner_records: _Optional[int] = ...) -> None: ...
 
 class HelloReply(_message.Message):
-    __slots__ = ("session_id", "brand_records", "brand_elements", "elgamal_public_key")
+    __slots__ = ("session_id", "brand_records", "brand_elements", "elgamal_public_key", "match_public_key")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     BRAND_RECORDS_FIELD_NUMBER: _ClassVar[int]
     BRAND_ELEMENTS_FIELD_NUMBER: _ClassVar[int]
     ELGAMAL_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    MATCH_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     brand_records: _containers.RepeatedScalarFieldContainer[int]
     brand_elements: _containers.RepeatedScalarFieldContainer[int]
     elgamal_public_key: bytes
-    def __init__(self, session_id: _Optional[str] = ..., brand_records: _Optional[_Iterable[int]] = ..., brand_elements: _Optional[_Iterable[int]] = ..., elgamal_public_key: _Optional[bytes] = ...) -> None: ...
+    match_public_key: bytes
+    def __init__(self, session_id: _Optional[str] = ..., brand_records: _Optional[_Iterable[int]] = ..., brand_elements: _Optional[_Iterable[int]] = ..., elgamal_public_key: _Optional[bytes] = ..., match_public_key: _Optional[bytes] = ...) -> None: ...
 
 class BrandElementsChunk(_message.Message):
     __slots__ = ("segment", "key", "elements", "last")
