@@ -130,7 +130,9 @@ def verify_signed_report(report: Report, certificates: dict[str, Path]) -> None:
     """Check a report file's signatures against the parties' pinned certificates: each made
     as its own role, with its own party's key, the two keys different."""
     keys = {
-        role: require_signing_key(read_pem(path, f"{role} certificate"), f"{role} certificate {path}")
+        role: require_signing_key(
+            read_pem(path, f"{role} certificate"), f"{role} certificate {path}"
+        )
         for role, path in certificates.items()
     }
     if len({key.public_bytes_raw() for key in keys.values()}) < len(keys):

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from http.server import ThreadingHTTPServer
+from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -105,7 +105,7 @@ class SessionMetrics:
             buckets=(1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9),
             registry=self.registry,
         )
-        self._http: ThreadingHTTPServer | None = None
+        self._http: Any = None  # prometheus_client's WSGI server, once serving
 
     def watch_budget(self, budget: Callable[[], Iterable[tuple[str, float]]]) -> None:
         """Export ``budget()`` (contract id, epsilon left) pairs, read at each scrape."""
@@ -147,7 +147,7 @@ class _BudgetCollector(Collector):
 class JsonLines(logging.Formatter):
     """One JSON object per line: time (UTC), level, message, and the session's fields when known."""
 
-    converter = time.gmtime
+    converter = time.gmtime  # type: ignore[assignment]
 
     FIELDS = (
         "event",
@@ -177,9 +177,9 @@ class JsonLines(logging.Formatter):
         return json.dumps(entry, sort_keys=True)
 
 
-def configure_logging(log_format: str, stream: object) -> None:
+def configure_logging(log_format: str, stream: TextIO) -> None:
     """The server's log on ``stream``: plain lines, or JSON lines for a log collector."""
-    handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         JsonLines()
         if log_format == "json"

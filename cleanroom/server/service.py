@@ -15,11 +15,12 @@ streams cannot hold the server's session slots.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from cleanroom import errors
 from cleanroom.contract import Contract
 from cleanroom.crypto.signing import signing_key_from_tls_key
 from cleanroom.engine import INLINE, Engine
@@ -42,7 +44,6 @@ from cleanroom.errors import (
     ProtocolError,
     StorageError,
 )
-from cleanroom import errors
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.brand import BrandSession
@@ -75,7 +76,11 @@ MESSAGE_OPTIONS = [
 # a cancelled stream. Larger ones gRPC still refuses (logged as a cancelled stream).
 GRPC_RECEIVE_LIMIT = 2 * MESSAGE_LIMIT
 SERVER_OPTIONS = [
-    *[(name, value) for name, value in MESSAGE_OPTIONS if name != "grpc.max_receive_message_length"],
+    *[
+        (name, value)
+        for name, value in MESSAGE_OPTIONS
+        if name != "grpc.max_receive_message_length"
+    ],
     ("grpc.max_receive_message_length", GRPC_RECEIVE_LIMIT),
 ]
 
@@ -119,7 +124,7 @@ def _public_class(error: BaseException) -> str:
     """The error's nearest class in cleanroom.errors: what the client can map to an exit code."""
     for kind in type(error).__mro__:
         if getattr(errors, kind.__name__, None) is kind:
-            return kind.__name__
+            return str(kind.__name__)
     return CleanroomError.__name__
 
 
@@ -251,6 +256,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         session: BrandSession | None = None
         pump: Pump | None = None
         error: BaseException | None = None
+        counted = False  # in cleanroom_sessions_started
         self.metrics.running.inc()
         try:
             incoming = _incoming(request_iterator)
@@ -273,9 +279,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
                 max_pending=2 * self.engine.workers + 2,
             )
             on_stream_end = pump.fail
-            context.add_callback(
-                lambda: on_stream_end(self._stopping or _stream_cancelled())
-            )
+            context.add_callback(lambda: on_stream_end(self._stopping or _stream_cancelled()))
             with self._pumps_lock:
                 self._pumps.add(pump)
             if self._stopping is not None:
@@ -294,7 +298,12 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
                     "partner": offer.contract.partner.name,
                 },
             )
-            yield from pump.outgoing()
+            with contextlib.closing(pump.outgoing()) as outgoing:  # closed also on GeneratorExit
+                for message in outgoing:
+                    if not counted and message.WhichOneof("body") == "hello_reply":
+                        counted = True  # the Hello passed: the session is open
+                        self.metrics.started.labels(offer.contract.id).inc()
+                    yield message
             if pump.error is not None:
                 raise pump.error
         except CleanroomError as failure:
@@ -312,9 +321,14 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
                 with self._pumps_lock:
                     self._pumps.discard(pump)
             if session is not None and not session.finished and session.report is None:
-                _abort(session, pump.error if pump and pump.error else error)
+                error = (
+                    error
+                    or (pump.error if pump else None)
+                    or ConnectionLostError("the stream ended before the session finished")
+                )
+                _abort(session, error)
             self.metrics.running.dec()
-            self._record(session, error, time.monotonic() - started)
+            self._record(session, error, time.monotonic() - started, counted)
 
     def _fail(
         self, context: grpc.ServicerContext, session: BrandSession | None, error: BaseException
@@ -327,7 +341,11 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         context.abort(status_for(error), _public_reason(error))
 
     def _record(
-        self, session: BrandSession | None, error: BaseException | None, seconds: float
+        self,
+        session: BrandSession | None,
+        error: BaseException | None,
+        seconds: float,
+        counted: bool,
     ) -> None:
         """The stream's one log line and its count in the metrics: released, refused before
         a session opened (at the first message, or by the Hello checks), or aborted."""
@@ -370,7 +388,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
             outcome = "refused"
             self.metrics.refused.labels(contract_id, reason_label(error, specific)).inc()
             message = f"{contract_id}: session {session_id} refused: {reason}"
-        if outcome != "refused":
+        if outcome != "refused" and not counted:  # opened, but failed before its reply left
             self.metrics.started.labels(contract_id).inc()
         self.metrics.duration.labels(contract_id, outcome).observe(seconds)
         level = logging.INFO if error is None else logging.WARNING

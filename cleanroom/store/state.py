@@ -622,7 +622,9 @@ class StateStore:
             if stored != signed.get(session_id, {}):
                 raise broken(f"the signatures on the report of session {session_id} were changed")
             if len({signature["public_key"] for signature in stored.values()}) < len(stored):
-                raise broken(f"the report of session {session_id} carries two signatures by one key")
+                raise broken(
+                    f"the report of session {session_id} carries two signatures by one key"
+                )
             for role, signature in stored.items():
                 key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(signature["public_key"]))
                 if not verify_report_signature(

@@ -123,7 +123,11 @@ def run(
                 f"{error}. The signed report was written to {out}; once the database is "
                 f"writable, record it with: cleanroom-client recover --report {out} "
                 f"--contract {contract} --state {state}"
-                + ("" if insecure else f" --tls-cert {tls_cert} --tls-key {tls_key} --server-cert {server_cert}")
+                + (
+                    ""
+                    if insecure
+                    else f" --tls-cert {tls_cert} --tls-key {tls_key} --server-cert {server_cert}"
+                )
                 + (" --insecure" if insecure else "")
             ) from None
     write_atomically(out, report.to_json())

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -157,7 +158,8 @@ def test_silent_streams_cannot_hold_the_slots_and_a_real_partner_still_gets_a_se
     refusals = [
         entry
         for entry in site.brand_store().audit_entries()
-        if entry["event"] == "refused" and "no first message within 1 s" in entry["detail"]["reason"]
+        if entry["event"] == "refused"
+        and "no first message within 1 s" in entry["detail"]["reason"]
     ]
     assert len(refusals) == 2 and all(entry["detail"]["peer"] for entry in refusals)
     logged = [r.getMessage() for r in caplog.records]
@@ -213,7 +215,9 @@ def test_a_partner_killed_after_its_budget_was_charged_is_aborted_at_the_next_st
     assert statuses[session_id] == "aborted"
     assert sorted(statuses.values()) == ["aborted", "released"]
     [abort] = [
-        e for e in partner.audit_entries() if e["event"] == "abort" and e["session_id"] == session_id
+        e
+        for e in partner.audit_entries()
+        if e["event"] == "abort" and e["session_id"] == session_id
     ]
     assert "after its budget was spent" in abort["detail"]["reason"]
     assert partner.epsilon_spent(CONTRACT_ID) == 2  # the spent epsilon stays counted
@@ -244,8 +248,6 @@ def test_a_brand_killed_mid_session_is_aborted_at_its_next_start_and_the_partner
 
 
 def sessions(store: StateStore) -> list[tuple[str, str]]:
-    import sqlite3
-
     with sqlite3.connect(store.path) as db:
         rows = db.execute("SELECT session_id, status FROM sessions ORDER BY started_at").fetchall()
     db.close()
@@ -257,7 +259,9 @@ def sessions(store: StateStore) -> list[tuple[str, str]]:
 
 def open_session(server: LiveServer, first: pb.PartnerMessage | None = None):
     """A hand-driven partner on the real server: Hello (or ``first``), then whatever the test sends."""
-    channel, stub = raw_stub(SimpleNamespace(directory=server.directory, address=server.address), "newsco")
+    channel, stub = raw_stub(
+        SimpleNamespace(directory=server.directory, address=server.address), "newsco"
+    )
     outgoing: list[pb.PartnerMessage] = [first or hello_for(server.directory / "contract.toml")]
     more = threading.Event()
     done = threading.Event()

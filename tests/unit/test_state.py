@@ -161,7 +161,10 @@ def released_store(tmp_path, make_contract) -> StateStore:
         "s1", contract, {"overlap": {"total": 120}}, "t" * 64, sign_as=("brand", own)
     )
     store.add_signature(
-        "s1", "partner", sign_report(peer, dumps(report), role="partner"), peer.public_key().public_bytes_raw()
+        "s1",
+        "partner",
+        sign_report(peer, dumps(report), role="partner"),
+        peer.public_key().public_bytes_raw(),
     )
     assert store.verify_records() == {"reports": 1, "signatures": 2, "ledger_entries": 1}
     return store
