@@ -309,8 +309,8 @@ class Client:
         )
         if store.unsaved is not None:
             raise UnsavedReportError(
-                f"{store.unsaved[2]}; the brand released session {report.session_id} and this "
-                "party's budget is spent, but its report could not be recorded here",
+                f"{store.unsaved[2]}; the brand released session {report.session_id} and "
+                "spent its budget on it, but the report could not be recorded here",
                 report,
             )
         return report
@@ -335,7 +335,9 @@ class Client:
             )
         signatures: dict[str, dict[str, str]] = {}
         if self._brand_key is not None:
-            entry = report.signatures.get("brand") or {}
+            held = report.signatures if isinstance(report.signatures, dict) else {}
+            found = held.get("brand")
+            entry: dict[str, str] = found if isinstance(found, dict) else {}
             try:
                 valid = entry.get("public_key") == self._brand_key.public_bytes_raw().hex() and (
                     verify_report_signature(
@@ -345,7 +347,7 @@ class Client:
                         role="brand",
                     )
                 )
-            except ValueError:
+            except (TypeError, ValueError):  # not hex, not a string
                 valid = False
             if not valid:
                 raise IntegrityError(

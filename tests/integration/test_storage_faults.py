@@ -298,6 +298,10 @@ def test_a_partner_that_died_before_storing_recovers_the_brands_copy(site):
     (site / "tampered.json").write_text(json.dumps(tampered))
     refused = run([*recover, "--report", "tampered.json"], site)
     assert refused.returncode == 9 and "no valid brand signature" in refused.stderr
+    tampered["signatures"] = {"brand": "not a signature"}
+    (site / "junk.json").write_text(json.dumps(tampered))
+    junk = run([*recover, "--report", "junk.json"], site)
+    assert junk.returncode == 9 and "no valid brand signature" in junk.stderr
 
     result = run([*recover, "--report", "brand-copy.json"], site)
     assert result.returncode == 0, result.stderr
