@@ -117,15 +117,18 @@ def serve(
     with console.status("reading and hashing the CRM"):
         spark = start_spark("cleanroom serve") if engine_name == "spark" else None
         offers = prepare_offers(settings, spark, spark_scratch)
-    engine = Engine(workers or None)
-    metrics = SessionMetrics()
-    server, port = build_server(settings, offers=offers, engine=engine, metrics=metrics)
+    metrics = SessionMetrics()  # served before the gRPC server starts: a bad address stops here
     metrics_address = metrics_listen or settings.metrics_listen
     if metrics_address is not None:
-        metrics_port = metrics.serve(metrics_address)
+        metrics_port = metrics.serve(
+            metrics_address,
+            "--metrics-listen" if metrics_listen else f"{settings.source}: [server] metrics_listen",
+        )
         console.print(
             f"metrics on http://{metrics_address.rpartition(':')[0]}:{metrics_port}/metrics"
         )
+    engine = Engine(workers or None)
+    server, port = build_server(settings, offers=offers, engine=engine, metrics=metrics)
     for offer in offers.values():
         console.print(
             f"contract [bold]{offer.contract.id}[/] with {offer.contract.partner.name}: "

@@ -111,10 +111,17 @@ class SessionMetrics:
         """Export ``budget()`` (contract id, epsilon left) pairs, read at each scrape."""
         self.registry.register(_BudgetCollector(budget))
 
-    def serve(self, listen: str) -> int:
-        """Serve ``/metrics`` on HOST:PORT (port 0 picks one); returns the bound port."""
+    def serve(self, listen: str, what: str) -> int:
+        """Serve ``/metrics`` on HOST:PORT (port 0 picks one); returns the bound port.
+        ``what`` names the setting in the error if it cannot listen there."""
         host, _, port = listen.rpartition(":")
-        server, _thread = start_http_server(int(port), host.strip("[]"), registry=self.registry)
+        try:
+            server, _thread = start_http_server(int(port), host.strip("[]"), registry=self.registry)
+        except OSError as error:
+            raise InputError(
+                f"{what} = {listen!r}: cannot listen there ({error.strerror or error}): the port "
+                "is in use or the address is not this machine's"
+            ) from None
         self._http = server
         return int(server.server_port)
 

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -419,3 +420,54 @@ def test_metrics_are_off_unless_asked_for(site):
     server = LiveServer(site)
     log = server.stop()
     assert "metrics on" not in log
+
+
+def test_metrics_and_json_logs_can_be_set_in_brand_toml(site):
+    config = site / "brand.toml"
+    config.write_text(
+        config.read_text().replace(
+            "[server]", '[server]\nmetrics_listen = "127.0.0.1:0"\nlog_format = "json"'
+        )
+    )
+    server = LiveServer(site)
+    try:
+        url = server.wait_for(r"metrics on (http://127\.0\.0\.1:\d+/metrics)").group(1)
+        samples = scrape(url)
+    finally:
+        log = server.stop()
+    contract = load_contract(site / "contract.toml")
+    assert samples[f'cleanroom_budget_remaining_epsilon{{contract="{CONTRACT_ID}"}}'] == (
+        pytest.approx(contract.epsilon_total)
+    )
+    assert all(json.loads(line)["level"] for line in log.splitlines() if line.strip())
+
+
+def test_a_bad_metrics_address_is_refused_naming_the_option(site):
+    result = subprocess.run(
+        [tool("cleanroom"), "serve", "--config", "brand.toml", "--metrics-listen", "9464"],
+        cwd=site,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert "--metrics-listen: expected HOST:PORT, e.g. 127.0.0.1:9464, not '9464'" in result.stderr
+
+
+def test_a_metrics_port_in_use_is_refused_naming_the_setting(site):
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        config = site / "brand.toml"
+        config.write_text(
+            config.read_text().replace("[server]", f'[server]\nmetrics_listen = "127.0.0.1:{port}"')
+        )
+        result = subprocess.run(
+            [tool("cleanroom"), "serve", "--config", "brand.toml"],
+            cwd=site,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 3, result.stderr
+    assert f"[server] metrics_listen = '127.0.0.1:{port}': cannot listen there" in result.stderr
+    assert "Traceback" not in result.stderr
