@@ -8,7 +8,8 @@
     ├── ConnectionLostError        exit 7  peer down, dropped mid-session, timed out
     ├── ProtocolError              exit 8  the peer broke the protocol
     │   └── CryptoError            exit 8  a bad point or ciphertext (deliberately opaque)
-    └── IntegrityError             exit 9  the audit log or a signature does not verify
+    ├── IntegrityError             exit 9  the audit log or a signature does not verify
+    └── StorageError               exit 10 a state database cannot be read or written
 
 Every message names the file, row, column, field or setting at fault, and never
 contains a full identifier.
@@ -83,6 +84,13 @@ class IntegrityError(CleanroomError):
     exit_code = 9
 
 
+class StorageError(CleanroomError):
+    """A state database cannot be written or read: disk full, read-only file or directory,
+    locked by another program. Nothing is half-written: SQLite rolls the transaction back."""
+
+    exit_code = 10
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error",
@@ -94,4 +102,5 @@ EXIT_CODES: dict[int, str] = {
     7: "connection error: peer down, dropped mid-session, or timed out",
     8: "protocol error: the peer sent something invalid",
     9: "integrity error: the audit log or a report signature does not verify",
+    10: "storage error: a state database cannot be written (disk full, read-only, locked)",
 }

@@ -475,7 +475,7 @@ class BrandSession:
             raise ProtocolError("the partner's transcript hash differs from the brand's")
         if self._partner_key is not None:
             if not verify_report_signature(
-                self._partner_key, ack.partner_signature, self._report_bytes
+                self._partner_key, ack.partner_signature, self._report_bytes, role="partner"
             ):
                 self.store.audit(
                     "bad-signature", session_id=self.session_id, contract_id=self.contract.id

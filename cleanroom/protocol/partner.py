@@ -451,7 +451,7 @@ class PartnerSession:
             raise ProtocolError("the brand's release is not in canonical form")
         self._check_report(report)
         if self._brand_key is not None and not verify_report_signature(
-            self._brand_key, release.brand_signature, release.report_json
+            self._brand_key, release.brand_signature, release.report_json, role="brand"
         ):
             raise ProtocolError("the brand's signature on the report does not verify")
         assert self.session_id is not None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Protocol
 
 from cleanroom.errors import ConnectionLostError
@@ -134,7 +134,7 @@ class Pump:
         thread.start()
         return thread
 
-    def outgoing(self, first: Iterable[Any] = ()) -> Iterator[Any]:
+    def outgoing(self, first: Iterable[Any] = ()) -> Generator[Any, None, None]:
         """Every message to send, in order; ends when the session is done or has failed."""
         try:
             for message in first:

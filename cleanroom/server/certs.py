@@ -15,12 +15,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cleanroom.contract import is_valid_name
-from cleanroom.crypto.signing import signing_key_from_tls_key, verify_report_signature
+from cleanroom.crypto.signing import (
+    prove_possession,
+    signing_key_from_tls_key,
+    verify_possession,
+    verify_report_signature,
+)
 from cleanroom.errors import AuthenticationError, InputError, IntegrityError
 from cleanroom.stats.report import Report
 
 VALIDITY = dt.timedelta(days=825)
 SIGNING_KEY_URI = "urn:cleanroom:ed25519:"
+POSSESSION_URI = "urn:cleanroom:ed25519-possession:"
 
 
 def read_pem(path: str | Path, what: str) -> bytes:
@@ -85,21 +91,60 @@ def fingerprint_of_pem(pem: bytes) -> str:
 
 
 def require_signing_key(pem: bytes, what: str) -> Ed25519PublicKey:
-    """The report-signing key of a pinned certificate; certificates must come from certs init."""
-    key = signing_public_key(x509.load_pem_x509_certificate(pem))
+    """The report-signing key of a pinned certificate; certificates must come from certs init,
+    which also writes the proof that the certificate's maker holds that key."""
+    certificate = x509.load_pem_x509_certificate(pem)
+    key = signing_public_key(certificate)
     if key is None:
         raise AuthenticationError(
             f"{what} carries no report-signing key: make the certificate with 'cleanroom certs init'"
         )
+    proof = _uri_value(certificate, POSSESSION_URI)
+    try:
+        valid = proof is not None and verify_possession(
+            key, bytes.fromhex(proof), _public_der(certificate.public_key())
+        )
+    except ValueError:
+        valid = False
+    if not valid:
+        raise AuthenticationError(
+            f"{what} carries no valid proof that its maker holds its report-signing key (made by "
+            "an older cleanroom, or its signing key was copied from another certificate): make "
+            "a new one with 'cleanroom certs init' and pin its fingerprint in the contract"
+        )
     return key
 
 
+def require_distinct_signing_keys(
+    brand: Ed25519PublicKey, partner: Ed25519PublicKey, what: str
+) -> None:
+    """Two parties must never share a signing key: one party's signature would stand for both."""
+    if brand.public_bytes_raw() == partner.public_bytes_raw():
+        raise AuthenticationError(
+            f"{what}: the brand's and the partner's certificates carry the same report-signing "
+            "key; each party must make its own certificate with 'cleanroom certs init'"
+        )
+
+
 def verify_signed_report(report: Report, certificates: dict[str, Path]) -> None:
-    """Check a report file's signatures against the parties' pinned certificates."""
-    for role, path in certificates.items():
-        key = require_signing_key(
+    """Check a report file's signatures against the parties' pinned certificates: each made
+    as its own role, with its own party's key, the two keys different."""
+    keys = {
+        role: require_signing_key(
             read_pem(path, f"{role} certificate"), f"{role} certificate {path}"
         )
+        for role, path in certificates.items()
+    }
+    if len({key.public_bytes_raw() for key in keys.values()}) < len(keys):
+        raise IntegrityError(
+            "the brand and partner certificates carry the same report-signing key: one party's "
+            "signature would count as both (pass each party's own pinned certificate)"
+        )
+    entries = [report.signatures.get(role) or {} for role in certificates]
+    if len(entries) == 2 and entries[0].get("public_key") == entries[1].get("public_key"):
+        raise IntegrityError("the report's two signatures were made with the same key")
+    for role, key in keys.items():
+        path = certificates[role]
         entry = report.signatures.get(role)
         if not entry:
             raise IntegrityError(f"the report carries no {role} signature")
@@ -107,10 +152,15 @@ def verify_signed_report(report: Report, certificates: dict[str, Path]) -> None:
             raise IntegrityError(
                 f"the {role} signature was made with a key other than {path} carries"
             )
-        if not verify_report_signature(
-            key, bytes.fromhex(entry["signature"]), report.signed_bytes()
-        ):
-            raise IntegrityError(f"the {role} signature does not verify: the report was altered")
+        try:
+            signature = bytes.fromhex(entry["signature"])
+        except (KeyError, TypeError, ValueError):
+            raise IntegrityError(f"the {role} signature is not hex") from None
+        if not verify_report_signature(key, signature, report.signed_bytes(), role=role):
+            raise IntegrityError(
+                f"the {role} signature does not verify: the report was altered, or that "
+                f"signature was not made as the {role}"
+            )
 
 
 def server_name(certificate: x509.Certificate) -> str:
@@ -167,12 +217,15 @@ def init_certificate(
             serialization.NoEncryption(),
         )
     )
-    # The report-signing public key rides in the pinned certificate, so pinning one pins both.
-    alt_names.append(
+    # The report-signing public key rides in the pinned certificate, so pinning one pins both,
+    # with the signing key's proof that whoever made this certificate holds it.
+    proof = prove_possession(signing_key, _public_der(key.public_key()))
+    alt_names += [
         x509.UniformResourceIdentifier(
             SIGNING_KEY_URI + signing_key.public_key().public_bytes_raw().hex()
-        )
-    )
+        ),
+        x509.UniformResourceIdentifier(POSSESSION_URI + proof.hex()),
+    ]
     now = dt.datetime.now(dt.UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -210,18 +263,23 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def signing_public_key(certificate: x509.Certificate) -> Ed25519PublicKey | None:
-    """The report-signing key a certificate made by ``cleanroom certs init`` carries."""
+def _uri_value(certificate: x509.Certificate, prefix: str) -> str | None:
     try:
         names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return None
     for uri in names.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri.startswith(SIGNING_KEY_URI):
-            try:
-                return Ed25519PublicKey.from_public_bytes(
-                    bytes.fromhex(uri[len(SIGNING_KEY_URI) :])
-                )
-            except ValueError:
-                return None
+        if uri.startswith(prefix):
+            return uri[len(prefix) :]
     return None
+
+
+def signing_public_key(certificate: x509.Certificate) -> Ed25519PublicKey | None:
+    """The report-signing key a certificate made by ``cleanroom certs init`` carries."""
+    value = _uri_value(certificate, SIGNING_KEY_URI)
+    if value is None:
+        return None
+    try:
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(value))
+    except ValueError:
+        return None

@@ -11,6 +11,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -49,6 +51,22 @@ app.add_typer(audit_app, name="audit")
 FormatOption = Annotated[str, typer.Option("--format", help="table or json")]
 
 
+class JsonStatus:
+    """``serve``'s status lines as log records, so that with ``--log-format json`` every
+    line on stderr is one JSON object a log collector can read."""
+
+    def print(self, text: object) -> None:
+        from rich.text import Text
+
+        plain = Text.from_markup(text).plain if isinstance(text, str) else str(text)
+        logging.getLogger("cleanroom.server").info(plain, extra={"event": "status"})
+
+    @contextmanager
+    def status(self, text: str) -> Iterator[None]:
+        self.print(text)
+        yield
+
+
 @app.command()
 def serve(
     config: Annotated[Path, typer.Option("--config", help="brand server config (TOML)")],
@@ -63,27 +81,54 @@ def serve(
         str | None,
         typer.Option("--spark-scratch", help="where Spark writes each session's elements"),
     ] = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-listen",
+            help="HOST:PORT to serve Prometheus metrics on (overrides [server] metrics_listen)",
+        ),
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="text or json (overrides [server] log_format)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Serve the brand's CRM to the partners named in the config, until interrupted."""
     from cleanroom.engine import Engine
-    from cleanroom.server.config import load_server_config
+    from cleanroom.server.config import check_listen, check_log_format, load_server_config
+    from cleanroom.server.observability import SessionMetrics, configure_logging
     from cleanroom.server.service import build_server, prepare_offers
     from cleanroom.spark import SparkList, start_spark
 
-    console = Console(stderr=True, quiet=quiet)
-    if not quiet:  # one line per session started, released, failed or refused
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
-        )
     check_engine(engine_name, spark_scratch)
     check_workers(workers)
+    if log_format is not None:
+        check_log_format(log_format, "--log-format")
+    if metrics_listen is not None:
+        check_listen(metrics_listen, "--metrics-listen")
     settings = load_server_config(config, insecure=insecure)
+    log_format = log_format or settings.log_format
+    if not quiet:  # one line per session: released, refused or aborted, and why
+        configure_logging(log_format, sys.stderr)
+    console: Console | JsonStatus = (
+        JsonStatus() if log_format == "json" and not quiet else Console(stderr=True, quiet=quiet)
+    )
     with console.status("reading and hashing the CRM"):
         spark = start_spark("cleanroom serve") if engine_name == "spark" else None
         offers = prepare_offers(settings, spark, spark_scratch)
+    metrics = SessionMetrics()  # served before the gRPC server starts: a bad address stops here
+    metrics_address = metrics_listen or settings.metrics_listen
+    if metrics_address is not None:
+        metrics_port = metrics.serve(
+            metrics_address,
+            "--metrics-listen" if metrics_listen else f"{settings.source}: [server] metrics_listen",
+        )
+        console.print(
+            f"metrics on http://{metrics_address.rpartition(':')[0]}:{metrics_port}/metrics"
+        )
     engine = Engine(workers or None)
-    server, port = build_server(settings, offers=offers, engine=engine)
+    server, port = build_server(settings, offers=offers, engine=engine, metrics=metrics)
     for offer in offers.values():
         console.print(
             f"contract [bold]{offer.contract.id}[/] with {offer.contract.partner.name}: "
@@ -95,14 +140,17 @@ def serve(
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    reason = "SIGTERM"
     try:
         # Python runs signal handlers only when the main thread wakes; a signal the kernel hands
         # to one of gRPC's threads would never wake an untimed wait, so poll.
         while not stop.wait(timeout=0.5):
             pass
     except KeyboardInterrupt:
-        pass
+        reason = "Ctrl-C"
+    server.cleanroom_service.shut_down(reason)  # partners are told, each session logged
     server.stop(grace=5).wait()
+    metrics.close()
     engine.close()
     for offer in offers.values():
         if isinstance(offer.brand_list, SparkList):

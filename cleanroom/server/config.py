@@ -17,11 +17,16 @@ from cleanroom.server.certs import (
     fingerprint,
     load_certificate,
     load_key_pair,
+    require_distinct_signing_keys,
     require_signing_key,
 )
 
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_SESSION_TIMEOUT = 86400.0  # a day: far above an honest 100M-row session on one machine
+# An honest client sends Hello as soon as the stream opens (its audience is prepared before
+# it connects), so a few seconds is plenty; a silent stream holds a session slot until then.
+DEFAULT_HELLO_TIMEOUT = 10.0
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -42,10 +47,21 @@ class ServerConfig:
     private_key: Path | None
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     session_timeout: float = DEFAULT_SESSION_TIMEOUT
+    hello_timeout: float = DEFAULT_HELLO_TIMEOUT
+    metrics_listen: str | None = None  # HOST:PORT for Prometheus metrics; None: not served
+    log_format: str = "text"
 
 
 _SETTINGS = {
-    "server": {"listen", "state", "idle_timeout", "session_timeout"},
+    "server": {
+        "listen",
+        "state",
+        "idle_timeout",
+        "session_timeout",
+        "hello_timeout",
+        "metrics_listen",
+        "log_format",
+    },
     "tls": {"certificate", "private_key"},
     "crm": {"path", "columns"},
     "contracts": {"path", "partner_certificate"},
@@ -102,6 +118,15 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         server.get("session_timeout", DEFAULT_SESSION_TIMEOUT),
         f"{source}: [server] session_timeout",
     )
+    hello_timeout = check_seconds(
+        server.get("hello_timeout", DEFAULT_HELLO_TIMEOUT), f"{source}: [server] hello_timeout"
+    )
+    metrics_listen = server.get("metrics_listen")
+    if metrics_listen is not None:
+        metrics_listen = check_listen(metrics_listen, f"{source}: [server] metrics_listen")
+    log_format = check_log_format(
+        server.get("log_format", "text"), f"{source}: [server] log_format"
+    )
     state = resolve(_require(server, "server", "state", source))
 
     crm_table = doc.get("crm", {})
@@ -114,7 +139,7 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         )
 
     certificate = private_key = None
-    brand_fingerprint = None
+    brand_fingerprint = brand_signing_key = None
     if not insecure:
         tls = doc.get("tls", {})
         certificate = resolve(_require(tls, "tls", "certificate", source))
@@ -123,7 +148,7 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
             certificate, private_key, f"{source}: [tls] certificate", f"{source}: [tls] private_key"
         )
         brand_fingerprint = fingerprint(load_certificate(certificate, "brand certificate"))
-        require_signing_key(certificate_pem, f"{source}: [tls] certificate")
+        brand_signing_key = require_signing_key(certificate_pem, f"{source}: [tls] certificate")
 
     entries = doc.get("contracts", [])
     if not isinstance(entries, list) or not entries:
@@ -149,6 +174,12 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
                 "partner",
                 f"[{name}] partner_certificate",
             )
+            assert brand_signing_key is not None
+            require_distinct_signing_keys(
+                brand_signing_key,
+                require_signing_key(partner_pem, f"{source}: [{name}] partner_certificate"),
+                f"{source}: [{name}] partner_certificate",
+            )
         contracts.append(ContractEntry(contract=contract, partner_certificate=partner_pem))
     return ServerConfig(
         source=source,
@@ -161,7 +192,24 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         private_key=private_key,
         idle_timeout=idle_timeout,
         session_timeout=session_timeout,
+        hello_timeout=hello_timeout,
+        metrics_listen=metrics_listen,
+        log_format=log_format,
     )
+
+
+def check_listen(value: object, what: str) -> str:
+    """HOST:PORT for a listening socket (port 0: any free port)."""
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise InputError(f"{what}: expected HOST:PORT, e.g. 127.0.0.1:9464, not {value!r}")
+    return str(value)
+
+
+def check_log_format(value: object, what: str) -> str:
+    if value not in LOG_FORMATS:
+        raise InputError(f"{what}: must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
+    return str(value)
 
 
 def _check_settings(doc: dict[str, Any], source: Path) -> None:

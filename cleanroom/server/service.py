@@ -2,16 +2,24 @@
 messages through a BrandSession, and map errors to status codes.
 
 Status codes: wrong or unknown certificate -> PERMISSION_DENIED; malformed or out-of-order
-message -> INVALID_ARGUMENT; bad point or ciphertext -> INTERNAL (one opaque message);
-contract or release-rule refusal -> FAILED_PRECONDITION; stalled peer ->
-DEADLINE_EXCEEDED. The error's class travels in the ``cleanroom-error`` trailing metadata
-so the client can exit with the documented code.
+message (also one over the size limit) -> INVALID_ARGUMENT; bad point or ciphertext ->
+INTERNAL (one opaque message); contract or release-rule refusal -> FAILED_PRECONDITION;
+stalled peer or a server shutting down -> DEADLINE_EXCEEDED. The error's class travels in
+the ``cleanroom-error`` trailing metadata so the client can exit with the documented code.
+
+Every stream ends with exactly one log line saying how (released, refused before a session
+opened, or aborted) and why, and one count in the metrics (:mod:`observability`). A stream
+that sends no first message within ``[server] hello_timeout`` is refused, so silent
+streams cannot hold the server's session slots.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
@@ -21,6 +29,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from cleanroom import errors
 from cleanroom.contract import Contract
 from cleanroom.crypto.signing import signing_key_from_tls_key
 from cleanroom.engine import INLINE, Engine
@@ -33,6 +42,7 @@ from cleanroom.errors import (
     InputError,
     PolicyError,
     ProtocolError,
+    StorageError,
 )
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
@@ -41,7 +51,8 @@ from cleanroom.protocol.common import MAX_MESSAGE_BYTES
 from cleanroom.protocol.lists import OwnBrandList, prepare_brand_list
 from cleanroom.protocol.pump import Pump
 from cleanroom.server.certs import fingerprint_of_pem, require_signing_key
-from cleanroom.server.config import ServerConfig
+from cleanroom.server.config import DEFAULT_HELLO_TIMEOUT, ServerConfig
+from cleanroom.server.observability import UNKNOWN_CONTRACT, SessionMetrics, reason_label
 from cleanroom.spark import prepare_brand_list_spark
 from cleanroom.store.state import StateStore
 
@@ -54,11 +65,67 @@ ERROR_METADATA = "cleanroom-error"
 SERVICE_NAME = "cleanroom.v1.CleanRoom"
 # Encrypted elements are uniformly random bytes: compressing them costs CPU and saves nothing.
 NO_COMPRESSION = grpc.Compression.NoCompression
+MESSAGE_LIMIT = MAX_MESSAGE_BYTES + 64 * 1024
 MESSAGE_OPTIONS = [
     ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES + 64 * 1024),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES + 64 * 1024),
+    ("grpc.max_receive_message_length", MESSAGE_LIMIT),
+    ("grpc.max_send_message_length", MESSAGE_LIMIT),
 ]
+# The server lets gRPC pass messages up to twice the limit so that it can refuse them itself,
+# with a status and a log line that say why; gRPC's own refusal reaches the handler only as
+# a cancelled stream. Larger ones gRPC still refuses (logged as a cancelled stream).
+GRPC_RECEIVE_LIMIT = 2 * MESSAGE_LIMIT
+SERVER_OPTIONS = [
+    *[
+        (name, value)
+        for name, value in MESSAGE_OPTIONS
+        if name != "grpc.max_receive_message_length"
+    ],
+    ("grpc.max_receive_message_length", GRPC_RECEIVE_LIMIT),
+]
+
+
+class HelloTimeout(ConnectionLostError):
+    """A stream sent no first message within ``[server] hello_timeout``."""
+
+
+class ShuttingDown(ConnectionLostError):
+    """The brand server was asked to stop (SIGTERM or Ctrl-C) during the session."""
+
+
+def _incoming(requests: Iterator[pb.PartnerMessage]) -> Iterator[pb.PartnerMessage]:
+    """The partner's messages, each within the size limit; a broken stream says so."""
+    while True:
+        try:
+            message = next(requests)
+        except StopIteration:
+            return
+        except grpc.RpcError:
+            raise _stream_cancelled() from None
+        size = message.ByteSize()
+        if size > MESSAGE_LIMIT:
+            raise ProtocolError(
+                f"a {message.WhichOneof('body') or 'empty'} message of {size} bytes exceeds "
+                f"the {MESSAGE_LIMIT} byte limit"
+            )
+        yield message
+
+
+def _stream_cancelled() -> ConnectionLostError:
+    """All the server learns when gRPC ends a stream under it (the reader and the call's
+    end callback both see it, in either order, so both say the same)."""
+    return ConnectionLostError(
+        "the partner's stream was cancelled (the partner stopped, its connection dropped, "
+        f"or it sent a message over gRPC's {GRPC_RECEIVE_LIMIT >> 20} MiB limit)"
+    )
+
+
+def _public_class(error: BaseException) -> str:
+    """The error's nearest class in cleanroom.errors: what the client can map to an exit code."""
+    for kind in type(error).__mro__:
+        if getattr(errors, kind.__name__, None) is kind:
+            return str(kind.__name__)
+    return CleanroomError.__name__
 
 
 def status_for(error: BaseException) -> grpc.StatusCode:
@@ -93,8 +160,10 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         *,
         idle_timeout: float,
         session_timeout: float | None = None,
+        hello_timeout: float = DEFAULT_HELLO_TIMEOUT,
         signer: Ed25519PrivateKey | None = None,
         engine: Engine = INLINE,
+        metrics: SessionMetrics | None = None,
     ) -> None:
         self.offers = offers
         self.engine = engine
@@ -103,11 +172,59 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         self.store = store
         self.idle_timeout = idle_timeout
         self.session_timeout = session_timeout
+        self.hello_timeout = hello_timeout
         self.signer = signer
+        self.metrics = metrics or SessionMetrics()
+        self._pumps: set[Pump] = set()
+        self._pumps_lock = threading.Lock()
+        self._stopping: ShuttingDown | None = None
+
+    def budget_left(self) -> Iterator[tuple[str, float]]:
+        for contract_id, offer in self.offers.items():
+            yield contract_id, self.store.epsilon_remaining(offer.contract)
+
+    def shut_down(self, reason: str) -> None:
+        """End every running session with ``reason`` (the partner is told; the log says so);
+        call before stopping the gRPC server."""
+        self._stopping = ShuttingDown(f"the brand server is shutting down ({reason})")
+        with self._pumps_lock:
+            pumps = list(self._pumps)
+        for pump in pumps:
+            pump.fail(self._stopping)
 
     def _peer_fingerprint(self, context: grpc.ServicerContext) -> str | None:
         certificates = context.auth_context().get("x509_pem_cert")
         return fingerprint_of_pem(certificates[0]) if certificates else None
+
+    def _first_message(
+        self, incoming: Iterator[pb.PartnerMessage], context: grpc.ServicerContext
+    ) -> pb.PartnerMessage:
+        """The stream's first message, within ``hello_timeout``: a stream that stays silent
+        would otherwise hold one of the server's session slots for as long as it likes."""
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            context.cancel()
+
+        timer = threading.Timer(self.hello_timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            first = next(incoming, None)
+            if first is None:
+                raise ConnectionLostError("the partner closed the stream before its first message")
+        except CleanroomError as error:
+            refusal: CleanroomError = error
+            if expired.is_set():  # the cancelled stream may read as closed or as cancelled
+                refusal = HelloTimeout(
+                    f"no first message within {self.hello_timeout:g} s ([server] hello_timeout)"
+                )
+            self.store.audit("refused", reason=str(refusal), peer=self._peer_fingerprint(context))
+            raise refusal from None
+        finally:
+            timer.cancel()
+        return first
 
     def _offer_for(self, hello: pb.PartnerMessage, context: grpc.ServicerContext) -> Offer:
         """Refuse before any data is read: unknown contract or a certificate it does not pin."""
@@ -135,12 +252,15 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
     def Session(
         self, request_iterator: Iterator[pb.PartnerMessage], context: grpc.ServicerContext
     ) -> Iterator[pb.BrandMessage]:
+        started = time.monotonic()
         session: BrandSession | None = None
         pump: Pump | None = None
+        error: BaseException | None = None
+        counted = False  # in cleanroom_sessions_started
+        self.metrics.running.inc()
         try:
-            first = next(request_iterator, None)
-            if first is None:
-                return
+            incoming = _incoming(request_iterator)
+            first = self._first_message(incoming, context)
             offer = self._offer_for(first, context)
             session = BrandSession(
                 offer.contract,
@@ -159,45 +279,157 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
                 max_pending=2 * self.engine.workers + 2,
             )
             on_stream_end = pump.fail
-            context.add_callback(
-                lambda: on_stream_end(ConnectionLostError("the partner went away"))
-            )
+            context.add_callback(lambda: on_stream_end(self._stopping or _stream_cancelled()))
+            with self._pumps_lock:
+                self._pumps.add(pump)
+            if self._stopping is not None:
+                pump.fail(self._stopping)
             pump.start_watchdog(on_stall=context.cancel)
-            pump.start_reading(itertools.chain([first], request_iterator))
+            pump.start_reading(itertools.chain([first], incoming))
             log.info(
                 "%s: %s connected, session %s",
                 offer.contract.id,
                 offer.contract.partner.name,
                 session.session_id,
+                extra={
+                    "event": "session-start",
+                    "contract_id": offer.contract.id,
+                    "session_id": session.session_id,
+                    "partner": offer.contract.partner.name,
+                },
             )
-            yield from pump.outgoing()
+            with contextlib.closing(pump.outgoing()) as outgoing:  # closed also on GeneratorExit
+                for message in outgoing:
+                    if not counted and message.WhichOneof("body") == "hello_reply":
+                        counted = True  # the Hello passed: the session is open
+                        self.metrics.started.labels(offer.contract.id).inc()
+                    yield message
             if pump.error is not None:
                 raise pump.error
-            log.info("%s: session %s released its report", offer.contract.id, session.session_id)
-        except CleanroomError as error:
-            self._fail(context, session, error)
-        except Exception as error:
-            log.exception("session failed")
-            self._fail(context, session, error)
-        finally:  # also when the stream is torn down under us (GeneratorExit)
-            if session is not None and not session.finished:
-                session.abort(str(pump.error) if pump and pump.error else "the stream ended early")
+        except CleanroomError as failure:
+            error = failure
+            self._fail(context, session, failure)
+        except GeneratorExit:  # the stream was torn down under us: no status can be sent
+            error = (pump.error if pump else None) or self._stopping or _stream_cancelled()
+            raise
+        except Exception as failure:
+            log.exception("session failed")  # a bug: the traceback is for the maintainers
+            error = failure
+            self._fail(context, session, failure)
+        finally:
+            if pump is not None:
+                with self._pumps_lock:
+                    self._pumps.discard(pump)
+            if session is not None and not session.finished and session.report is None:
+                error = (
+                    error
+                    or (pump.error if pump else None)
+                    or ConnectionLostError("the stream ended before the session finished")
+                )
+                _abort(session, error)
+            self.metrics.running.dec()
+            self._record(session, error, time.monotonic() - started, counted)
 
     def _fail(
         self, context: grpc.ServicerContext, session: BrandSession | None, error: BaseException
     ) -> None:
-        reason = str(error) if isinstance(error, CleanroomError) else "internal error"
-        if session is not None:
-            session.abort(reason)
-            log.warning(
-                "%s: session %s failed: %s", session.contract.id, session.session_id, reason
-            )
-        else:
-            log.warning("refused a partner before any session: %s", reason)
+        if session is not None and session.report is None:
+            _abort(session, error)
         if not context.is_active():
             return
-        context.set_trailing_metadata(((ERROR_METADATA, type(error).__name__),))
-        context.abort(status_for(error), reason)
+        context.set_trailing_metadata(((ERROR_METADATA, _public_class(error)),))
+        context.abort(status_for(error), _public_reason(error))
+
+    def _record(
+        self,
+        session: BrandSession | None,
+        error: BaseException | None,
+        seconds: float,
+        counted: bool,
+    ) -> None:
+        """The stream's one log line and its count in the metrics: released, refused before
+        a session opened (at the first message, or by the Hello checks), or aborted."""
+        specific = (
+            "hello_timeout"
+            if isinstance(error, HelloTimeout)
+            else "shutdown"
+            if isinstance(error, ShuttingDown)
+            else None
+        )
+        reason = _log_reason(error)
+        fields = {"duration_s": round(seconds, 3), "reason": reason}
+        if session is None:
+            self.metrics.refused.labels(UNKNOWN_CONTRACT, reason_label(error, specific)).inc()
+            self.metrics.duration.labels(UNKNOWN_CONTRACT, "refused").observe(seconds)
+            log.warning(
+                "refused a partner before any session: %s",
+                reason,
+                extra={"event": "session-end", "outcome": "refused", **fields},
+            )
+            return
+        contract_id, session_id = session.contract.id, session.session_id
+        fields |= {"contract_id": contract_id, "session_id": session_id}
+        if session.report is not None:
+            outcome = "released"
+            self.metrics.released.labels(contract_id).inc()
+            self.metrics.partner_records.labels(contract_id).observe(session.report["partner_size"])
+            if error is None:
+                message = f"{contract_id}: session {session_id} released its report"
+            else:
+                message = (
+                    f"{contract_id}: session {session_id} released its report, but the partner "
+                    f"did not acknowledge it (the brand's copy lacks its signature): {reason}"
+                )
+        elif self._opened(session_id):
+            outcome = "aborted"
+            self.metrics.aborted.labels(contract_id, reason_label(error, specific)).inc()
+            message = f"{contract_id}: session {session_id} aborted, nothing released: {reason}"
+        else:
+            outcome = "refused"
+            self.metrics.refused.labels(contract_id, reason_label(error, specific)).inc()
+            message = f"{contract_id}: session {session_id} refused: {reason}"
+        if outcome != "refused" and not counted:  # opened, but failed before its reply left
+            self.metrics.started.labels(contract_id).inc()
+        self.metrics.duration.labels(contract_id, outcome).observe(seconds)
+        level = logging.INFO if error is None else logging.WARNING
+        log.log(
+            level,
+            "%s (%.1f s)",
+            message,
+            seconds,
+            extra={"event": "session-end", "outcome": outcome, **fields},
+        )
+
+    def _opened(self, session_id: str) -> bool:
+        """Whether a failed session had opened (its Hello passed, budget reserved)."""
+        try:
+            return self.store.session_status(session_id) is not None
+        except StorageError:
+            return False
+
+
+def _abort(session: BrandSession, error: BaseException | None) -> None:
+    """Record the abort; if the state database is what fails, the next start ends the
+    session (``recover_crashed``) and the log line already says why."""
+    try:
+        session.abort(_log_reason(error))
+    except StorageError as failure:
+        log.error("%s: session %s: %s", session.contract.id, session.session_id, failure)
+
+
+def _log_reason(error: BaseException | None) -> str:
+    if error is None:
+        return "completed"
+    if isinstance(error, CleanroomError):
+        return str(error)
+    return f"internal error ({type(error).__name__}; the traceback is logged above)"
+
+
+def _public_reason(error: BaseException) -> str:
+    """What the partner is told: the error, but never the brand's storage details."""
+    if isinstance(error, StorageError):
+        return "the brand server could not write its state database; nothing was released"
+    return str(error) if isinstance(error, CleanroomError) else "internal error"
 
 
 def prepare_offers(
@@ -238,33 +470,42 @@ def build_server(
     offers: dict[str, Offer] | None = None,
     max_sessions: int = 16,
     engine: Engine = INLINE,
+    metrics: SessionMetrics | None = None,
 ) -> tuple[grpc.Server, int]:
-    """Create and start the server; returns it and the bound port (``listen`` may use port 0)."""
+    """Create and start the server; returns it and the bound port (``listen`` may use port 0).
+
+    ``metrics`` collects the session counts (serve it with :meth:`SessionMetrics.serve`);
+    the service is also registered on the server as ``server.cleanroom_service`` so that
+    the caller can :meth:`~CleanRoomService.shut_down` it before stopping the server."""
     offers = offers if offers is not None else prepare_offers(config)
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=2 * max_sessions + 4, thread_name_prefix="cleanroom"
         ),
-        options=MESSAGE_OPTIONS,
+        options=SERVER_OPTIONS,
         maximum_concurrent_rpcs=max_sessions,
         compression=NO_COMPRESSION,
     )
     port = _bind(server, config)
     store = StateStore(config.state)
-    store.recover_crashed()  # sessions of a server that was killed: aborted, reservations freed
-    session_pb2_grpc.add_CleanRoomServicer_to_server(
-        CleanRoomService(
-            offers,
-            store,
-            idle_timeout=config.idle_timeout,
-            session_timeout=config.session_timeout,
-            signer=signing_key_from_tls_key(config.private_key.read_bytes())
-            if config.private_key
-            else None,
-            engine=engine,
-        ),
-        server,
+    for session_id in store.recover_crashed():  # of a killed server: aborted, reservations freed
+        log.warning("session %s was left running by a server that stopped: aborted", session_id)
+    service = CleanRoomService(
+        offers,
+        store,
+        idle_timeout=config.idle_timeout,
+        session_timeout=config.session_timeout,
+        hello_timeout=config.hello_timeout,
+        signer=signing_key_from_tls_key(config.private_key.read_bytes())
+        if config.private_key
+        else None,
+        engine=engine,
+        metrics=metrics,
     )
+    if metrics is not None:
+        metrics.watch_budget(service.budget_left)
+    session_pb2_grpc.add_CleanRoomServicer_to_server(service, server)
+    server.cleanroom_service = service  # type: ignore[attr-defined]
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.start()

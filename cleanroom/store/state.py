@@ -11,7 +11,8 @@ reservation becomes a ledger entry when this party's noisy numbers leave, and is
 the session ends before that. So concurrent sessions can neither double-spend nor start
 one that could not be paid for, and a session refused for lack of budget is refused at
 Hello, before either side has done any work. A session whose process died is found by
-``recover_crashed`` (its owner process is gone), marked aborted, and its reservation freed.
+``recover_crashed`` (its owner process is gone), marked aborted, and its reservation freed;
+so is one that died after its budget was charged (the ledger entry stays: it was spent).
 
 The audit log is a hash chain: each entry stores the SHA-256 of the previous entry's hash
 and its own canonical JSON, so editing or deleting any entry breaks every later link
@@ -41,6 +42,7 @@ from cleanroom.errors import (
     IntegrityError,
     PolicyError,
     ProtocolError,
+    StorageError,
 )
 
 GENESIS = "0" * 64
@@ -54,7 +56,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     peer TEXT NOT NULL,
     started_at TEXT NOT NULL,
     status TEXT NOT NULL,
-    finished_at TEXT
+    finished_at TEXT,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS ledger (
     session_id TEXT PRIMARY KEY,
@@ -137,28 +140,74 @@ def _exhausted(contract: Contract, spent: float, reserved: float) -> PolicyError
     )
 
 
+def storage_error(path: Path, error: sqlite3.Error) -> StorageError:
+    """One line naming the database, what SQLite said, and what the operator can do."""
+    cause = str(error)
+    lowered = cause.lower()
+    if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        fix = (
+            "make the file and its directory writable by this user (SQLite also writes"
+            f" {path.name}-wal and {path.name}-shm next to it)"
+        )
+    elif "full" in lowered:
+        fix = "free space on its disk"
+    elif "locked" in lowered or "busy" in lowered:
+        fix = "another program holds it locked; stop that program"
+    elif "not a database" in lowered or "malformed" in lowered:
+        fix = "it is not an intact cleanroom state database; restore it from a backup"
+    else:
+        fix = "check the disk and the file's permissions"
+    return StorageError(f"state database {path}: {cause}: {fix}")
+
+
+def with_own_signature(
+    report: dict[str, Any],
+    signatures: dict[str, dict[str, str]] | None,
+    sign_as: tuple[str, Ed25519PrivateKey] | None,
+) -> dict[str, dict[str, str]]:
+    """The given signatures plus this party's own over the canonical report, made as its role."""
+    from cleanroom.crypto.signing import sign_report
+    from cleanroom.stats.report import dumps
+
+    signed = dict(signatures or {})
+    if sign_as is not None:
+        role, key = sign_as
+        signed[role] = {
+            "public_key": key.public_key().public_bytes_raw().hex(),
+            "signature": sign_report(key, dumps(report), role=role).hex(),
+        }
+    return signed
+
+
 class StateStore:
-    """A party's SQLite state. Safe to share between threads: each call opens its own connection."""
+    """A party's SQLite state. Safe to share between threads: each call opens its own connection.
+
+    Every SQLite failure (disk full, read-only file or directory, lock held elsewhere)
+    becomes a :class:`StorageError` naming the database; the transaction is rolled back,
+    so a failed write leaves the state as it was."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if self.path.parent and not self.path.parent.exists():
             raise InputError(f"state database directory does not exist: {self.path.parent}")
-        try:
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise InputError(f"state database {self.path} cannot be used: {exc}") from None
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(sessions)")}
+            if "owner" not in columns:  # a database made before sessions named their process
+                db.execute("ALTER TABLE sessions ADD COLUMN owner TEXT")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
-            db.execute("PRAGMA synchronous=FULL")
-            yield db
-        finally:
-            db.close()
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            try:
+                db.execute("PRAGMA synchronous=FULL")
+                yield db
+            finally:
+                db.close()
+        except sqlite3.Error as error:
+            raise storage_error(self.path, error) from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -167,7 +216,8 @@ class StateStore:
             try:
                 yield db
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may already have rolled back (disk full)
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
 
@@ -273,8 +323,8 @@ class StateStore:
             else:
                 db.execute(
                     "INSERT INTO sessions (session_id, contract_id, contract_sha256, peer,"
-                    " started_at, status) VALUES (?, ?, ?, ?, ?, 'running')",
-                    (session_id, contract.id, contract.sha256, peer, _now()),
+                    " started_at, status, owner) VALUES (?, ?, ?, ?, ?, 'running', ?)",
+                    (session_id, contract.id, contract.sha256, peer, _now(), _this_process()),
                 )
                 db.execute(
                     "INSERT INTO reservations (session_id, contract_id, epsilon, owner,"
@@ -303,28 +353,38 @@ class StateStore:
             self._append_audit(db, "abort", session_id, contract_id, {"reason": reason})
 
     def recover_crashed(self) -> list[str]:
-        """Mark aborted every running session whose process on this host is gone (killed, or
-        the machine lost power), freeing its reservation; return their ids."""
+        """End every running session whose process on this host is gone (killed, or the
+        machine lost power), with an audit entry each; return their ids.
+
+        A session still holding a reservation spent nothing: it is aborted and the
+        reservation freed. One whose budget was already charged (the partner's noisy sums
+        had left) is aborted too, its ledger entry kept, since that epsilon was spent; its
+        report, if the brand released one, can still be recorded with
+        ``cleanroom-client recover``. A session with a stored report is already released.
+        """
         with self._transaction() as db:
             rows = db.execute(
-                "SELECT s.session_id, s.contract_id, r.owner FROM sessions s"
-                " JOIN reservations r USING (session_id) WHERE s.status = 'running'"
+                "SELECT s.session_id, s.contract_id, COALESCE(s.owner, r.owner),"
+                " l.session_id IS NOT NULL FROM sessions s"
+                " LEFT JOIN reservations r USING (session_id)"
+                " LEFT JOIN ledger l USING (session_id) WHERE s.status = 'running'"
             ).fetchall()
-            crashed = [(sid, cid) for sid, cid, owner in rows if _process_gone(owner)]
-            for session_id, contract_id in crashed:
+            crashed = [
+                (sid, cid, bool(charged))
+                for sid, cid, owner, charged in rows
+                if owner is not None and _process_gone(owner)
+            ]
+            for session_id, contract_id, charged in crashed:
                 db.execute(
                     "UPDATE sessions SET status = 'aborted', finished_at = ? WHERE session_id = ?",
                     (_now(), session_id),
                 )
                 db.execute("DELETE FROM reservations WHERE session_id = ?", (session_id,))
-                self._append_audit(
-                    db,
-                    "abort",
-                    session_id,
-                    contract_id,
-                    {"reason": "the process running this session ended without closing it"},
-                )
-        return [session_id for session_id, _ in crashed]
+                reason = "the process running this session ended without closing it"
+                if charged:
+                    reason += ", after its budget was spent (no report was stored)"
+                self._append_audit(db, "abort", session_id, contract_id, {"reason": reason})
+        return [session_id for session_id, _, _ in crashed]
 
     @staticmethod
     def _committed(
@@ -429,7 +489,6 @@ class StateStore:
         figure in the report is read inside the same transaction that spends it. Signatures
         (given, and this party's own made with ``sign_as``) are stored in the same transaction.
         """
-        from cleanroom.crypto.signing import sign_report
         from cleanroom.stats.report import dumps
 
         with self._transaction() as db:
@@ -440,13 +499,7 @@ class StateStore:
                     (contract.id,),
                 ).fetchone()
                 report = report(max(0.0, contract.ledger_total - spent))
-            signed = dict(signatures or {})
-            if sign_as is not None:
-                role, key = sign_as
-                signed[role] = {
-                    "public_key": key.public_key().public_bytes_raw().hex(),
-                    "signature": sign_report(key, dumps(report)).hex(),
-                }
+            signed = with_own_signature(report, signatures, sign_as)
             db.execute(
                 "INSERT INTO reports (session_id, contract_id, transcript_sha256, report_json,"
                 " signatures, stored_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -563,10 +616,14 @@ class StateStore:
                 raise broken(f"the report of session {session_id} differs from the one released")
             if stored != signed.get(session_id, {}):
                 raise broken(f"the signatures on the report of session {session_id} were changed")
+            if len({signature["public_key"] for signature in stored.values()}) < len(stored):
+                raise broken(
+                    f"the report of session {session_id} carries two signatures by one key"
+                )
             for role, signature in stored.items():
                 key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(signature["public_key"]))
                 if not verify_report_signature(
-                    key, bytes.fromhex(signature["signature"]), report_bytes
+                    key, bytes.fromhex(signature["signature"]), report_bytes, role=role
                 ):
                     raise broken(f"the {role} signature on the report of session {session_id}")
                 signatures += 1

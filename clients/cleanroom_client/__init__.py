@@ -13,7 +13,9 @@ Exceptions (all from :mod:`cleanroom.errors`):
     ├── ConnectionLostError   brand unreachable, dropped mid-session, timed out
     ├── ProtocolError         the brand sent something invalid
     │   └── CryptoError
-    └── IntegrityError        a report signature or the audit log does not verify
+    ├── IntegrityError        a report signature or the audit log does not verify
+    └── StorageError          the state database cannot be written (disk full, read-only)
+        └── UnsavedReportError  the released report could not be recorded: .report holds it
 """
 
 from cleanroom.errors import (
@@ -26,9 +28,10 @@ from cleanroom.errors import (
     IntegrityError,
     PolicyError,
     ProtocolError,
+    StorageError,
 )
 from cleanroom.stats.report import Report
-from cleanroom_client.client import Client
+from cleanroom_client.client import Client, UnsavedReportError
 
 __all__ = [
     "AuthenticationError",
@@ -42,4 +45,6 @@ __all__ = [
     "PolicyError",
     "ProtocolError",
     "Report",
+    "StorageError",
+    "UnsavedReportError",
 ]

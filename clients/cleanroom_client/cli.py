@@ -22,10 +22,15 @@ from cleanroom.cli_support import (
     run_app,
     write_atomically,
 )
-from cleanroom.errors import InputError
+from cleanroom.errors import InputError, StorageError
 from cleanroom.io import boolean_column, load_table, write_table
 from cleanroom.stats.report import Report
-from cleanroom_client.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STATE, Client
+from cleanroom_client.client import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_STATE,
+    Client,
+    UnsavedReportError,
+)
 
 app = typer.Typer(
     name="cleanroom-client",
@@ -110,7 +115,21 @@ def run(
         phases.advance("reading audience", 0, total=1)
         prepared = client.prepare(audience, parse_columns(column))
         phases.done("reading audience")
-        report = client.run(prepared, progress=phases.advance)
+        try:
+            report = client.run(prepared, progress=phases.advance)
+        except UnsavedReportError as error:
+            write_atomically(out, error.report.to_json())
+            raise StorageError(
+                f"{error}. The signed report was written to {out}; once the database is "
+                f"writable, record it with: cleanroom-client recover --report {out} "
+                f"--contract {contract} --state {state}"
+                + (
+                    ""
+                    if insecure
+                    else f" --tls-cert {tls_cert} --tls-key {tls_key} --server-cert {server_cert}"
+                )
+                + (" --insecure" if insecure else "")
+            ) from None
     write_atomically(out, report.to_json())
     if output_format == "json":
         print_json(json.loads(report.to_json()))
@@ -121,6 +140,47 @@ def run(
         print_report(report.to_dict(), console)
         console.print(f"input quality (stays on this machine): {prepared.quality}")
         console.print(f"report written to {out}")
+
+
+@app.command()
+def recover(
+    report: Annotated[
+        Path,
+        typer.Option("--report", help="the report file (run's --out, or the brand's export)"),
+    ],
+    contract: Annotated[Path, typer.Option("--contract", help="the session's contract")],
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="your certificate")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="your private key")] = None,
+    server_cert: Annotated[
+        Path | None, typer.Option("--server-cert", help="the brand's pinned certificate")
+    ] = None,
+    state: Annotated[Path, typer.Option("--state", help="partner state database")] = Path(
+        DEFAULT_STATE
+    ),
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="no signatures (a session run with --insecure)")
+    ] = False,
+) -> None:
+    """Record a released report the state database lacks (after a storage error, or the
+    brand's `cleanroom report export` of a session whose client died): checks the brand's
+    signature, adds yours, charges the budget if it was not yet."""
+    if not state.exists():
+        raise InputError(f"state database not found: {state}")
+    client = Client(
+        "127.0.0.1:0",  # no connection is made: only the contract, keys and state are used
+        contract=contract,
+        certificate=tls_cert,
+        private_key=tls_key,
+        server_certificate=server_cert,
+        state=state,
+        insecure=insecure,
+    )
+    recorded = client.recover(Report.load(report), source=str(report))
+    write_atomically(report, recorded.to_json())
+    Console(stderr=True).print(
+        f"recorded the report of session {recorded.session_id} in {state}; {report} now "
+        f"carries both signatures"
+    )
 
 
 @app.command()

@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pandas as pd
@@ -30,14 +30,17 @@ from cleanroom.cli_support import check_engine, check_seconds, check_workers
 from cleanroom.contract import Contract, load_contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
-from cleanroom.crypto.signing import signing_key_from_tls_key
+from cleanroom.crypto.signing import signing_key_from_tls_key, verify_report_signature
 from cleanroom.engine import Engine
 from cleanroom.errors import (
     AuthenticationError,
     CleanroomError,
     ConnectionLostError,
+    ContractError,
     InputError,
+    IntegrityError,
     ProtocolError,
+    StorageError,
 )
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
@@ -48,6 +51,7 @@ from cleanroom.server.certs import (
     check_pinned,
     load_certificate,
     load_key_pair,
+    require_distinct_signing_keys,
     require_signing_key,
     server_name,
 )
@@ -59,8 +63,8 @@ from cleanroom.server.service import (
     SERVICE_NAME,
 )
 from cleanroom.spark import SparkPartnerList, prepare_partner_list_spark, start_spark
-from cleanroom.stats.report import Report
-from cleanroom.store.state import StateStore
+from cleanroom.stats.report import Report, dumps
+from cleanroom.store.state import StateStore, with_own_signature
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -102,6 +106,58 @@ class _SessionProgress:
                 count = len(message.partner_records.elements) // self._record_size
                 self._progress(SENDING, count, self._records)
             yield message
+
+
+class UnsavedReportError(StorageError):
+    """The brand released a report this party checked and signed, but this party's state
+    database could not record it. :attr:`report` holds it with both signatures: write it
+    to a file, and once the database is writable run ``cleanroom-client recover``."""
+
+    def __init__(self, message: str, report: Report) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class _PartnerStore(StateStore):
+    """The partner's state, holding on to a released report that could not be written.
+
+    The brand has spent its budget and stored the report by the time it reaches us (and
+    ours was spent when our noisy sums left), so a failed write must not lose it: the
+    session still acknowledges the release, and the caller gets the report to keep."""
+
+    unsaved: tuple[dict[str, Any], dict[str, dict[str, str]], StorageError] | None = None
+
+    def commit_release(  # type: ignore[override]
+        self,
+        session_id: str,
+        contract: Contract,
+        report: dict[str, Any],
+        transcript_sha256: str,
+        list_sketch: bytes | None = None,
+        signatures: dict[str, dict[str, str]] | None = None,
+        sign_as: tuple[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        try:
+            return super().commit_release(
+                session_id, contract, report, transcript_sha256, list_sketch, signatures, sign_as
+            )
+        except StorageError as error:
+            self.unsaved = (report, with_own_signature(report, signatures, sign_as), error)
+            return report
+
+    def signatures(self, session_id: str) -> dict[str, dict[str, str]]:
+        if self.unsaved is not None and self.unsaved[0]["session_id"] == session_id:
+            return self.unsaved[1]
+        return super().signatures(session_id)
+
+
+def _abort(session: PartnerSession, error: BaseException) -> None:
+    """Record the abort; if the state database is what failed, the next start records it
+    (``recover_crashed``), and the error the user sees stays the first one."""
+    try:
+        session.abort(str(error))
+    except StorageError:
+        pass
 
 
 class Client:
@@ -166,6 +222,10 @@ class Client:
             )
             self._signer = signing_key_from_tls_key(own_key)
             self._brand_key = require_signing_key(brand, f"server certificate {server_certificate}")
+            require_signing_key(own, f"your certificate {certificate}")
+            require_distinct_signing_keys(
+                self._brand_key, self._signer.public_key(), f"--server-cert {server_certificate}"
+            )
             self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=brand,
                 private_key=own_key,
@@ -211,7 +271,7 @@ class Client:
                 prepared.close()
 
     def _run(self, prepared: PartnerList | SparkPartnerList, progress: Progress | None) -> Report:
-        store = StateStore(self.state)
+        store = _PartnerStore(self.state)
         store.recover_crashed()  # earlier runs that were killed: aborted, reservations freed
         engine = Engine(self.workers)
         session = PartnerSession(
@@ -232,21 +292,95 @@ class Client:
             self._exchange(session, hello, watcher, max_pending=2 * engine.workers + 2)
         except ConnectionLostError as exc:
             if session.report is None:
-                session.abort(str(exc))
+                _abort(session, exc)
                 raise
             # The report was verified and stored before the brand went away; only the
             # brand's record of our acknowledgement may be missing.
         except BaseException as exc:
-            session.abort(str(exc))
+            _abort(session, exc)
             raise
         finally:
             engine.close()
         assert session.report is not None
-        return Report(
+        report = Report(
             session.report,
             input_quality=prepared.quality,
             signatures=store.signatures(session.report["session_id"]),
         )
+        if store.unsaved is not None:
+            raise UnsavedReportError(
+                f"{store.unsaved[2]}; the brand released session {report.session_id} and "
+                "spent its budget on it, but the report could not be recorded here",
+                report,
+            )
+        return report
+
+    def recover(self, report: Report, source: str = "a report file") -> Report:
+        """Record in this party's state a released report it lacks: one that could not be
+        written when it arrived (:class:`UnsavedReportError`), or the brand's copy of a
+        session whose client died before storing it (``cleanroom report export``).
+
+        The report must be for this contract and for a session this state database ran, and
+        must carry the brand's valid signature (made as the brand, with the pinned key); this
+        party adds its own. The session's budget is charged if it was not yet."""
+        data = report.to_dict()
+        if (data.get("contract_id"), data.get("contract_sha256")) != (
+            self.contract.id,
+            self.contract.sha256,
+        ):
+            raise ContractError(
+                f"{source}: the report is for contract '{data.get('contract_id')}' "
+                f"({str(data.get('contract_sha256'))[:16]}...), not '{self.contract.id}' "
+                f"({self.contract.sha256[:16]}...)"
+            )
+        signatures: dict[str, dict[str, str]] = {}
+        if self._brand_key is not None:
+            held = report.signatures if isinstance(report.signatures, dict) else {}
+            found = held.get("brand")
+            entry: dict[str, str] = found if isinstance(found, dict) else {}
+            try:
+                valid = entry.get("public_key") == self._brand_key.public_bytes_raw().hex() and (
+                    verify_report_signature(
+                        self._brand_key,
+                        bytes.fromhex(entry.get("signature", "")),
+                        dumps(data),
+                        role="brand",
+                    )
+                )
+            except (TypeError, ValueError):  # not hex, not a string
+                valid = False
+            if not valid:
+                raise IntegrityError(
+                    f"{source}: no valid brand signature by the key --server-cert carries: "
+                    "the report was altered, or it is not the brand's"
+                )
+            signatures["brand"] = entry
+        store = StateStore(self.state)
+        session_id = report.session_id
+        if store.session_status(session_id) is None:
+            raise InputError(
+                f"{source}: session {session_id} never ran with the state database {self.state}"
+            )
+        stored = store.report(session_id)
+        if stored is not None:
+            if stored != data:
+                raise IntegrityError(
+                    f"{source}: {self.state} holds a different report for session {session_id}"
+                )
+        else:
+            sign_as = None if self._signer is None else ("partner", self._signer)
+            store.commit_release(
+                session_id,
+                self.contract,
+                data,
+                data["transcript_sha256"],
+                signatures=signatures,
+                sign_as=sign_as,
+            )
+            store.audit(
+                "recovered", session_id=session_id, contract_id=self.contract.id, source=source
+            )
+        return Report(data, signatures=store.signatures(session_id))
 
     @property
     def _tls(self) -> bool:
@@ -305,10 +439,12 @@ class Client:
                     for _ in call:
                         raise ProtocolError("the brand sent a message after the release")
             except grpc.RpcError as error:
-                pump.fail(_translate(error, self.server, tls=self._tls))
+                pump.fail(_translate(error, self.server, tls=self._tls, session=session.session_id))
             if pump.error is not None:
                 if isinstance(pump.error, grpc.RpcError):
-                    raise _translate(pump.error, self.server, tls=self._tls) from None
+                    raise _translate(
+                        pump.error, self.server, tls=self._tls, session=session.session_id
+                    ) from None
                 raise pump.error
 
 
@@ -336,19 +472,34 @@ _NOT_TLS = "wrong_version_number"
 
 
 def _translate(
-    error: grpc.RpcError, server: str, *, tls: bool = True, connect_timeout: float | None = None
+    error: grpc.RpcError,
+    server: str,
+    *,
+    tls: bool = True,
+    connect_timeout: float | None = None,
+    session: str | None = None,
 ) -> CleanroomError:
     """The brand's status back into the error it stood for, with the brand's message.
 
     ``tls``: whether the channel uses mutual TLS; ``connect_timeout`` is given while waiting
-    for the server's first answer."""
+    for the server's first answer; ``session`` once the brand has opened a session, when a
+    lost connection means the server went away mid-session, not that it cannot be reached."""
     assert isinstance(error, grpc.Call)
     details = error.details() or "no details"
     kind = dict(error.trailing_metadata() or ()).get(ERROR_METADATA)
     cls = getattr(errors, kind, None) if isinstance(kind, str) else None
+    if cls is errors.StorageError:  # the brand's disk, not ours: try again once it is fixed
+        return ConnectionLostError(f"the brand ended the session: {details}; try again later")
+    if cls is ConnectionLostError:
+        return ConnectionLostError(f"the brand ended the session: {details}")
     if isinstance(cls, type) and issubclass(cls, CleanroomError) and cls is not errors.CryptoError:
         return cls(f"the brand refused: {details}")
     code = error.code()
+    if code == grpc.StatusCode.UNAVAILABLE and session is not None:
+        return ConnectionLostError(
+            f"the brand server at {server} stopped answering in the middle of session {session} "
+            f"(its process ended or the connection dropped; nothing more was released): {details}"
+        )
     if code == grpc.StatusCode.UNAVAILABLE:
         return _unavailable(details, server, tls)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED and connect_timeout is not None:

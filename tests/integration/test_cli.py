@@ -50,7 +50,7 @@ def test_serve_logs_one_line_per_session_outcome(tmp_path):
     assert refused.returncode == 4  # the brand refuses a contract that differs by a byte
     session_id = json.loads((tmp_path / "report.json").read_text())["session_id"]
     assert f"session {session_id}" in log and "released its report" in log
-    assert "failed: contract hash mismatch" in log
+    assert "refused: contract hash mismatch" in log
 
 
 def test_partner_run_writes_the_report_the_brand_stored(site):

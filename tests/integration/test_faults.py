@@ -109,6 +109,15 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
     finally:
         stop_server(server)
     assert again.returncode == 0, again.stderr
+    # the next start closed the crashed session on both sides, each with an audit entry
+    for path in (site / "brand-state.db", site / "partner-state.db"):
+        with sqlite3.connect(path) as db:
+            statuses = dict(db.execute("SELECT session_id, status FROM sessions"))
+        db.close()
+        assert "running" not in statuses.values(), (path.name, statuses)
+        store = StateStore(path)
+        closed = {e["session_id"] for e in store.audit_entries() if e["event"] == "abort"}
+        assert {sid for sid, status in statuses.items() if status == "aborted"} <= closed
     report = json.loads((site / "next.json").read_text())
     assert set(report.pop("signatures")) == {"brand", "partner"}
     assert StateStore(site / "brand-state.db").report(report["session_id"]) == report

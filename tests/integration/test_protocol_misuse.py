@@ -361,16 +361,26 @@ def test_an_attribute_sum_off_the_curve_aborts_with_the_opaque_crypto_status(
     assert_aborted_without_release(store, before, session_id, "invalid cryptographic element")
 
 
-def test_an_oversized_message_is_refused_by_grpc_and_the_session_aborted(
-    site, open_end, partner_kit
-):
+def test_an_oversized_message_is_refused_and_the_session_aborted(site, open_end, partner_kit):
     store = site.brand_store()
     before = state_rows(store)
     end, _, session_id = start(open_end, partner_kit)
     end.send(pb.PartnerMessage(double_encrypted=pb.DoubleEncryptedChunk(elements=bytes(5 << 20))))
+    # The server refuses it itself, so the status and the audit say why.
+    error = end.outcome()
+    assert_status(error, grpc.StatusCode.INVALID_ARGUMENT, "ProtocolError")
+    assert "byte limit" in error.details()
+    assert_aborted_without_release(store, before, session_id, "exceeds the 4259840 byte limit")
+
+
+def test_a_message_over_grpcs_own_limit_still_aborts_the_session(site, open_end, partner_kit):
+    store = site.brand_store()
+    before = state_rows(store)
+    end, _, session_id = start(open_end, partner_kit)
+    end.send(pb.PartnerMessage(double_encrypted=pb.DoubleEncryptedChunk(elements=bytes(9 << 20))))
     # gRPC refuses it before the servicer sees it: no cleanroom-error metadata.
     assert_status(end.outcome(), grpc.StatusCode.RESOURCE_EXHAUSTED, None)
-    assert_aborted_without_release(store, before, session_id)
+    assert_aborted_without_release(store, before, session_id, "stream was cancelled")
 
 
 @pytest.mark.parametrize("round_", ["double-encrypted", "partner records"])

@@ -162,7 +162,6 @@ def test_each_status_becomes_the_documented_error(code, details, options, expect
         (Status.FAILED_PRECONDITION, "PolicyError", PolicyError),
         (Status.FAILED_PRECONDITION, "ContractError", errors.ContractError),
         (Status.PERMISSION_DENIED, "AuthenticationError", AuthenticationError),
-        (Status.DEADLINE_EXCEEDED, "ConnectionLostError", ConnectionLostError),
         (Status.INVALID_ARGUMENT, "ProtocolError", ProtocolError),
         (Status.INTERNAL, "InputError", InputError),
     ],
@@ -171,6 +170,28 @@ def test_the_brands_error_class_travels_back(code, kind, expected):
     translated = _translate(FailedCall(code, "budget exhausted", kind), SERVER)
     assert type(translated) is expected
     assert str(translated) == "the brand refused: budget exhausted"
+
+
+@pytest.mark.parametrize(
+    ("kind", "details"),
+    [
+        ("ConnectionLostError", "the brand server is shutting down (SIGTERM)"),
+        ("StorageError", "the brand server could not write its state database"),
+    ],
+)
+def test_a_session_the_brand_ended_is_not_called_a_refusal(kind, details):
+    translated = _translate(FailedCall(Status.DEADLINE_EXCEEDED, details, kind), SERVER)
+    assert type(translated) is ConnectionLostError
+    assert str(translated).startswith(f"the brand ended the session: {details}")
+
+
+def test_a_server_lost_mid_session_is_not_called_unreachable():
+    lost = FailedCall(Status.UNAVAILABLE, "Socket closed")
+    assert "cannot reach" in str(_translate(lost, SERVER, tls=False))
+    translated = _translate(lost, SERVER, session="ab" * 16)
+    assert type(translated) is ConnectionLostError
+    assert "cannot reach" not in str(translated)
+    assert f"stopped answering in the middle of session {'ab' * 16}" in str(translated)
 
 
 def test_a_crypto_error_stays_opaque():

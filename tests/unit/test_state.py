@@ -165,7 +165,10 @@ def released_store(tmp_path, make_contract) -> StateStore:
         "s1", contract, {"overlap": {"total": 120}}, "t" * 64, sign_as=("brand", own)
     )
     store.add_signature(
-        "s1", "partner", sign_report(peer, dumps(report)), peer.public_key().public_bytes_raw()
+        "s1",
+        "partner",
+        sign_report(peer, dumps(report), role="partner"),
+        peer.public_key().public_bytes_raw(),
     )
     assert store.verify_records() == {"reports": 1, "signatures": 2, "ledger_entries": 1}
     return store
@@ -186,7 +189,7 @@ def test_verify_records_catches_a_forged_report_re_signed_with_a_fresh_key(tmp_p
     forged = {"overlap": {"total": 999999}}
     signature = {
         "public_key": forger.public_key().public_bytes_raw().hex(),
-        "signature": sign_report(forger, dumps(forged)).hex(),
+        "signature": sign_report(forger, dumps(forged), role="brand").hex(),
     }
     forge_report(store, 999999, json.dumps({"brand": signature, "partner": signature}))
     assert store.verify_audit() == len(store.audit_entries())  # the chain itself is untouched
