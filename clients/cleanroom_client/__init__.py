@@ -14,7 +14,12 @@ Exceptions (all from :mod:`cleanroom.errors`):
     ├── ProtocolError         the brand sent something invalid
     │   └── CryptoError
     └── IntegrityError        a report signature or the audit log does not verify
+    Interrupted (a KeyboardInterrupt)  Ctrl-C: says whether any budget was spent
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from cleanroom.errors import (
     AuthenticationError,
@@ -24,11 +29,28 @@ from cleanroom.errors import (
     CryptoError,
     InputError,
     IntegrityError,
+    Interrupted,
     PolicyError,
     ProtocolError,
 )
-from cleanroom.stats.report import Report
-from cleanroom_client.client import Client
+
+if TYPE_CHECKING:
+    from cleanroom.stats.report import Report
+    from cleanroom_client.client import Client
+
+
+def __getattr__(name: str) -> Any:
+    """``Client`` and ``Report`` on first use: `cleanroom-client --help` must not pay for
+    gRPC, pandas and pyarrow."""
+    if name == "Client":
+        from cleanroom_client.client import Client
+
+        return Client
+    if name == "Report":
+        from cleanroom.stats.report import Report
+
+        return Report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AuthenticationError",
@@ -39,6 +61,7 @@ __all__ = [
     "CryptoError",
     "InputError",
     "IntegrityError",
+    "Interrupted",
     "PolicyError",
     "ProtocolError",
     "Report",
