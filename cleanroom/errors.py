@@ -10,6 +10,9 @@
     │   └── CryptoError            exit 8  a bad point or ciphertext (deliberately opaque)
     └── IntegrityError             exit 9  the audit log or a signature does not verify
 
+A Ctrl-C during a partner session is raised as :class:`Interrupted`, a
+``KeyboardInterrupt`` (exit 130) that says what became of the session and its budget.
+
 Every message names the file, row, column, field or setting at fault, and never
 contains a full identifier.
 """
@@ -83,6 +86,12 @@ class IntegrityError(CleanroomError):
     exit_code = 9
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a session; the message says whether the session was aborted and
+    whether any privacy budget was spent, and why. Still a ``KeyboardInterrupt``, so no
+    ``except Exception`` swallows it."""
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error",
@@ -94,4 +103,5 @@ EXIT_CODES: dict[int, str] = {
     7: "connection error: peer down, dropped mid-session, or timed out",
     8: "protocol error: the peer sent something invalid",
     9: "integrity error: the audit log or a report signature does not verify",
+    130: "interrupted (Ctrl-C); the message says whether any privacy budget was spent",
 }

@@ -37,8 +37,10 @@ from cleanroom.errors import (
     CleanroomError,
     ConnectionLostError,
     InputError,
+    Interrupted,
     ProtocolError,
 )
+from cleanroom.faults import crash_point
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.lists import PartnerList, TableSource, prepare_partner_list
@@ -73,6 +75,9 @@ Progress = Callable[[str, int, int | None], None]
 ``total`` brand elements received, own records sent, or records aggregated."""
 
 RECEIVING, SENDING, AGGREGATING = "receiving brand data", "sending our records", "aggregating"
+
+#: The abort reason recorded on both sides when the partner's user presses Ctrl-C.
+INTERRUPTED = "the partner interrupted the session (Ctrl-C)"
 
 
 class _SessionProgress:
@@ -176,6 +181,7 @@ class Client:
         self, audience: TableSource | SparkDataFrame, columns: Mapping[str, str] | None = None
     ) -> PartnerList | SparkPartnerList:
         """Read, validate and hash the audience on this side (no network)."""
+        crash_point("partner", "prepare")
         if self.engine == "spark":
             if isinstance(audience, pd.DataFrame | pa.Table):
                 raise InputError(
@@ -222,8 +228,8 @@ class Client:
             brand_key=self._brand_key,
             engine=engine,
         )
-        hello = session.hello()
         try:
+            hello = session.hello()
             watcher = (
                 None
                 if progress is None
@@ -236,6 +242,9 @@ class Client:
                 raise
             # The report was verified and stored before the brand went away; only the
             # brand's record of our acknowledgement may be missing.
+        except KeyboardInterrupt:
+            session.abort(INTERRUPTED)  # first: from here on no budget can be spent
+            raise Interrupted(_interruption(session, store)) from None
         except BaseException as exc:
             session.abort(str(exc))
             raise
@@ -289,7 +298,11 @@ class Client:
             session,
             idle_timeout=self.idle_timeout,
             max_pending=max_pending,
-            abort_message=lambda error: pb.PartnerMessage(abort=pb.Abort(reason=str(error)[:500])),
+            abort_message=lambda error: pb.PartnerMessage(
+                abort=pb.Abort(
+                    reason=INTERRUPTED if isinstance(error, KeyboardInterrupt) else str(error)[:500]
+                )
+            ),
         )
         with self._channel() as channel:
             self._wait_for_server(channel)
@@ -310,6 +323,30 @@ class Client:
                 if isinstance(pump.error, grpc.RpcError):
                     raise _translate(pump.error, self.server, tls=self._tls) from None
                 raise pump.error
+
+
+def _interruption(session: PartnerSession, store: StateStore) -> str:
+    """What a Ctrl-C left behind: the session's fate and whether budget was spent, and why."""
+    session_id = session.session_id
+    if session_id is None or store.session_status(session_id) is None:
+        return "before the brand opened a session: no privacy budget was spent"
+    spent = store.epsilon_spent_by(session_id)
+    if session.report is not None:
+        return (
+            f"after session {session_id} had finished: it spent epsilon {spent:g}, and its "
+            f"report is stored in {store.path}; `cleanroom report export --state {store.path} "
+            f"--session {session_id} --out report.json` writes it"
+        )
+    if not spent:
+        return (
+            f"during session {session_id}: it was aborted and no privacy budget was spent "
+            "(budget is spent only once this side's noisy counts leave, and they had not)"
+        )
+    return (
+        f"during session {session_id}: it was aborted, but epsilon {spent:g} of contract "
+        f"'{session.contract.id}' was spent because this side's noisy counts had already "
+        f"been sent to the brand ({store.epsilon_remaining(session.contract):g} left)"
+    )
 
 
 def _observed(
