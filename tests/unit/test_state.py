@@ -32,6 +32,7 @@ def test_budget_is_spent_once_per_session_and_refused_when_exhausted(tmp_path, m
     refusal = store.audit_entries()[-1]
     assert refusal["event"] == "refused" and refusal["session_id"] == "s3"
     assert "budget exhausted" in refusal["detail"]["reason"]
+    assert "agree a new contract" in refusal["detail"]["reason"]  # what to do next
 
 
 def test_a_running_session_reserves_its_epsilon_until_it_spends_or_aborts(tmp_path, make_contract):
