@@ -23,7 +23,7 @@ from cleanroom.server.cli import app as brand_app
 from cleanroom.stats.render import quality_table
 
 APPS = {"cleanroom": brand_app, "cleanroom-client": partner_app}
-HEAVY = ("grpc", "pandas", "pyarrow", "matplotlib", "pyspark", "numpy", "opendp")
+HEAVY = ("grpc", "pandas", "pyarrow", "matplotlib", "pyspark", "numpy", "opendp", "pydantic")
 
 
 def commands(app: typer.Typer):
