@@ -167,9 +167,9 @@ def serve(
     with console.status("reading and hashing the CRM"):
         spark = start_spark("cleanroom serve") if engine_name == "spark" else None
         offers = prepare_offers(settings, spark, spark_scratch)
-    print_crm_quality(offers, console)
     engine = Engine(workers or None)
     server, port = build_server(settings, offers=offers, engine=engine)
+    print_crm_quality(offers, console)  # once serving: a refusal to start stays one line
     host = settings.listen.rsplit(":", 1)[0]
     console.print(
         f"listening on {host}:{port} ({'insecure' if insecure else 'mutual TLS'}); Ctrl-C stops"

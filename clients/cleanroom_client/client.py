@@ -329,7 +329,7 @@ def _interruption(session: PartnerSession, store: StateStore) -> str:
     """What a Ctrl-C left behind: the session's fate and whether budget was spent, and why."""
     session_id = session.session_id
     if session_id is None or store.session_status(session_id) is None:
-        return "before the brand opened a session: no privacy budget was spent"
+        return "before the session started: no privacy budget was spent"
     spent = store.epsilon_spent_by(session_id)
     if session.report is not None:
         return (
@@ -344,8 +344,8 @@ def _interruption(session: PartnerSession, store: StateStore) -> str:
         )
     return (
         f"during session {session_id}: it was aborted, but epsilon {spent:g} of contract "
-        f"'{session.contract.id}' was spent because this side's noisy counts had already "
-        f"been sent to the brand ({store.epsilon_remaining(session.contract):g} left)"
+        f"'{session.contract.id}' was spent because this side's noisy counts were already "
+        f"on their way to the brand ({store.epsilon_remaining(session.contract):g} left)"
     )
 
 

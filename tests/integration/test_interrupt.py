@@ -84,14 +84,14 @@ def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, open
     assert [e["detail"]["reason"] for e in aborts] == [INTERRUPTED]
     assert store.epsilon_spent(CONTRACT_ID) == pytest.approx(before + spent)
     if not opened:
-        assert line == "interrupted before the brand opened a session: no privacy budget was spent"
+        assert line == "interrupted before the session started: no privacy budget was spent"
         return
     session_id = aborts[0]["session_id"]
     assert store.session_status(session_id) == "aborted"
     assert f"during session {session_id}: it was aborted" in line
     if spent:
         assert f"but epsilon 1 of contract '{CONTRACT_ID}' was spent because" in line
-        assert "noisy counts had already been sent to the brand" in line
+        assert "noisy counts were already on their way to the brand" in line
         assert f"({10 - before - 1:g} left)" in line
     else:
         assert "no privacy budget was spent" in line
