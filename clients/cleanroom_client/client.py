@@ -78,6 +78,8 @@ RECEIVING, SENDING, AGGREGATING = "receiving brand data", "sending our records",
 
 #: The abort reason recorded on both sides when the partner's user presses Ctrl-C.
 INTERRUPTED = "the partner interrupted the session (Ctrl-C)"
+#: Seconds a Ctrl-C waits for the brand to take our Abort and end the call.
+ABORT_GRACE = 1.0
 
 
 class _SessionProgress:
@@ -309,6 +311,8 @@ class Client:
             stub = session_pb2_grpc.CleanRoomStub(channel)
             outgoing = pump.outgoing(first=[hello])
             call = stub.Session(outgoing if watcher is None else watcher.sending(outgoing))
+            ended = threading.Event()
+            call.add_done_callback(lambda _: ended.set())
             pump.on_error = lambda: _cancel_later(call)
             pump.start_watchdog(on_stall=call.cancel)
             try:
@@ -322,6 +326,9 @@ class Client:
             if pump.error is not None:
                 if isinstance(pump.error, grpc.RpcError):
                     raise _translate(pump.error, self.server, tls=self._tls) from None
+                if isinstance(pump.error, KeyboardInterrupt):
+                    session.abort(INTERRUPTED)  # first: from here on no budget can be spent
+                    ended.wait(ABORT_GRACE)  # then let the brand read our Abort and end the call
                 raise pump.error
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 from cleanroom_client.client import INTERRUPTED
@@ -55,6 +56,18 @@ def interrupt_at(directory, port, pause_at: str, out: str) -> tuple[int, list[st
     return code, [line for line in rest.splitlines() if line.strip()]
 
 
+def brand_abort_reason(directory, seen: int, wait: float = 15.0) -> str:
+    """The reason of the brand's next abort entry after the first ``seen`` ones."""
+    brand = StateStore(directory / "brand-state.db")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        aborts = [e for e in brand.audit_entries()[seen:] if e["event"] == "abort"]
+        if aborts:
+            return str(aborts[0]["detail"]["reason"])
+        time.sleep(0.2)
+    raise AssertionError("the brand recorded no abort")
+
+
 @pytest.mark.parametrize(
     ("pause_at", "opened", "spent"),
     [
@@ -71,6 +84,7 @@ def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, open
     entries = len(store.audit_entries()) if store.path.exists() else 0
     out = f"report-{pause_at.split(':')[1]}.json"
 
+    brand_entries = len(StateStore(directory / "brand-state.db").audit_entries())
     code, lines = interrupt_at(directory, port, pause_at, out)
 
     assert code == 130
@@ -83,6 +97,8 @@ def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, open
     aborts = [e for e in new if e["event"] == "abort"]
     assert [e["detail"]["reason"] for e in aborts] == [INTERRUPTED]
     assert store.epsilon_spent(CONTRACT_ID) == pytest.approx(before + spent)
+    if pause_at != "partner:release":  # (by then the brand had released its report)
+        assert INTERRUPTED in brand_abort_reason(directory, brand_entries)  # it is told why
     if not opened:
         assert line == "interrupted before the session started: no privacy budget was spent"
         return
