@@ -182,7 +182,7 @@ def run(
     The audience is read, checked and hashed here and never uploaded. Ctrl-C aborts the
     session and says whether any privacy budget was spent.
 
-    
+    \b
     Example:
       cleanroom-client run --server brand.example.com:50051 --contract contract.toml \\
         --audience audience.csv --column email=EMAIL_ADDRESS \\
