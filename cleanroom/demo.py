@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 
-from cleanroom.cli_support import Phases, write_atomically
+from cleanroom.cli_support import Phases, output_console, write_atomically
 from cleanroom.io import write_table
 from cleanroom.server.certs import init_certificate
 
@@ -226,10 +225,10 @@ def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet
     from cleanroom.server.config import load_server_config
     from cleanroom.server.service import build_server
     from cleanroom.stats.plot import plot_lift
-    from cleanroom.stats.render import print_report
+    from cleanroom.stats.render import print_report, quality_table
     from cleanroom.store.state import StateStore
 
-    console = Console(quiet=quiet)
+    console = output_console(quiet=quiet)
     started = time.perf_counter()
     lists = write_demo_files(directory, brand_records, partner_records)
     console.print(
@@ -260,7 +259,9 @@ def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet
     write_atomically(directory / "report.json", report.to_json())
     chart = plot_lift(report.to_dict(), directory / "lift.png")
     print_report(report.to_dict(), console)
-    console.print(f"partner input quality (stays with the partner): {report.input_quality}")
+    console.print(
+        quality_table(report.input_quality, title="Partner input quality (stays with the partner)")
+    )
     same = "identical" if brand_copy == report.to_dict() else "DIFFERENT"
     console.print(
         f"brand and partner hold {same} reports (transcript {report.to_dict()['transcript_sha256'][:16]}...)"

@@ -11,6 +11,9 @@
     ├── IntegrityError             exit 9  the audit log or a signature does not verify
     └── StorageError               exit 10 a state database cannot be read or written
 
+A Ctrl-C during a partner session is raised as :class:`Interrupted`, a
+``KeyboardInterrupt`` (exit 130) that says what became of the session and its budget.
+
 Every message names the file, row, column, field or setting at fault, and never
 contains a full identifier.
 """
@@ -91,6 +94,12 @@ class StorageError(CleanroomError):
     exit_code = 10
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a session; the message says whether the session was aborted and
+    whether any privacy budget was spent, and why. Still a ``KeyboardInterrupt``, so no
+    ``except Exception`` swallows it."""
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected internal error",
@@ -103,4 +112,5 @@ EXIT_CODES: dict[int, str] = {
     8: "protocol error: the peer sent something invalid",
     9: "integrity error: the audit log or a report signature does not verify",
     10: "storage error: a state database cannot be written (disk full, read-only, locked)",
+    130: "interrupted (Ctrl-C); the message says whether any privacy budget was spent",
 }

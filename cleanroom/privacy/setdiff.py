@@ -93,6 +93,8 @@ def check_set_difference(
                     f"the {whose} list differs from an earlier session's list under contract "
                     f"'{contract.id}' by fewer than release.set_difference_min = "
                     f"{contract.set_difference_min} records; comparing the two results could reveal "
-                    "those records, so the session is refused (details in the audit log)"
+                    "those records, so the session is refused (details in the audit log); "
+                    "run with that earlier list unchanged, or with one that differs from it by "
+                    f"at least {contract.set_difference_min} records"
                 )
             return

@@ -14,41 +14,102 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from cleanroom.cli_support import (
+    TYPER_SETTINGS,
     NoiseMultipleOption,
     SmoothingOption,
+    VersionOption,
     check_engine,
     check_format,
     check_workers,
+    output_console,
     print_json,
     run_app,
 )
-from cleanroom.contract import load_contract
 from cleanroom.errors import InputError, IntegrityError
-from cleanroom.stats.report import Report
 
-app = typer.Typer(
-    name="cleanroom",
-    help="A two-party first-party data clean room: brand server and tools.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-contract_app = typer.Typer(help="Inspect and check contracts.", no_args_is_help=True)
-certs_app = typer.Typer(help="Create pinned TLS identities.", no_args_is_help=True)
-report_app = typer.Typer(help="Read, chart and model a released report.", no_args_is_help=True)
-audit_app = typer.Typer(help="Check the tamper-evident audit log.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cleanroom.server.service import Offer
+
+app = typer.Typer(name="cleanroom", **TYPER_SETTINGS)
+contract_app = typer.Typer(help="Inspect and check contracts.", **TYPER_SETTINGS)
+certs_app = typer.Typer(help="Create pinned TLS identities.", **TYPER_SETTINGS)
+report_app = typer.Typer(help="Read, chart and model a released report.", **TYPER_SETTINGS)
+audit_app = typer.Typer(help="Check the tamper-evident audit log.", **TYPER_SETTINGS)
+crm_app = typer.Typer(help="Check the brand's CRM before serving it.", **TYPER_SETTINGS)
 app.add_typer(contract_app, name="contract")
 app.add_typer(certs_app, name="certs")
 app.add_typer(report_app, name="report")
 app.add_typer(audit_app, name="audit")
+app.add_typer(crm_app, name="crm")
 
-FormatOption = Annotated[str, typer.Option("--format", help="table or json")]
+FormatOption = Annotated[str, typer.Option("--format", help="table or json", metavar="table|json")]
+ConfigOption = Annotated[
+    Path, typer.Option("--config", help="brand server config (TOML)", metavar="FILE")
+]
+ReportArgument = Annotated[Path, typer.Argument(help="a report file", metavar="FILE")]
+StateOption = Annotated[
+    Path, typer.Option("--state", help="a brand or partner state database", metavar="FILE")
+]
+
+
+@app.callback()
+def main_options(version: VersionOption = False) -> None:
+    """A two-party first-party data clean room: the brand's server and the shared tools.
+
+    \b
+    Example:
+      cleanroom demo                                   # everything on this machine
+      cleanroom crm check --config brand.toml          # the CRM's input quality
+      cleanroom serve --config brand.toml              # serve the partners in the config
+      cleanroom report show report.json
+    """
+
+
+def print_crm_quality(offers: dict[str, Offer], console: Console) -> None:
+    """Per contract, the CRM's input-quality table: the same one the partner gets of its list."""
+    from cleanroom.stats.render import quality_table
+
+    for offer in offers.values():
+        contract = offer.contract
+        segments = ", ".join(
+            f"{name} {count:,}"
+            for name, count in zip(
+                contract.segments, offer.brand_list.records_per_segment(contract), strict=True
+            )
+        )
+        console.print(
+            quality_table(
+                offer.brand_list.quality,
+                title=f"CRM input quality · contract {contract.id} with "
+                f"{contract.partner.name} (stays on this machine)",
+                records=offer.brand_list.size,
+            )
+        )
+        console.print(f"  records per segment: {segments}")
+
+
+def crm_summary(offers: dict[str, Offer]) -> dict[str, Any]:
+    return {
+        offer.contract.id: {
+            "records": offer.brand_list.size,
+            "records_per_segment": dict(
+                zip(
+                    offer.contract.segments,
+                    offer.brand_list.records_per_segment(offer.contract),
+                    strict=True,
+                )
+            ),
+            "input_quality": offer.brand_list.quality,
+        }
+        for offer in offers.values()
+    }
 
 
 class JsonStatus:
@@ -69,32 +130,59 @@ class JsonStatus:
 
 @app.command()
 def serve(
-    config: Annotated[Path, typer.Option("--config", help="brand server config (TOML)")],
-    insecure: Annotated[bool, typer.Option("--insecure", help="plain TCP, loopback only")] = False,
+    config: ConfigOption,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="plain TCP without TLS; loopback addresses only"),
+    ] = False,
     workers: Annotated[
-        int, typer.Option("--workers", help="threads for the crypto (default: every core)")
+        int,
+        typer.Option("--workers", help="threads for the crypto (0: every core)", metavar="N"),
     ] = 0,
     engine_name: Annotated[
-        str, typer.Option("--engine", help="local, or spark: the CRM's per-record work on Spark")
+        str,
+        typer.Option(
+            "--engine",
+            help="local, or spark: the CRM's per-record work on Spark",
+            metavar="local|spark",
+        ),
     ] = "local",
     spark_scratch: Annotated[
         str | None,
-        typer.Option("--spark-scratch", help="where Spark writes each session's elements"),
+        typer.Option(
+            "--spark-scratch", help="where Spark writes each session's elements", metavar="URI"
+        ),
     ] = None,
     metrics_listen: Annotated[
         str | None,
         typer.Option(
             "--metrics-listen",
             help="HOST:PORT to serve Prometheus metrics on (overrides [server] metrics_listen)",
+            metavar="HOST:PORT",
         ),
     ] = None,
     log_format: Annotated[
         str | None,
-        typer.Option("--log-format", help="text or json (overrides [server] log_format)"),
+        typer.Option(
+            "--log-format", help="text or json (overrides [server] log_format)", metavar="text|json"
+        ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="no input-quality tables, start-up lines or session log"
+        ),
+    ] = False,
 ) -> None:
-    """Serve the brand's CRM to the partners named in the config, until interrupted."""
+    """Serve the brand's CRM to the partners named in the config, until interrupted.
+
+    At start-up it prints the CRM's input quality per contract (the table
+    `cleanroom crm check` prints), then one log line per session.
+
+    \b
+    Example:
+      cleanroom serve --config brand.toml
+    """
     from cleanroom.engine import Engine
     from cleanroom.server.config import check_listen, check_log_format, load_server_config
     from cleanroom.server.observability import SessionMetrics, configure_logging
@@ -112,7 +200,7 @@ def serve(
     if not quiet:  # one line per session: released, refused or aborted, and why
         configure_logging(log_format, sys.stderr)
     console: Console | JsonStatus = (
-        JsonStatus() if log_format == "json" and not quiet else Console(stderr=True, quiet=quiet)
+        JsonStatus() if log_format == "json" and not quiet else output_console(stderr=True, quiet=quiet)
     )
     with console.status("reading and hashing the CRM"):
         spark = start_spark("cleanroom serve") if engine_name == "spark" else None
@@ -129,11 +217,14 @@ def serve(
         )
     engine = Engine(workers or None)
     server, port = build_server(settings, offers=offers, engine=engine, metrics=metrics)
-    for offer in offers.values():
-        console.print(
-            f"contract [bold]{offer.contract.id}[/] with {offer.contract.partner.name}: "
-            f"{offer.brand_list.size} CRM records"
-        )
+    if isinstance(console, JsonStatus):
+        for offer in offers.values():
+            console.print(
+                f"contract {offer.contract.id} with {offer.contract.partner.name}: "
+                f"{offer.brand_list.size} CRM records"
+            )
+    else:
+        print_crm_quality(offers, console)  # once serving: a refusal to start stays one line
     host = settings.listen.rsplit(":", 1)[0]
     console.print(
         f"listening on {host}:{port} ({'insecure' if insecure else 'mutual TLS'}); Ctrl-C stops"
@@ -160,13 +251,23 @@ def serve(
 @app.command()
 def demo(
     directory: Annotated[
-        Path, typer.Option("--dir", help="where the demo writes its files")
+        Path, typer.Option("--dir", help="where the demo writes its files", metavar="DIR")
     ] = Path("cleanroom-demo"),
-    brand_records: Annotated[int, typer.Option("--brand-records")] = 6000,
-    partner_records: Annotated[int, typer.Option("--partner-records")] = 12000,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    brand_records: Annotated[
+        int, typer.Option("--brand-records", help="rows of the synthetic CRM", metavar="N")
+    ] = 6000,
+    partner_records: Annotated[
+        int,
+        typer.Option("--partner-records", help="rows of the synthetic audience", metavar="N"),
+    ] = 12000,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing")] = False,
 ) -> None:
-    """Synthetic brand and partner, a real TLS session over loopback, the report and a chart."""
+    """Synthetic brand and partner, a real TLS session over loopback, the report and a chart.
+
+    \b
+    Example:
+      cleanroom demo --dir /tmp/demo
+    """
     from cleanroom.demo import run_demo
 
     run_demo(directory, brand_records=brand_records, partner_records=partner_records, quiet=quiet)
@@ -192,15 +293,27 @@ def doctor(
     print(f"threads       {facts['threads']}")
 
 
+ContractArgument = Annotated[Path, typer.Argument(help="a contract (TOML)", metavar="FILE")]
+
+
 @contract_app.command("hash")
-def contract_hash(file: Path) -> None:
+def contract_hash(file: ContractArgument) -> None:
     """Print the contract's SHA-256 (both parties must see the same)."""
+    from cleanroom.contract import load_contract
+
     print(load_contract(file).sha256)
 
 
 @contract_app.command("check")
-def contract_check(file: Path, output_format: FormatOption = "table") -> None:
-    """Validate a contract and summarise what it allows."""
+def contract_check(file: ContractArgument, output_format: FormatOption = "table") -> None:
+    """Validate a contract and summarise what it allows.
+
+    \b
+    Example:
+      cleanroom contract check contract.toml
+    """
+    from cleanroom.contract import load_contract
+
     contract = load_contract(file)
     contract.check_not_expired()
     summary = {
@@ -221,72 +334,142 @@ def contract_check(file: Path, output_format: FormatOption = "table") -> None:
     if check_format(output_format) == "json":
         print_json(summary)
         return
-    console = Console()
-    console.print(f"[green]ok[/] contract [bold]{contract.id}[/] ({contract.sha256})")
-    for key, value in summary.items():
-        if key not in ("id", "sha256"):
-            console.print(f"  {key}: {escape(str(value))}")
+    from rich import box
+    from rich.table import Table
+
+    table = Table(
+        title=f"Contract {contract.id} · valid until {contract.expires.isoformat()}",
+        caption=f"sha256 {contract.sha256}: both parties must see this value",
+        box=box.SIMPLE_HEAVY,
+        show_header=False,
+        title_justify="left",
+        caption_justify="left",
+    )
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for role, party in (("Brand", contract.brand), ("Partner", contract.partner)):
+        table.add_row(role, f"{party.name} (certificate sha256 {party.certificate_sha256})")
+    table.add_row("Match keys", ", ".join(contract.keys))
+    table.add_row("Segments", ", ".join(contract.segments))
+    table.add_row("Attributes", ", ".join(contract.attributes) or "none (overlap only)")
+    table.add_row("Privacy noise", contract.mechanism)
+    table.add_row(
+        "Budget (epsilon)",
+        f"{contract.epsilon_per_session:g} per session, {contract.epsilon_total:g} in total",
+    )
+    table.add_row("Smallest list", f"{contract.min_set_size:,} records (min_set_size)")
+    table.add_row("Smallest count", f"{contract.min_overlap:,} users (min_overlap)")
+    console = output_console()
+    console.print("[green]ok[/] the contract is valid and has not expired")
+    console.print(table)
+
+
+@crm_app.command("check")
+def crm_check(
+    config: ConfigOption,
+    output_format: FormatOption = "table",
+) -> None:
+    """Read, normalize, check and hash the CRM as `serve` does, and print its input quality.
+
+    Nothing is served and no state database is touched. A CRM that `serve` would refuse
+    (a missing column, too many invalid values for max_invalid_fraction) fails the same way.
+
+    \b
+    Example:
+      cleanroom crm check --config brand.toml
+    """
+    from cleanroom.server.config import load_server_config
+    from cleanroom.server.service import prepare_offers
+
+    check_format(output_format)
+    offers = prepare_offers(load_server_config(config))
+    if output_format == "json":
+        print_json(crm_summary(offers))
+    else:
+        print_crm_quality(offers, output_console())
 
 
 @certs_app.command("init")
 def certs_init(
-    directory: Path,
-    name: Annotated[str, typer.Option("--name", help="party name, e.g. acme")],
+    directory: Annotated[
+        Path, typer.Argument(help="where to write NAME.crt and NAME.key", metavar="DIR")
+    ],
+    name: Annotated[str, typer.Option("--name", help="party name, e.g. acme", metavar="NAME")],
     host: Annotated[
-        str | None, typer.Option("--host", help="DNS name or IP the server is reached at")
+        str | None,
+        typer.Option("--host", help="DNS name or IP the server is reached at", metavar="HOST"),
     ] = None,
 ) -> None:
-    """Write NAME.crt and NAME.key and print the fingerprint to put in the contract."""
+    """Write NAME.crt and NAME.key and print the fingerprint to put in the contract.
+
+    \b
+    Example:
+      cleanroom certs init certs --name acme --host brand.example.com
+    """
     from cleanroom.server.certs import init_certificate
 
     cert, key, fingerprint = init_certificate(directory, name, host)
-    Console(stderr=True).print(f"wrote {cert} and {key} (keep the key private)")
+    output_console(stderr=True).print(f"wrote {cert} and {key} (keep the key private)")
     print(fingerprint)
 
 
 @report_app.command("show")
-def report_show(file: Path, output_format: FormatOption = "table") -> None:
+def report_show(file: ReportArgument, output_format: FormatOption = "table") -> None:
     """Print a report: overlap, then the attribute index table sorted by index."""
     from cleanroom.stats.render import print_report
+    from cleanroom.stats.report import Report
 
     report = Report.load(file)
     if check_format(output_format) == "json":
         print_json(report.to_dict())
     else:
-        print_report(report.to_dict(), Console())
+        print_report(report.to_dict(), output_console())
 
 
 @report_app.command("plot")
 def report_plot(
-    file: Path,
-    out: Annotated[Path, typer.Option("--out", help="PNG to write")] = Path("lift.png"),
+    file: ReportArgument,
+    out: Annotated[Path, typer.Option("--out", help="PNG to write", metavar="FILE")] = Path(
+        "lift.png"
+    ),
     top: Annotated[
         int,
         typer.Option(
             "--top",
             help="per segment, draw only the N highest and N lowest indices (0: every cell)",
+            metavar="N",
         ),
     ] = 6,
 ) -> None:
-    """Draw the lift chart (index per attribute, one panel per segment)."""
+    """Draw the lift chart: per segment, each index with its 99.9% range.
+
+    \b
+    Example:
+      cleanroom report plot report.json --out lift.png
+    """
     from cleanroom.stats.plot import plot_lift
+    from cleanroom.stats.report import Report
 
     path = plot_lift(Report.load(file).to_dict(), out, top=top)
-    Console(stderr=True).print(f"wrote {path}")
+    output_console(stderr=True).print(f"wrote {path}")
 
 
 @report_app.command("model")
 def report_model(
-    file: Path,
+    file: ReportArgument,
     segment: Annotated[
-        str | None, typer.Option("--segment", help="segment to model (default: all pooled)")
+        str | None,
+        typer.Option("--segment", help="segment to model (default: all pooled)", metavar="NAME"),
     ] = None,
     noise_multiple: NoiseMultipleOption = 1.0,
     smoothing: SmoothingOption = None,
     output_format: FormatOption = "json",
 ) -> None:
     """The lookalike model derived from the report alone (the partner derives the same)."""
+    from rich.markup import escape
+
     from cleanroom.stats.lookalike import LookalikeModel
+    from cleanroom.stats.report import Report
 
     model = LookalikeModel.from_report(
         Report.load(file).to_dict(), segment, smoothing=smoothing, noise_multiple=noise_multiple
@@ -294,7 +477,7 @@ def report_model(
     if check_format(output_format) == "json":
         print_json(model.to_dict())
         return
-    console = Console()
+    console = output_console()
     console.print(
         f"lookalike model for segment [bold]{escape(model.segment)}[/] · noise multiple "
         f"{model.noise_multiple:g} (count half-width {model.count_halfwidth}) · "
@@ -311,16 +494,23 @@ def report_model(
 
 @report_app.command("export")
 def report_export(
-    state: Annotated[Path, typer.Option("--state", help="state database")],
+    state: StateOption,
     session: Annotated[
-        str, typer.Option("--session", help="session id (default: the latest)")
+        str,
+        typer.Option("--session", help="session id (default: the latest)", metavar="ID"),
     ] = "",
-    out: Annotated[Path, typer.Option("--out", help="where to write the report JSON")] = Path(
-        "report.json"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", help="where to write the report JSON", metavar="FILE")
+    ] = Path("report.json"),
 ) -> None:
-    """Write a stored report (the brand's copy, or the partner's) to a JSON file."""
+    """Write a stored report (the brand's copy, or the partner's) to a JSON file.
+
+    \b
+    Example:
+      cleanroom report export --state partner-state.db --out report.json
+    """
     from cleanroom.cli_support import write_atomically
+    from cleanroom.stats.report import Report
     from cleanroom.store.state import StateStore
 
     if not state.exists():
@@ -333,21 +523,29 @@ def report_export(
             f"{state}: no stored report" + (f" for session {session}" if session else "")
         )
     write_atomically(out, Report(stored, signatures=store.signatures(session_id)).to_json())
-    Console(stderr=True).print(f"wrote the report of session {session_id} to {out}")
+    output_console(stderr=True).print(f"wrote the report of session {session_id} to {out}")
 
 
 @report_app.command("verify")
 def report_verify(
-    file: Path,
+    file: ReportArgument,
     brand_cert: Annotated[
-        Path, typer.Option("--brand-cert", help="the brand's pinned certificate")
+        Path,
+        typer.Option("--brand-cert", help="the brand's pinned certificate", metavar="FILE"),
     ],
     partner_cert: Annotated[
-        Path, typer.Option("--partner-cert", help="the partner's pinned certificate")
+        Path,
+        typer.Option("--partner-cert", help="the partner's pinned certificate", metavar="FILE"),
     ],
 ) -> None:
-    """Check that both parties signed exactly this report (exit 9 if not)."""
+    """Check that both parties signed exactly this report (exit 9 if not).
+
+    \b
+    Example:
+      cleanroom report verify report.json --brand-cert acme.crt --partner-cert newsco.crt
+    """
     from cleanroom.server.certs import verify_signed_report
+    from cleanroom.stats.report import Report
 
     report = Report.load(file)
     verify_signed_report(report, {"brand": brand_cert, "partner": partner_cert})
@@ -356,16 +554,22 @@ def report_verify(
 
 @audit_app.command("verify")
 def audit_verify(
-    state: Annotated[Path, typer.Option("--state", help="state database")],
+    state: StateOption,
     anchor: Annotated[
         str | None,
         typer.Option(
             "--anchor",
             help="an audit head hash recorded earlier: fail if the chain no longer contains it",
+            metavar="HASH",
         ),
     ] = None,
 ) -> None:
-    """Check the audit log's hash chain, and the reports, signatures and ledger against it."""
+    """Check the audit log's hash chain, and the reports, signatures and ledger against it.
+
+    \b
+    Example:
+      cleanroom audit verify --state brand-state.db
+    """
     from cleanroom.store.state import StateStore
 
     if not state.exists():

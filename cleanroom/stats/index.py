@@ -33,6 +33,7 @@ FRAME_COLUMNS = (
     "index_lo",
     "index_hi",
     "noise_dominated",
+    "within_noise",
 )
 
 #: The ``privacy.interval_999`` entries: 99.9% noise half-widths per kind of number.
@@ -88,16 +89,18 @@ def attribute_cells(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def segments(report: Mapping[str, Any]) -> list[str]:
-    """The report's segments, in the order of ``overlap.by_segment`` then of the cells."""
+    """The report's segments in contract order: the order of the cells (listed in contract
+    order), then any other segment of ``overlap.by_segment`` (whose keys a stored report
+    holds sorted by name, so they cannot give the order)."""
     out: list[str] = []
     overlap = _field(report, "overlap")
     by_segment = overlap.get("by_segment") if isinstance(overlap, Mapping) else None
-    for name in by_segment or {}:
-        if name not in out:
-            out.append(name)
     for cell in attribute_cells(report):
         if cell["segment"] not in out:
             out.append(cell["segment"])
+    for name in by_segment or {}:
+        if name not in out:
+            out.append(name)
     return out
 
 
@@ -161,6 +164,16 @@ def index_range(
     return low, high
 
 
+def within_noise(index_lo: float | None, index_hi: float | None) -> bool:
+    """Whether a cell's index is within the noise: its 99.9% range includes 100, so the
+    attribute may be as common among matched users as on average. The one rule by which
+    the terminal table (greyed, ``†``) and the lift chart (pale bar) mark a cell; False
+    when the range is unknown (``index_hi`` None means unbounded)."""
+    if _is_missing(index_lo):
+        return False
+    return index_lo <= 100.0 and (_is_missing(index_hi) or index_hi >= 100.0)  # type: ignore[operator]
+
+
 def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
     """One row per attribute cell: segment, attribute, count, overlap (the segment's),
     partner_count, partner_size, index, suppressed, and the noise columns.
@@ -172,7 +185,8 @@ def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
     Noise columns (from ``privacy.interval_999``): ``count_lo`` / ``count_hi`` is the
     count's 99.9% interval (low end clamped at 0); ``index_lo`` / ``index_hi`` come from
     :func:`index_range` (``index_hi`` missing means unbounded); ``noise_dominated`` is
-    true when the count is below its half-width, i.e. its interval reaches 0.
+    true when the count is below its half-width, i.e. its interval reaches 0;
+    ``within_noise`` is :func:`within_noise` of the index range.
     """
     partner_size = _field(report, "partner_size")
     halfwidths = noise_halfwidths(report)
@@ -206,6 +220,7 @@ def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
                 "index_lo": index_lo,
                 "index_hi": index_hi,
                 "noise_dominated": bool(known and count < w_c),  # type: ignore[operator]
+                "within_noise": within_noise(index_lo, index_hi),
             }
         )
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
@@ -224,5 +239,6 @@ def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
             "index_lo": "Float64",
             "index_hi": "Float64",
             "noise_dominated": "bool",
+            "within_noise": "bool",
         }
     )

@@ -1,5 +1,11 @@
 """A lift chart of a report: one horizontal bar panel per segment, saved as a landscape PNG.
 
+Each bar carries its index's 99.9% range (from the report's ``privacy.interval_999`` via
+:mod:`cleanroom.stats.index`; nothing is recomputed here), panels follow the contract's
+segment order, and a bar is pale exactly when the terminal table marks its cell as within
+the noise (:func:`cleanroom.stats.index.within_noise`). :func:`lift_panels` is what the
+chart draws, as data.
+
 Uses matplotlib's object API with the Agg canvas (no pyplot, no display, no global
 backend switch), so it is safe in servers and tests.
 """
@@ -12,12 +18,15 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.legend_handler import HandlerTuple
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from cleanroom.errors import InputError
@@ -30,8 +39,9 @@ from cleanroom.stats.index import (
 
 ABOVE = "#1f7a6d"  # teal: more common among matched users than on average
 BELOW = "#e07a3f"  # orange: less common
-ABOVE_MUTED = "#c4e0db"  # the same, for a count within the noise
+ABOVE_MUTED = "#c4e0db"  # the same, for an index within the noise (range includes 100)
 BELOW_MUTED = "#f6d5c0"
+RANGE_COLOUR = "#3d3d3d"  # the index's 99.9% range
 SUPPRESSED_COLOUR = "#b8b8b8"
 AVERAGE_LINE = "#333333"
 TEXT = "#222222"
@@ -50,6 +60,9 @@ FIGURE_WIDTH = 40 / 3
 MIN_FIGURE_HEIGHT = 6.0
 MAX_FIGURE_HEIGHT = 11.0
 DPI = 150
+#: The x axis reaches the highest range end, but at most this many times the highest
+#: index (or 100); a range beyond it ends in an arrow at the edge.
+RANGE_REACH = 3.0
 
 
 def pretty_attribute(name: str) -> str:
@@ -93,6 +106,72 @@ def _panel_title(report: Mapping[str, Any], segment: str) -> str:
     return f"{segment} · {overlap:,} matched users"
 
 
+@dataclass(frozen=True)
+class Bar:
+    """One drawn cell: its index, the index's 99.9% range (``high`` None: unbounded;
+    both None: the report gives no intervals) and whether it is within the noise."""
+
+    attribute: str
+    index: float
+    low: float | None
+    high: float | None
+    within_noise: bool
+
+    @property
+    def colour(self) -> str:
+        if self.index >= 100:
+            return ABOVE_MUTED if self.within_noise else ABOVE
+        return BELOW_MUTED if self.within_noise else BELOW
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One segment's panel: bars highest index first, suppressed attributes, and a note
+    on the cells ``top`` leaves out."""
+
+    segment: str
+    title: str
+    bars: list[Bar]
+    suppressed: list[str]
+    note: str | None
+
+
+def lift_panels(report: Mapping[str, Any], *, top: int = DEFAULT_TOP) -> list[Panel]:
+    """What the chart draws, one panel per segment in contract order. Raises InputError
+    when the report has no attribute cells or ``top`` is negative."""
+    if top < 0:
+        raise InputError(f"--top must be >= 0 (0 draws every cell), got {top}")
+    frame = report_to_frame(report)
+    if frame.empty:
+        raise InputError("the report has no attribute statistics to plot (overlap-only contract)")
+    panels = []
+    for segment in segments(report):
+        part = frame[frame["segment"] == segment]
+        if part.empty:
+            continue
+        shown, hidden, note = _panel_rows(part, top)
+        bars = [
+            Bar(
+                attribute=str(row["attribute"]),
+                index=float(row["index"]),
+                low=None if pd.isna(row["index_lo"]) else float(row["index_lo"]),
+                high=None if pd.isna(row["index_hi"]) else float(row["index_hi"]),
+                within_noise=bool(row["within_noise"]),
+            )
+            for row in shown.to_dict("records")
+        ]
+        panels.append(
+            Panel(
+                segment=segment,
+                title=_panel_title(report, segment),
+                bars=bars,
+                suppressed=[str(a) for a in hidden["attribute"]],
+                note=note,
+            )
+        )
+    return panels
+
+
 def plot_lift(report: Mapping[str, Any], out: Path, *, top: int = DEFAULT_TOP) -> Path:
     """Write :func:`lift_figure` to ``out`` (PNG) atomically; returns ``out``."""
     out = Path(out)
@@ -110,36 +189,34 @@ def plot_lift(report: Mapping[str, Any], out: Path, *, top: int = DEFAULT_TOP) -
     return out
 
 
+def x_limit(panels: list[Panel]) -> float:
+    """Where the x axis ends: past every index and range end, within ``RANGE_REACH``."""
+    indices = [bar.index for panel in panels for bar in panel.bars]
+    highest = max([100.0, *indices])
+    ends = [bar.high if bar.high is not None else math.inf for p in panels for bar in p.bars]
+    reach = min(max([highest, *ends]), RANGE_REACH * highest)
+    return max(reach * 1.08, 150.0)
+
+
 def lift_figure(report: Mapping[str, Any], *, top: int = DEFAULT_TOP) -> Figure:
-    """Draw the report's index per attribute and segment.
+    """Draw :func:`lift_panels`.
 
-    One panel per segment (three to a row), bars sorted by index (highest on top),
-    coloured by whether they are above or below 100, with a dashed line at 100
-    ("average partner user"). A bar whose count is within its 99.9% noise interval of 0
-    is drawn in a muted tint. Suppressed cells are hatched grey stubs. With ``top > 0``
-    a panel draws at most the ``top`` highest and ``top`` lowest indices and notes how
-    many it leaves out. The figure is 13.33 in wide (a 16:9 slide) and at most
-    ``MAX_FIGURE_HEIGHT`` tall. Raises InputError when the report has no attribute cells
-    or ``top`` is negative.
+    One panel per segment (three to a row) in contract order, bars sorted by index
+    (highest on top), coloured by whether they are above or below 100, each with its
+    index's 99.9% range as a whisker, and a dashed line at 100 ("average partner user").
+    A bar within the noise (range includes 100) is pale. Suppressed cells are hatched
+    grey stubs. With ``top > 0`` a panel draws at most the ``top`` highest and ``top``
+    lowest indices and notes how many it leaves out. The figure is 13.33 in wide (a 16:9
+    slide) and at most ``MAX_FIGURE_HEIGHT`` tall.
     """
-    if top < 0:
-        raise InputError(f"--top must be >= 0 (0 draws every cell), got {top}")
-    frame = report_to_frame(report)
-    if frame.empty:
-        raise InputError("the report has no attribute statistics to plot (overlap-only contract)")
-    order = [s for s in segments(report) if s in set(frame["segment"])]
-    panels = [_panel_rows(frame[frame["segment"] == s], top) for s in order]
-    bars = max(len(shown) + len(hidden) + (note is not None) for shown, hidden, note in panels)
-    bars = max(bars, 1)
+    panels = lift_panels(report, top=top)
+    slots = max(len(p.bars) + len(p.suppressed) + (p.note is not None) for p in panels)
+    slots = max(slots, 1)
+    x_max = x_limit(panels)
 
-    drawn = pd.concat([shown for shown, _, _ in panels])
-    finite = drawn["index"].dropna()
-    highest = float(finite.max()) if len(finite) else 100.0
-    x_max = max(highest * 1.2, 150.0)
-
-    columns = min(len(order), PANELS_PER_ROW)
-    rows = math.ceil(len(order) / columns)
-    panel_height = 0.34 * bars + 0.9
+    columns = min(len(panels), PANELS_PER_ROW)
+    rows = math.ceil(len(panels) / columns)
+    panel_height = 0.34 * slots + 0.9
     height = min(max(1.7 + rows * panel_height, MIN_FIGURE_HEIGHT), MAX_FIGURE_HEIGHT)
     fig = Figure(figsize=(FIGURE_WIDTH, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
@@ -147,7 +224,7 @@ def lift_figure(report: Mapping[str, Any], *, top: int = DEFAULT_TOP) -> Figure:
     # A last, shorter row spanning every column holds the legend and the footnote.
     grid = fig.add_gridspec(rows + 1, columns, height_ratios=[panel_height] * rows + [0.6])
     axes: list[Any] = []
-    for i in range(len(order)):
+    for i in range(len(panels)):
         axes.append(
             fig.add_subplot(grid[i // columns, i % columns], sharex=axes[0] if axes else None)
         )
@@ -164,45 +241,42 @@ def lift_figure(report: Mapping[str, Any], *, top: int = DEFAULT_TOP) -> Figure:
         fontweight="bold",
         color=TEXT,
     )
+    for ax, panel in zip(axes, panels, strict=True):
+        _draw_panel(ax, panel, slots, x_max)
+        ax.set_title(panel.title, loc="left", fontsize=12, fontweight="bold", color=TEXT, pad=14)
 
-    any_noisy = False
-    for ax, segment, (shown, hidden, note) in zip(axes, order, panels, strict=False):
-        any_noisy |= bool(shown["noise_dominated"].any())
-        _draw_panel(ax, shown, hidden, note, bars, x_max)
-        ax.set_title(
-            _panel_title(report, segment),
-            loc="left",
-            fontsize=12,
-            fontweight="bold",
-            color=TEXT,
-            pad=14,
-        )
-
-    handles = [
-        Patch(color=ABOVE, label="above average"),
-        Patch(color=BELOW, label="below average"),
+    bars = [bar for panel in panels for bar in panel.bars]
+    entries: list[tuple[Any, str]] = [
+        (Patch(color=ABOVE), "above average"),
+        (Patch(color=BELOW), "below average"),
     ]
-    if any_noisy:
-        handles.append(
-            Patch(
-                facecolor=ABOVE_MUTED,
-                edgecolor=BELOW_MUTED,
-                label="pale: count within the noise, read as unknown",
+    if any(bar.within_noise for bar in bars):
+        entries.append(
+            (
+                (Patch(color=ABOVE_MUTED), Patch(color=BELOW_MUTED)),
+                "pale: within the noise (range includes 100)",
             )
         )
-    if frame["suppressed"].any():
-        handles.append(
-            Patch(
-                facecolor="#ececec",
-                edgecolor=SUPPRESSED_COLOUR,
-                hatch="///",
-                label="suppressed (too few users)",
+    if any(bar.low is not None for bar in bars):
+        entries.append(
+            (
+                Line2D([], [], color=RANGE_COLOUR, linewidth=1.2, marker="|", markersize=8),
+                "99.9% range of the index",
+            )
+        )
+    if any(panel.suppressed for panel in panels):
+        entries.append(
+            (
+                Patch(facecolor="#ececec", edgecolor=SUPPRESSED_COLOUR, hatch="///"),
+                "suppressed (too few users)",
             )
         )
     footer.legend(
-        handles=handles,
+        handles=[handle for handle, _ in entries],
+        labels=[label for _, label in entries],
+        handler_map={tuple: HandlerTuple(ndivide=None, pad=0)},
         loc="upper left",
-        ncols=len(handles),
+        ncols=len(entries),
         frameon=False,
         fontsize=9.5,
         borderaxespad=0,
@@ -210,7 +284,7 @@ def lift_figure(report: Mapping[str, Any], *, top: int = DEFAULT_TOP) -> Figure:
     footer.text(
         0,
         0,
-        _footnote(report, order, total),
+        _footnote(report, [panel.segment for panel in panels], total),
         transform=footer.transAxes,
         va="bottom",
         ha="left",
@@ -221,15 +295,33 @@ def lift_figure(report: Mapping[str, Any], *, top: int = DEFAULT_TOP) -> Figure:
     return fig
 
 
-def _draw_panel(
-    ax: Any, shown: pd.DataFrame, hidden: pd.DataFrame, note: str | None, slots: int, x_max: float
-) -> None:
+def _draw_range(ax: Any, bar: Bar, y: float, x_max: float) -> None:
+    """The whisker from the range's low to its high end; an arrow where it runs off the axis."""
+    if bar.low is None:
+        return
+    clipped = bar.high is None or bar.high > x_max
+    high = x_max if clipped else bar.high
+    ax.hlines(y, bar.low, high, color=RANGE_COLOUR, linewidth=1.2, zorder=4, gid="range")
+    ax.plot(
+        [bar.low, high],
+        [y, y],
+        linestyle="none",
+        marker="|",
+        markersize=8,
+        color=RANGE_COLOUR,
+        zorder=4,
+    )
+    if clipped:
+        ax.plot([x_max], [y], marker=">", markersize=5, color=RANGE_COLOUR, zorder=4, clip_on=False)
+
+
+def _draw_panel(ax: Any, panel: Panel, slots: int, x_max: float) -> None:
     """Bars bottom-up: suppressed stubs, then ascending index, the note between the
     lowest and the highest when the panel leaves cells out."""
     pad = x_max * 0.012
     stub = x_max * 0.045
     labels: list[str] = []
-    for attribute in hidden["attribute"][::-1]:
+    for attribute in panel.suppressed[::-1]:
         y = len(labels)
         ax.barh(
             y,
@@ -242,12 +334,13 @@ def _draw_panel(
         )
         ax.text(stub + pad, y, "suppressed", va="center", fontsize=8.5, color=MUTED, style="italic")
         labels.append(pretty_attribute(attribute))
-    for drawn, row in enumerate(shown.iloc[::-1].to_dict("records")):
-        if note is not None and drawn == len(shown) // 2:
+    ascending = panel.bars[::-1]
+    for drawn, bar in enumerate(ascending):
+        if panel.note is not None and drawn == len(ascending) // 2:
             ax.text(
                 0,
                 len(labels),
-                f"\u22ee {note}",
+                f"\u22ee {panel.note}",
                 va="center",
                 ha="left",
                 fontsize=8.5,
@@ -258,27 +351,25 @@ def _draw_panel(
             )
             labels.append("")
         y = len(labels)
-        value = float(row["index"])
-        noisy = bool(row["noise_dominated"])
-        colour = (
-            (ABOVE_MUTED if noisy else ABOVE) if value >= 100 else (BELOW_MUTED if noisy else BELOW)
-        )
-        ax.barh(y, value, height=0.62, color=colour, linewidth=0)
-        # A label right of a bar just short of 100 would sit on the dashed line: put it
-        # inside the bar's end instead.
-        inside = value < 100 and value + pad + x_max * 0.06 > 100
+        ax.barh(y, bar.index, height=0.62, color=bar.colour, linewidth=0)
+        _draw_range(ax, bar, y, x_max)
+        # The value sits just past the bar's end, above its whisker; one that would
+        # straddle the dashed 100 line moves just past the line.
+        x = bar.index + pad
+        if x < 100 < x + x_max * 0.06:
+            x = 100 + pad
         ax.text(
-            value - pad if inside else value + pad,
-            y,
-            f"{value:.0f}",
-            va="center",
-            ha="right" if inside else "left",
+            x,
+            y + 0.04,
+            f"{bar.index:.0f}",
+            va="bottom",
+            ha="left",
             fontsize=9.5,
-            color=("white" if not noisy else TEXT) if inside else (MUTED if noisy else TEXT),
-            fontweight="normal" if noisy else "bold",
-            zorder=4,
+            color=MUTED if bar.within_noise else TEXT,
+            fontweight="normal" if bar.within_noise else "bold",
+            zorder=5,
         )
-        labels.append(pretty_attribute(row["attribute"]))
+        labels.append(pretty_attribute(bar.attribute))
 
     ax.axvline(100, color=AVERAGE_LINE, linestyle=(0, (4, 3)), linewidth=1.1, zorder=3)
     ax.text(
@@ -313,7 +404,7 @@ def _footnote(report: Mapping[str, Any], order: list[str], total: Any) -> str:
         f", ε = {eps:g}" if isinstance(eps, (int, float)) else ""
     )
     if w_c:
-        noise += f", each count {PLUS_MINUS}{w_c:,} (99.9%)"
+        noise += f", each count {PLUS_MINUS}{w_c:,} (99.9%); whiskers: the index's 99.9% range"
     return (
         f"Index = share among matched users ÷ share among all partner users {TIMES} 100\n"
         f"{_fmt(total)} of {_fmt(report.get('partner_size'))} partner users matched ({seg_bits})"

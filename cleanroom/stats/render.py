@@ -1,4 +1,5 @@
-"""The report as rich tables for a terminal: a summary, then attributes by index."""
+"""The report as rich tables for a terminal: a summary, then attributes by index; and a
+party's input-quality summary, which never leaves its machine."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -143,9 +144,9 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
     """Attributes per segment, highest index first; suppressed cells last in a segment.
 
     Each count carries its 99.9% noise interval and each index the range it spans when
-    all three of its inputs are within theirs; a cell whose count is within the noise
-    (its interval reaches 0) is greyed and marked, and shares pushed past 100% by noise
-    are capped and marked.
+    all three of its inputs are within theirs; a cell within the noise (its range
+    includes 100: :func:`~cleanroom.stats.index.within_noise`, as on the lift chart) is
+    greyed and marked, and shares pushed past 100% by noise are capped and marked.
     """
     frame = report_to_frame(report)
     w_c = noise_halfwidths(report)["attribute_count"]
@@ -153,9 +154,10 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
         title="Audience attributes · index 100 = average partner user",
         caption=(
             f"Index = share among matched users ÷ share among all partner users {TIMES} 100. "
-            f"{PLUS_MINUS} and range: 99.9% noise intervals. {NOISE_MARK} count within the "
-            f"noise (its interval reaches 0): read the index as unknown. {CAPPED_MARK} noise "
-            "put the count above the overlap; share capped at 100%."
+            f"{PLUS_MINUS} and range: 99.9% noise intervals. {NOISE_MARK} within the noise: "
+            "the range includes 100, so the attribute may be no more or less common than "
+            f"average (the lift chart draws it pale). {CAPPED_MARK} noise put the count above "
+            "the overlap; share capped at 100%."
         ),
         box=box.SIMPLE_HEAVY,
         collapse_padding=True,
@@ -192,7 +194,7 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
             count = _opt(row["count"], int)
             idx = _opt(row["index"], float)
             share, capped = _share(count, overlap)
-            noisy = bool(row["noise_dominated"])
+            noisy = bool(row["within_noise"])
             index_text = Text(DASH) if idx is None else _index_text(idx, muted=noisy)
             table.add_row(
                 segment if j == 0 else "",
@@ -216,6 +218,38 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
                 Text(DASH, style=dim),
             )
     return table
+
+
+def quality_table(
+    quality: Mapping[str, Mapping[str, int]], *, title: str, records: int | None = None
+) -> Group:
+    """One row per key kind: rows read, valid, invalid (and its share of non-empty values,
+    the figure ``max_invalid_fraction`` limits), empty, repeats dropped, and kept; under a
+    title line that is never wrapped to the table's width."""
+    table = Table(
+        caption=None
+        if records is None
+        else f"{records:,} records kept with at least one valid key",
+        box=box.SIMPLE_HEAVY,
+        caption_justify="left",
+    )
+    table.add_column("Key", style="bold", no_wrap=True)
+    for name in ("Rows", "Valid", "Invalid", "Empty", "Duplicates", "Kept"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for kind, counts in quality.items():
+        rows, valid, invalid = counts["rows"], counts["valid"], counts["invalid"]
+        present = valid + invalid
+        share = f" ({100.0 * invalid / present:.1f}%)" if present and invalid else ""
+        table.add_row(
+            kind,
+            f"{rows:,}",
+            f"{valid:,}",
+            Text(f"{invalid:,}{share}", style="yellow" if invalid else ""),
+            f"{rows - present:,}",
+            f"{counts['duplicates']:,}",
+            f"{valid - counts['duplicates']:,}",
+        )
+    return Group(Text(title, style="italic"), table)
 
 
 def report_tables(report: Mapping[str, Any]) -> list[Table]:

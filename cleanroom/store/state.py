@@ -133,10 +133,12 @@ def _entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
 def _exhausted(contract: Contract, spent: float, reserved: float) -> PolicyError:
     left = max(0.0, contract.ledger_total - spent - reserved)
     running = f", {reserved:g} reserved by running sessions" if reserved > _EPSILON_SLACK else ""
+    wait = "wait for the running sessions to end, or " if running else ""
     return PolicyError(
         f"privacy budget exhausted for contract '{contract.id}': {left:g} {contract.ledger_unit} of "
         f"{contract.ledger_total:g} left ({spent:g} spent{running}), a session needs "
-        f"{contract.ledger_per_session:g}"
+        f"{contract.ledger_per_session:g}; {wait}agree a new contract (a new id and "
+        "epsilon_total) with the other party for more sessions"
     )
 
 
@@ -421,6 +423,13 @@ class StateStore:
     def _charge(self, db: sqlite3.Connection, session_id: str, contract: Contract) -> None:
         if db.execute("SELECT 1 FROM ledger WHERE session_id = ?", (session_id,)).fetchone():
             return
+        # A session aborted (Ctrl-C, a lost peer) while its numbers were still being made
+        # must not spend budget afterwards: abort and charge are serialised by the database.
+        status = db.execute(
+            "SELECT status FROM sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        if status is not None and status[0] == "aborted":
+            raise PolicyError(f"session {session_id} was aborted: its budget is not spent")
         spent, reserved = self._committed(db, contract.id, excluding=session_id)
         if spent + reserved + contract.ledger_per_session > contract.ledger_total + _EPSILON_SLACK:
             raise _exhausted(contract, spent, reserved)
@@ -437,6 +446,14 @@ class StateStore:
         """Spend this session's epsilon now: this party is about to release noisy numbers."""
         with self._transaction() as db:
             self._charge(db, session_id, contract)
+
+    def epsilon_spent_by(self, session_id: str) -> float:
+        """The epsilon this session spent (0 when it spent none)."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT epsilon FROM ledger WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return float(row[0]) if row else 0.0
 
     # -- set-difference sketches (cleanroom/privacy/setdiff.py) ---------------------------------
 

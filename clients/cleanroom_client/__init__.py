@@ -16,7 +16,12 @@ Exceptions (all from :mod:`cleanroom.errors`):
     ├── IntegrityError        a report signature or the audit log does not verify
     └── StorageError          the state database cannot be written (disk full, read-only)
         └── UnsavedReportError  the released report could not be recorded: .report holds it
+    Interrupted (a KeyboardInterrupt)  Ctrl-C: says whether any budget was spent
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from cleanroom.errors import (
     AuthenticationError,
@@ -26,12 +31,30 @@ from cleanroom.errors import (
     CryptoError,
     InputError,
     IntegrityError,
+    Interrupted,
     PolicyError,
     ProtocolError,
     StorageError,
 )
-from cleanroom.stats.report import Report
-from cleanroom_client.client import Client, UnsavedReportError
+
+if TYPE_CHECKING:
+    from cleanroom.stats.report import Report
+    from cleanroom_client.client import Client, UnsavedReportError
+
+
+def __getattr__(name: str) -> Any:
+    """``Client`` and ``Report`` on first use: `cleanroom-client --help` must not pay for
+    gRPC, pandas and pyarrow."""
+    if name in ("Client", "UnsavedReportError"):
+        from cleanroom_client import client
+
+        return getattr(client, name)
+    if name == "Report":
+        from cleanroom.stats.report import Report
+
+        return Report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AuthenticationError",
@@ -42,6 +65,7 @@ __all__ = [
     "CryptoError",
     "InputError",
     "IntegrityError",
+    "Interrupted",
     "PolicyError",
     "ProtocolError",
     "Report",

@@ -6,38 +6,46 @@ import json
 from pathlib import Path
 from typing import Annotated, NoReturn
 
-import numpy as np
-import pandas as pd
 import typer
-from rich.console import Console
 
 from cleanroom.cli_support import (
+    TYPER_SETTINGS,
     NoiseMultipleOption,
     Phases,
     SmoothingOption,
+    VersionOption,
     check_format,
     check_seconds,
     check_workers,
+    output_console,
     print_json,
+    reporting_interrupts,
     run_app,
     write_atomically,
 )
-from cleanroom.errors import InputError, StorageError
-from cleanroom.io import boolean_column, load_table, write_table
-from cleanroom.stats.report import Report
-from cleanroom_client.client import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_STATE,
-    Client,
-    UnsavedReportError,
-)
+from cleanroom.errors import InputError, Interrupted, StorageError
 
-app = typer.Typer(
-    name="cleanroom-client",
-    help="The partner side of a cleanroom session.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+# Kept in step with cleanroom_client.client (a test checks); importing it here would load
+# gRPC, pandas and pyarrow for every --help.
+DEFAULT_STATE = "partner-state.db"
+DEFAULT_CONNECT_TIMEOUT = 15.0
+
+app = typer.Typer(name="cleanroom-client", **TYPER_SETTINGS)
+
+
+@app.callback()
+def main_options(version: VersionOption = False) -> None:
+    """The partner side of a cleanroom session: run a session against a brand's server,
+    then export a lookalike audience from its report.
+
+    \b
+    Example:
+      cleanroom-client run --server brand.example.com:50051 --contract contract.toml \\
+        --audience audience.csv --tls-cert newsco.crt --tls-key newsco.key \\
+        --server-cert acme.crt
+      cleanroom-client lookalike --report report.json --audience audience.csv \\
+        --size 10000 --out lookalike.csv
+    """
 
 
 def parse_columns(values: list[str]) -> dict[str, str]:
@@ -54,91 +62,197 @@ def parse_columns(values: list[str]) -> dict[str, str]:
 
 @app.command()
 def run(
-    server: Annotated[str, typer.Option("--server", help="brand server HOST:PORT")],
-    contract: Annotated[Path, typer.Option("--contract")],
-    audience: Annotated[
-        Path, typer.Option("--audience", help="CSV or Parquet (or table:NAME with --engine spark)")
+    server: Annotated[
+        str, typer.Option("--server", help="the brand's server, HOST:PORT", metavar="HOST:PORT")
     ],
-    out: Annotated[Path, typer.Option("--out", help="where to write report.json")] = Path(
-        "report.json"
-    ),
-    column: Annotated[list[str], typer.Option("--column", help="KIND=COLUMN (repeatable)")] = [],  # noqa: B006
-    tls_cert: Annotated[Path | None, typer.Option("--tls-cert")] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key")] = None,
-    server_cert: Annotated[Path | None, typer.Option("--server-cert")] = None,
-    state: Annotated[Path, typer.Option("--state", help="partner state database")] = Path(
-        DEFAULT_STATE
-    ),
-    insecure: Annotated[bool, typer.Option("--insecure", help="plain TCP, loopback only")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="seconds a phase may stall")] = 300.0,
+    contract: Annotated[
+        Path,
+        typer.Option(
+            "--contract", help="the contract, byte-identical to the brand's copy", metavar="FILE"
+        ),
+    ],
+    audience: Annotated[
+        Path,
+        typer.Option(
+            "--audience",
+            help="CSV or Parquet list (or table:NAME with --engine spark)",
+            metavar="FILE",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="where to write the report with both signatures", metavar="FILE"
+        ),
+    ] = Path("report.json"),
+    column: Annotated[
+        list[str],
+        typer.Option(
+            "--column",
+            help="KIND=COLUMN: read a key kind or contract attribute from another column "
+            "(repeatable)",
+            metavar="KIND=COLUMN",
+        ),
+    ] = [],  # noqa: B006
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert",
+            help="your certificate, the one the contract pins for the partner "
+            "[required unless --insecure]",
+            metavar="FILE",
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-key",
+            help="your private key (unencrypted PEM) [required unless --insecure]",
+            metavar="FILE",
+        ),
+    ] = None,
+    server_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--server-cert",
+            help="the brand's certificate, the one the contract pins for the brand "
+            "[required unless --insecure]",
+            metavar="FILE",
+        ),
+    ] = None,
+    state: Annotated[
+        Path,
+        typer.Option(
+            "--state",
+            help="partner state database: sessions, budget, reports, audit",
+            metavar="FILE",
+        ),
+    ] = Path(DEFAULT_STATE),
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="plain TCP without TLS; loopback servers only")
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            help="seconds the session may go without a message (exit 7)",
+            metavar="SECONDS",
+        ),
+    ] = 300.0,
     connect_timeout: Annotated[
         float,
-        typer.Option("--connect-timeout", help="seconds the server has to answer at the start"),
+        typer.Option(
+            "--connect-timeout",
+            help="seconds the server has to answer at the start",
+            metavar="SECONDS",
+        ),
     ] = DEFAULT_CONNECT_TIMEOUT,
     workers: Annotated[
-        int, typer.Option("--workers", help="threads for the crypto (default: every core)")
+        int, typer.Option("--workers", help="threads for the crypto (0: every core)", metavar="N")
     ] = 0,
     engine: Annotated[
         str,
-        typer.Option("--engine", help="local, or spark: the audience's per-record work on Spark"),
+        typer.Option(
+            "--engine",
+            help="local, or spark: the audience's per-record work on Spark",
+            metavar="local|spark",
+        ),
     ] = "local",
     spark_scratch: Annotated[
         str | None,
-        typer.Option("--spark-scratch", help="where Spark writes the session's elements"),
+        typer.Option(
+            "--spark-scratch", help="where Spark writes the session's elements", metavar="URI"
+        ),
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table, or json: the report file's JSON plus this side's input_quality",
+            metavar="table|json",
+        ),
+    ] = "table",
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="no progress bars; with table, print nothing"),
+    ] = False,
 ) -> None:
-    """Match the audience against the brand's CRM; write and print the released report."""
+    """Match the audience against the brand's CRM; write and print the released report.
+
+    The audience is read, checked and hashed here and never uploaded. Ctrl-C aborts the
+    session and says whether any privacy budget was spent.
+
+    \b
+    Example:
+      cleanroom-client run --server brand.example.com:50051 --contract contract.toml \\
+        --audience audience.csv --column email=EMAIL_ADDRESS \\
+        --tls-cert newsco.crt --tls-key newsco.key --server-cert acme.crt
+    """
+    from cleanroom_client.client import Client, UnsavedReportError
+
     check_format(output_format)
     check_seconds(timeout, "--timeout")
     check_seconds(connect_timeout, "--connect-timeout")
     check_workers(workers)
     if not out.parent.exists():
         raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
-    client = Client(
-        server,
-        contract=contract,
-        certificate=tls_cert,
-        private_key=tls_key,
-        server_certificate=server_cert,
-        state=state,
-        insecure=insecure,
-        idle_timeout=timeout,
-        connect_timeout=connect_timeout,
-        workers=workers,
-        engine=engine,
-        spark_scratch=spark_scratch,
-    )
-    phases = Phases(quiet)
-    with phases.running():
-        phases.advance("reading audience", 0, total=1)
-        prepared = client.prepare(audience, parse_columns(column))
-        phases.done("reading audience")
-        try:
-            report = client.run(prepared, progress=phases.advance)
-        except UnsavedReportError as error:
-            write_atomically(out, error.report.to_json())
-            raise StorageError(
-                f"{error}. The signed report was written to {out}; once the database is "
-                f"writable, record it with: cleanroom-client recover --report {out} "
-                f"--contract {contract} --state {state}"
-                + (
-                    ""
-                    if insecure
-                    else f" --tls-cert {tls_cert} --tls-key {tls_key} --server-cert {server_cert}"
-                )
-                + (" --insecure" if insecure else "")
-            ) from None
+    with reporting_interrupts():
+        client = Client(
+            server,
+            contract=contract,
+            certificate=tls_cert,
+            private_key=tls_key,
+            server_certificate=server_cert,
+            state=state,
+            insecure=insecure,
+            idle_timeout=timeout,
+            connect_timeout=connect_timeout,
+            workers=workers,
+            engine=engine,
+            spark_scratch=spark_scratch,
+        )
+        phases = Phases(quiet)
+        with phases.running():
+            phases.advance("reading audience", 0, total=1)
+            try:
+                prepared = client.prepare(audience, parse_columns(column))
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    "while reading the audience: no session was opened and no privacy "
+                    "budget was spent"
+                ) from None
+            phases.done("reading audience")
+            try:
+                report = client.run(prepared, progress=phases.advance)
+            except UnsavedReportError as error:
+                write_atomically(out, error.report.to_json())
+                raise StorageError(
+                    f"{error}. The signed report was written to {out}; once the database is "
+                    f"writable, record it with: cleanroom-client recover --report {out} "
+                    f"--contract {contract} --state {state}"
+                    + (
+                        ""
+                        if insecure
+                        else f" --tls-cert {tls_cert} --tls-key {tls_key} "
+                        f"--server-cert {server_cert}"
+                    )
+                    + (" --insecure" if insecure else "")
+                ) from None
     write_atomically(out, report.to_json())
     if output_format == "json":
-        print_json(json.loads(report.to_json()))
+        print_json({**json.loads(report.to_json()), "input_quality": prepared.quality})
     elif not quiet:
-        from cleanroom.stats.render import print_report
+        from cleanroom.stats.render import print_report, quality_table
 
-        console = Console()
+        console = output_console()
         print_report(report.to_dict(), console)
-        console.print(f"input quality (stays on this machine): {prepared.quality}")
+        console.print(
+            quality_table(
+                prepared.quality,
+                title=f"Input quality · {audience} (stays on this machine)",
+                records=prepared.size,
+            )
+        )
         console.print(f"report written to {out}")
 
 
@@ -164,6 +278,9 @@ def recover(
     """Record a released report the state database lacks (after a storage error, or the
     brand's `cleanroom report export` of a session whose client died): checks the brand's
     signature, adds yours, charges the budget if it was not yet."""
+    from cleanroom.stats.report import Report
+    from cleanroom_client.client import Client
+
     if not state.exists():
         raise InputError(f"state database not found: {state}")
     client = Client(
@@ -177,7 +294,7 @@ def recover(
     )
     recorded = client.recover(Report.load(report), source=str(report))
     write_atomically(report, recorded.to_json())
-    Console(stderr=True).print(
+    output_console(stderr=True).print(
         f"recorded the report of session {recorded.session_id} in {state}; {report} now "
         f"carries both signatures"
     )
@@ -185,25 +302,58 @@ def recover(
 
 @app.command()
 def lookalike(
-    report: Annotated[Path, typer.Option("--report")],
-    audience: Annotated[Path, typer.Option("--audience")],
-    size: Annotated[int, typer.Option("--size", help="how many partner users to export")],
-    out: Annotated[Path, typer.Option("--out", help="CSV or Parquet")],
+    report: Annotated[
+        Path,
+        typer.Option(
+            "--report", help="a released report (cleanroom-client run --out)", metavar="FILE"
+        ),
+    ],
+    audience: Annotated[
+        Path,
+        typer.Option(
+            "--audience",
+            help="CSV or Parquet: the id column and one boolean column per attribute",
+            metavar="FILE",
+        ),
+    ],
+    size: Annotated[
+        int, typer.Option("--size", help="how many partner users to export", metavar="N")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="CSV or Parquet, by extension", metavar="FILE")
+    ],
     segment: Annotated[
-        str | None, typer.Option("--segment", help="model one segment (default: pooled)")
+        str | None,
+        typer.Option("--segment", help="model one segment (default: pooled)", metavar="NAME"),
     ] = None,
     id_column: Annotated[
-        str, typer.Option("--id-column", help="the audience's user id column")
+        str, typer.Option("--id-column", help="the audience's user id column", metavar="COLUMN")
     ] = "user_id",
     column: Annotated[
-        list[str], typer.Option("--column", help="ATTRIBUTE=COLUMN (repeatable)")
+        list[str],
+        typer.Option("--column", help="ATTRIBUTE=COLUMN (repeatable)", metavar="ATTRIBUTE=COLUMN"),
     ] = [],  # noqa: B006
     noise_multiple: NoiseMultipleOption = 1.0,
     smoothing: SmoothingOption = None,
-    output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    output_format: Annotated[
+        str, typer.Option("--format", help="table or json", metavar="table|json")
+    ] = "table",
 ) -> None:
-    """Score the whole audience locally with the report's model and export the top N ids."""
+    """Score the whole audience locally with the report's model and export the top N ids.
+
+    Nothing is sent anywhere.
+
+    \b
+    Example:
+      cleanroom-client lookalike --report report.json --audience audience.csv \\
+        --segment loyal --size 10000 --out lookalike.csv
+    """
+    import numpy as np
+    import pandas as pd
+
+    from cleanroom.io import boolean_column, load_table, write_table
     from cleanroom.stats.lookalike import LookalikeModel, audience_ids, select_top
+    from cleanroom.stats.report import Report
 
     check_format(output_format)
     released = Report.load(report).to_dict()
@@ -233,7 +383,7 @@ def lookalike(
     chosen, chosen_scores = select_top(ids, scores, size)
     expected = model.expected_index(chosen_scores, scores, overlap / released["partner_size"])
     write_table(pd.DataFrame({id_column: chosen, "score": chosen_scores}), out)
-    warnings = Console(stderr=True)
+    warnings = output_console(stderr=True)
     if size > len(ids):
         warnings.print(
             f"warning: --size {size} exceeds the audience ({len(ids)} users in {audience}); "
@@ -257,7 +407,7 @@ def lookalike(
         print_json(summary)
     else:
         used = len(model.attributes) - len(model.excluded)
-        Console().print(
+        output_console().print(
             f"exported {len(chosen)} partner ids to {out}; expected index of this audience "
             f"(naive Bayes, calibrated on the whole audience): {expected:.0f}\n"
             f"model: segment {model.segment}, {used} of {len(model.attributes)} attributes used "

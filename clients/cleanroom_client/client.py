@@ -39,9 +39,11 @@ from cleanroom.errors import (
     ContractError,
     InputError,
     IntegrityError,
+    Interrupted,
     ProtocolError,
     StorageError,
 )
+from cleanroom.faults import crash_point
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.lists import PartnerList, TableSource, prepare_partner_list
@@ -77,6 +79,11 @@ Progress = Callable[[str, int, int | None], None]
 ``total`` brand elements received, own records sent, or records aggregated."""
 
 RECEIVING, SENDING, AGGREGATING = "receiving brand data", "sending our records", "aggregating"
+
+#: The abort reason recorded on both sides when the partner's user presses Ctrl-C.
+INTERRUPTED = "the partner interrupted the session (Ctrl-C)"
+#: Seconds a Ctrl-C waits for the brand to take our Abort and end the call.
+ABORT_GRACE = 1.0
 
 
 class _SessionProgress:
@@ -236,6 +243,7 @@ class Client:
         self, audience: TableSource | SparkDataFrame, columns: Mapping[str, str] | None = None
     ) -> PartnerList | SparkPartnerList:
         """Read, validate and hash the audience on this side (no network)."""
+        crash_point("partner", "prepare")
         if self.engine == "spark":
             if isinstance(audience, pd.DataFrame | pa.Table):
                 raise InputError(
@@ -282,8 +290,8 @@ class Client:
             brand_key=self._brand_key,
             engine=engine,
         )
-        hello = session.hello()
         try:
+            hello = session.hello()
             watcher = (
                 None
                 if progress is None
@@ -296,6 +304,9 @@ class Client:
                 raise
             # The report was verified and stored before the brand went away; only the
             # brand's record of our acknowledgement may be missing.
+        except KeyboardInterrupt:
+            session.abort(INTERRUPTED)  # first: from here on no budget can be spent
+            raise Interrupted(_interruption(session, store)) from None
         except BaseException as exc:
             _abort(session, exc)
             raise
@@ -423,13 +434,19 @@ class Client:
             session,
             idle_timeout=self.idle_timeout,
             max_pending=max_pending,
-            abort_message=lambda error: pb.PartnerMessage(abort=pb.Abort(reason=str(error)[:500])),
+            abort_message=lambda error: pb.PartnerMessage(
+                abort=pb.Abort(
+                    reason=INTERRUPTED if isinstance(error, KeyboardInterrupt) else str(error)[:500]
+                )
+            ),
         )
         with self._channel() as channel:
             self._wait_for_server(channel)
             stub = session_pb2_grpc.CleanRoomStub(channel)
             outgoing = pump.outgoing(first=[hello])
             call = stub.Session(outgoing if watcher is None else watcher.sending(outgoing))
+            ended = threading.Event()
+            call.add_done_callback(lambda _: ended.set())
             pump.on_error = lambda: _cancel_later(call)
             pump.start_watchdog(on_stall=call.cancel)
             try:
@@ -445,7 +462,34 @@ class Client:
                     raise _translate(
                         pump.error, self.server, tls=self._tls, session=session.session_id
                     ) from None
+                if isinstance(pump.error, KeyboardInterrupt):
+                    session.abort(INTERRUPTED)  # first: from here on no budget can be spent
+                    ended.wait(ABORT_GRACE)  # then let the brand read our Abort and end the call
                 raise pump.error
+
+
+def _interruption(session: PartnerSession, store: StateStore) -> str:
+    """What a Ctrl-C left behind: the session's fate and whether budget was spent, and why."""
+    session_id = session.session_id
+    if session_id is None or store.session_status(session_id) is None:
+        return "before the session started: no privacy budget was spent"
+    spent = store.epsilon_spent_by(session_id)
+    if session.report is not None:
+        return (
+            f"after session {session_id} had finished: it spent epsilon {spent:g}, and its "
+            f"report is stored in {store.path}; `cleanroom report export --state {store.path} "
+            f"--session {session_id} --out report.json` writes it"
+        )
+    if not spent:
+        return (
+            f"during session {session_id}: it was aborted and no privacy budget was spent "
+            "(budget is spent only once this side's noisy counts leave, and they had not)"
+        )
+    return (
+        f"during session {session_id}: it was aborted, but epsilon {spent:g} of contract "
+        f"'{session.contract.id}' was spent because this side's noisy counts were already "
+        f"on their way to the brand ({store.epsilon_remaining(session.contract):g} left)"
+    )
 
 
 def _observed(

@@ -53,12 +53,52 @@ def test_serve_logs_one_line_per_session_outcome(tmp_path):
     assert "refused: contract hash mismatch" in log
 
 
+def test_serve_prints_the_crm_quality_that_crm_check_reports(tmp_path):
+    write_demo_files(tmp_path, brand_records=1500, partner_records=2500, min_set_size=100)
+    checked = json.loads(
+        run(
+            tool("cleanroom"),
+            "crm",
+            "check",
+            "--config",
+            "brand.toml",
+            "--format",
+            "json",
+            cwd=tmp_path,
+        ).stdout
+    )["acme-x-newsco-demo"]
+    server = subprocess.Popen(
+        [tool("cleanroom"), "serve", "--config", "brand.toml"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert server.stderr is not None
+    before_listening = []
+    for line in server.stderr:
+        if "listening on" in line:
+            break
+        before_listening.append(line)
+    stop_server(server)
+    text = "".join(before_listening)
+    assert "CRM input quality · contract acme-x-newsco-demo with newsco" in text
+    for kind, counts in checked["input_quality"].items():
+        row = next(line.split() for line in before_listening if line.split()[:1] == [kind])
+        assert row[1:3] == [f"{counts['rows']:,}", f"{counts['valid']:,}"]
+    assert f"{checked['records']:,} records kept" in text
+    assert "{" not in text  # a table, not a dict
+
+
 def test_partner_run_writes_the_report_the_brand_stored(site):
     directory, port = site
     result = run(*partner_args(port, "--out", "report.json", "--format", "json"), cwd=directory)
     printed = json.loads(result.stdout)
     written = json.loads((directory / "report.json").read_text())
-    assert printed == written
+    quality = printed.pop("input_quality")  # this side's, printed but never in the report
+    assert printed == written and "input_quality" not in written
+    assert quality["email"]["rows"] == 2500
+    assert quality["email"]["valid"] + quality["email"]["invalid"] <= 2500
     import sqlite3
 
     with sqlite3.connect(directory / "brand-state.db") as db:

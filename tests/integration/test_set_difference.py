@@ -95,8 +95,12 @@ def test_a_partner_list_that_changed_by_a_few_records_is_refused_before_hello(
     with_email = lists.audience.index[lists.audience.email != ""]
     smaller = lists.audience.drop(index=with_email[:2])
     partner = PartnerSession(contract, prepare_partner_list(smaller, None, contract), stores[1])
-    with pytest.raises(PolicyError, match="partner's list"):
+    with pytest.raises(PolicyError, match="partner's list") as refused:
         partner.hello()
+    assert (
+        "run with that earlier list unchanged, or with one that differs from it by at least"
+        in str(refused.value)
+    )  # the refusal says what to do next
 
 
 def test_flag_action_records_and_continues(make_contract, stores, lists):

@@ -112,6 +112,7 @@ def test_report_to_frame(report):
         "index_lo",
         "index_hi",
         "noise_dominated",
+        "within_noise",
     ]
     assert len(frame) == 8
     travel = frame[(frame.segment == "loyal") & (frame.attribute == "travel")].iloc[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -10,18 +11,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.colors import to_rgba
+from matplotlib.colors import to_hex, to_rgba
+from matplotlib.patches import Rectangle
 from rich.console import Console
 
 from cleanroom.errors import InputError
 from cleanroom.stats.plot import (
     ABOVE,
+    ABOVE_MUTED,
+    BELOW,
     BELOW_MUTED,
     DPI,
     MAX_FIGURE_HEIGHT,
     lift_figure,
+    lift_panels,
     plot_lift,
     pretty_attribute,
+    x_limit,
 )
 from cleanroom.stats.render import print_report, report_tables
 from cleanroom.stats.report import Report
@@ -145,16 +151,26 @@ def test_table_shows_the_noise_interval_and_index_range(report):
     assert "4,302" not in text and "930 \u00b150" in text  # overlaps carry theirs too
 
 
-def test_noise_dominated_cells_are_marked(report):
+def test_cells_within_the_noise_are_marked(report):
     text = render(report)
-    assert "71\u2020" in attribute_line(text, "loyal", "interest_sports")  # count 95 < 100
-    assert "123\u2020" not in attribute_line(text, "loyal", "age_25_34")  # count 150
-    assert "\u2020 count within the noise" in " ".join(text.split())
+    assert "71\u2020" in attribute_line(text, "loyal", "interest_sports")  # range 0-161
+    # count 150 is clear of its noise, but the index's range (37-228) includes 100
+    assert "123\u2020" in attribute_line(text, "loyal", "age_25_34")
+    assert "219\u2020" not in attribute_line(text, "loyal", "interest_travel")  # 115-345
+    assert "\u2020 within the noise: the range includes 100" in " ".join(text.split())
     frame = Report(report).to_pandas()
     noisy = frame[frame["noise_dominated"]]
     assert set(zip(noisy["segment"], noisy["attribute"], strict=True)) == {
         ("loyal", "interest_sports"),
         ("lapsed", "interest_travel"),
+        ("lapsed", "age_25_34"),
+    }
+    within = frame[frame["within_noise"]]
+    assert set(zip(within["segment"], within["attribute"], strict=True)) == {
+        ("loyal", "interest_sports"),
+        ("loyal", "age_25_34"),
+        ("lapsed", "interest_travel"),
+        ("lapsed", "interest_sports"),
         ("lapsed", "age_25_34"),
     }
 
@@ -228,15 +244,100 @@ def test_value_labels_stay_off_the_average_line(report):
     assert checked == 6
 
 
-def test_muted_bars_for_noise_dominated_cells(report):
+def test_pale_bars_are_the_cells_the_table_marks(report):
     fig = lift_figure(report, top=0)
     loyal = fig.axes[0]
     colours = {
         round(bar.get_width()): bar.get_facecolor() for bar in loyal.patches if bar.get_width() > 10
     }
-    # interest_sports (count 95 < 100) is muted; travel (240) and age (150) are not
+    # travel's range (115-345) is clear of 100; sports (0-161) and age (37-228) are not
+    assert colours[219] == to_rgba(ABOVE)
+    assert colours[123] == to_rgba(ABOVE_MUTED)
     assert colours[71] == to_rgba(BELOW_MUTED)
-    assert colours[219] == colours[123] == to_rgba(ABOVE)
+    text = render(report)
+    marked = {
+        (segment, bar.attribute)
+        for panel in lift_panels(report, top=0)
+        for segment, bar in ((panel.segment, b) for b in panel.bars)
+        if "\u2020" in attribute_line(text, segment, bar.attribute)
+    }
+    pale = {
+        (panel.segment, bar.attribute)
+        for panel in lift_panels(report, top=0)
+        for bar in panel.bars
+        if bar.colour in (ABOVE_MUTED, BELOW_MUTED)
+    }
+    assert marked == pale and len(pale) == 5
+
+
+def test_each_bar_carries_its_index_range_from_the_report(report):
+    frame = Report(report).to_pandas().set_index(["segment", "attribute"])
+    panels = lift_panels(report, top=0)
+    fig = lift_figure(report, top=0)
+    x_max = x_limit(panels)
+    for ax, panel in zip(fig.axes, panels, strict=False):
+        whiskers = sorted(
+            tuple(round(x, 1) for x in (segment[0][0], segment[1][0]))
+            for collection in ax.collections
+            if collection.get_gid() == "range"
+            for segment in collection.get_segments()
+        )
+        expected = []
+        for bar in panel.bars:
+            row = frame.loc[(panel.segment, bar.attribute)]
+            assert (bar.low, bar.high) == (row["index_lo"], row["index_hi"])
+            expected.append((round(bar.low, 1), round(min(bar.high, x_max), 1)))
+        assert whiskers == sorted(expected)
+    travel = panels[0].bars[0]
+    assert travel.attribute == "interest_travel" and travel.low < travel.index < travel.high
+
+
+def test_a_range_past_the_axis_ends_in_an_arrow(report):
+    report["attributes"][1]["partner_count"] = 30  # sports: index ~2,600 with a huge range
+    report["attributes"][1]["index"] = None
+    panels = lift_panels(report, top=0)
+    sports = next(b for b in panels[0].bars if b.attribute == "interest_sports")
+    x_max = x_limit(panels)
+    assert sports.high is None or sports.high > x_max
+    fig = lift_figure(report, top=0)
+    arrows = [line for line in fig.axes[0].lines if line.get_marker() == ">"]
+    assert len(arrows) == 1 and arrows[0].get_xdata()[0] == x_max
+
+
+def test_panels_follow_the_contract_not_the_alphabet(report):
+    from cleanroom.stats.report import dumps
+
+    stored = json.loads(dumps(report))  # a stored report's keys are sorted by name
+    assert list(stored["overlap"]["by_segment"]) == ["lapsed", "loyal"]
+    assert [p.segment for p in lift_panels(stored)] == ["loyal", "lapsed"]
+    titles = [ax.get_title(loc="left") for ax in lift_figure(stored).axes[:2]]
+    assert titles == ["loyal · 610 matched users", "lapsed · 320 matched users"]
+    text = render(stored)
+    part = text[text.index("Audience attributes") :]
+    assert part.index("loyal") < part.index("lapsed")
+
+
+def test_the_legend_shows_what_the_chart_draws(report):
+    legend = lift_figure(report).axes[-1].get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == [
+        "above average",
+        "below average",
+        "pale: within the noise (range includes 100)",
+        "99.9% range of the index",
+        "suppressed (too few users)",
+    ]
+    swatches = {
+        to_hex(patch.get_facecolor())
+        for patch in legend.findobj(Rectangle)
+        if patch.get_visible() and patch is not legend.legendPatch
+    }
+    assert {ABOVE, BELOW, ABOVE_MUTED, BELOW_MUTED} <= swatches  # both pale tints
+    for c in report["attributes"]:  # nothing within the noise: no pale entry
+        if c["count"] is not None:
+            c["count"] *= 20
+    clear = [t.get_text() for t in lift_figure(report).axes[-1].get_legend().get_texts()]
+    assert not any("pale" in label for label in clear)
 
 
 def test_suppressed_overlap_panel_title(report):

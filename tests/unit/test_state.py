@@ -32,6 +32,7 @@ def test_budget_is_spent_once_per_session_and_refused_when_exhausted(tmp_path, m
     refusal = store.audit_entries()[-1]
     assert refusal["event"] == "refused" and refusal["session_id"] == "s3"
     assert "budget exhausted" in refusal["detail"]["reason"]
+    assert "agree a new contract" in refusal["detail"]["reason"]  # what to do next
 
 
 def test_a_running_session_reserves_its_epsilon_until_it_spends_or_aborts(tmp_path, make_contract):
@@ -235,3 +236,20 @@ def test_a_recorded_head_exposes_a_truncated_log(tmp_path, make_contract):
     db.close()
     assert store.verify_audit() == seq - 1  # a truncated chain still chains
     assert not store.has_audit_hash(head)  # but the hash recorded elsewhere is gone
+
+
+def test_a_session_aborted_before_its_charge_never_spends(tmp_path, make_contract):
+    """The late Ctrl-C: the numbers were still being made when the session was aborted;
+    the charge that follows is refused, and the abort tells the truth about the budget."""
+    contract = make_contract(epsilon=1.0, epsilon_total=2.0)
+    store = StateStore(tmp_path / "s.db")
+    store.begin_session("s1", contract, "peer")
+    store.abort_session("s1", contract.id, "the partner interrupted the session (Ctrl-C)")
+    with pytest.raises(PolicyError, match="s1 was aborted"):
+        store.charge("s1", contract)
+    assert store.epsilon_spent(contract.id) == 0 and store.epsilon_spent_by("s1") == 0
+    assert not [e for e in store.audit_entries() if e["event"] == "budget-spent"]
+    store.begin_session("s2", contract, "peer")
+    store.charge("s2", contract)  # charged first, then aborted: the spend stands and shows
+    store.abort_session("s2", contract.id, "the partner interrupted the session (Ctrl-C)")
+    assert store.epsilon_spent_by("s2") == 1.0 and store.epsilon_remaining(contract) == 1.0

@@ -1,0 +1,124 @@
+"""Ctrl-C of ``cleanroom-client run`` at each phase, as a real process receiving SIGINT.
+
+Whatever the phase: exit 130, one line saying what became of the session and whether any
+budget was spent (and why), a real abort reason in the audit log, no report file, and a
+ledger that agrees with the line.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from cleanroom_client.client import INTERRUPTED
+from support import partner_args, start_server, stop_server
+
+from cleanroom.demo import write_demo_files
+from cleanroom.store.state import StateStore
+
+pytestmark = pytest.mark.slow
+CONTRACT_ID = "acme-x-newsco-demo"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("interrupt")
+    write_demo_files(directory, brand_records=400, partner_records=600, min_set_size=20)
+    server, port = start_server(directory)
+    yield directory, port
+    stop_server(server)
+
+
+def interrupt_at(directory, port, pause_at: str, out: str) -> tuple[int, list[str]]:
+    """Run the partner, wait until it pauses at ``pause_at``, send SIGINT; (exit, stderr lines)."""
+    partner = subprocess.Popen(
+        partner_args(port, "--out", out),
+        cwd=directory,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CLEANROOM_PAUSE_AT": pause_at},
+    )
+    assert partner.stderr is not None
+    try:
+        first = partner.stderr.readline()
+        assert first.strip() == f"paused at {pause_at}", first + partner.stderr.read()
+        partner.send_signal(signal.SIGINT)
+        code = partner.wait(timeout=60)
+        rest = partner.stderr.read()
+    finally:
+        if partner.poll() is None:
+            partner.kill()
+            partner.wait()
+        partner.stderr.close()
+    return code, [line for line in rest.splitlines() if line.strip()]
+
+
+def brand_abort_reason(directory, seen: int, wait: float = 15.0) -> str:
+    """The reason of the brand's next abort entry after the first ``seen`` ones."""
+    brand = StateStore(directory / "brand-state.db")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        aborts = [e for e in brand.audit_entries()[seen:] if e["event"] == "abort"]
+        if aborts:
+            return str(aborts[0]["detail"]["reason"])
+        time.sleep(0.2)
+    raise AssertionError("the brand recorded no abort")
+
+
+@pytest.mark.parametrize(
+    ("pause_at", "opened", "spent"),
+    [
+        ("partner:hello_reply", False, 0.0),  # the brand answered; no session here yet
+        ("partner:brand_elements", True, 0.0),
+        ("partner:indicators", True, 0.0),  # our records left; our noisy counts not yet
+        ("partner:release", True, 1.0),  # our noisy counts left: budget spent before Ctrl-C
+    ],
+)
+def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, opened, spent):
+    directory, port = site
+    store = StateStore(directory / "partner-state.db")
+    before = store.epsilon_spent(CONTRACT_ID) if store.path.exists() else 0.0
+    entries = len(store.audit_entries()) if store.path.exists() else 0
+    out = f"report-{pause_at.split(':')[1]}.json"
+
+    brand_entries = len(StateStore(directory / "brand-state.db").audit_entries())
+    code, lines = interrupt_at(directory, port, pause_at, out)
+
+    assert code == 130
+    assert len(lines) == 1, lines
+    (line,) = lines
+    assert line.startswith("interrupted "), line
+    assert "Traceback" not in line
+    assert not (directory / out).exists()
+    new = store.audit_entries()[entries:]
+    aborts = [e for e in new if e["event"] == "abort"]
+    assert [e["detail"]["reason"] for e in aborts] == [INTERRUPTED]
+    assert store.epsilon_spent(CONTRACT_ID) == pytest.approx(before + spent)
+    if pause_at != "partner:release":  # (by then the brand had released its report)
+        assert INTERRUPTED in brand_abort_reason(directory, brand_entries)  # it is told why
+    if not opened:
+        assert line == "interrupted before the session started: no privacy budget was spent"
+        return
+    session_id = aborts[0]["session_id"]
+    assert store.session_status(session_id) == "aborted"
+    assert f"during session {session_id}: it was aborted" in line
+    if spent:
+        assert f"but epsilon 1 of contract '{CONTRACT_ID}' was spent because" in line
+        assert "noisy counts were already on their way to the brand" in line
+        assert f"({10 - before - 1:g} left)" in line
+    else:
+        assert "no privacy budget was spent" in line
+        assert not any(e["event"] == "budget-spent" for e in new)
+
+
+def test_ctrl_c_while_reading_the_audience(site):
+    directory, port = site
+    code, lines = interrupt_at(directory, port, "partner:prepare", "report-prepare.json")
+    assert code == 130
+    assert lines == [
+        "interrupted while reading the audience: no session was opened and no privacy budget "
+        "was spent"
+    ]
