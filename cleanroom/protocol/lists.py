@@ -30,7 +30,14 @@ from cleanroom.identifiers import (
     digest_column,
     drop_repeats,
 )
-from cleanroom.io import boolean_column, load_table, segment_column, source_name, string_column
+from cleanroom.io import (
+    CsvDialect,
+    boolean_column,
+    load_table,
+    segment_column,
+    source_name,
+    string_column,
+)
 from cleanroom.privacy.setdiff import list_sketch
 from cleanroom.protocol.common import (
     ELEMENTS_PER_CHUNK,
@@ -281,13 +288,17 @@ def _select(per_key: list[list[Digest]], keep: np.ndarray) -> tuple[tuple[Digest
 
 
 def prepare_brand_list(
-    source: TableSource, columns: Mapping[str, str], contract: Contract
+    source: TableSource,
+    columns: Mapping[str, str],
+    contract: Contract,
+    dialect: CsvDialect | None = None,
 ) -> BrandList:
-    """Read and prepare a brand CRM. ``columns`` maps key kinds and ``segment`` to columns."""
+    """Read and prepare a brand CRM. ``columns`` maps key kinds and ``segment`` to columns;
+    ``dialect`` says how a CSV file is written (default: UTF-8, delimiter detected)."""
     name = source_name(source)
     check_mapping(columns, contract, extra=("segment",))
     required = [columns["segment"]] if "segment" in columns else []
-    table = load_table(source, required=required, role="brand CRM")
+    table = load_table(source, required=required, role="brand CRM", dialect=dialect)
     per_key, quality = _digests(table, columns, contract, name)
     labels = segment_column(table, columns.get("segment"), contract.segments, name)
     index = {segment: i for i, segment in enumerate(contract.segments)}
@@ -299,14 +310,20 @@ def prepare_brand_list(
 
 
 def prepare_partner_list(
-    source: TableSource, columns: Mapping[str, str] | None, contract: Contract
+    source: TableSource,
+    columns: Mapping[str, str] | None,
+    contract: Contract,
+    dialect: CsvDialect | None = None,
 ) -> PartnerList:
-    """Read and prepare a partner audience: key columns and the contract's attributes."""
+    """Read and prepare a partner audience: key columns and the contract's attributes;
+    ``dialect`` says how a CSV file is written (default: UTF-8, delimiter detected)."""
     columns = dict(columns or {})
     name = source_name(source)
     check_mapping(columns, contract, extra=())
     attribute_columns = [columns.get(a, a) for a in contract.attributes]
-    table = load_table(source, required=attribute_columns, role="partner audience")
+    table = load_table(
+        source, required=attribute_columns, role="partner audience", dialect=dialect
+    )
     per_key, quality = _digests(table, columns, contract, name)
     attributes = np.zeros((table.num_rows, len(attribute_columns)), dtype=bool)
     for j, column in enumerate(attribute_columns):

@@ -11,7 +11,7 @@ from typing import Any
 from cleanroom.cli_support import check_seconds
 from cleanroom.contract import Contract, load_contract
 from cleanroom.errors import AuthenticationError, InputError
-from cleanroom.io.tables import TABLE_PREFIX
+from cleanroom.io.tables import TABLE_PREFIX, CsvDialect, csv_dialect
 from cleanroom.server.certs import (
     check_pinned,
     fingerprint,
@@ -42,12 +42,13 @@ class ServerConfig:
     private_key: Path | None
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     session_timeout: float = DEFAULT_SESSION_TIMEOUT
+    crm_dialect: CsvDialect = CsvDialect(style="toml")
 
 
 _SETTINGS = {
     "server": {"listen", "state", "idle_timeout", "session_timeout"},
     "tls": {"certificate", "private_key"},
-    "crm": {"path", "columns"},
+    "crm": {"path", "columns", "delimiter", "encoding"},
     "contracts": {"path", "partner_certificate"},
 }
 
@@ -113,6 +114,15 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
             f"{source}: [crm] columns: must map key kinds and 'segment' to column names"
         )
 
+    dialect_settings = {}
+    for key in ("delimiter", "encoding"):
+        if key in crm_table:
+            dialect_settings[key] = _require(crm_table, "crm", key, source)
+    try:
+        crm_dialect = csv_dialect(**dialect_settings, style="toml")
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
+
     certificate = private_key = None
     brand_fingerprint = None
     if not insecure:
@@ -161,6 +171,7 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         private_key=private_key,
         idle_timeout=idle_timeout,
         session_timeout=session_timeout,
+        crm_dialect=crm_dialect,
     )
 
 

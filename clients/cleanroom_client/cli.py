@@ -23,9 +23,21 @@ from cleanroom.cli_support import (
     write_atomically,
 )
 from cleanroom.errors import InputError
-from cleanroom.io import boolean_column, load_table, write_table
+from cleanroom.io import boolean_column, csv_dialect, load_table, write_table
 from cleanroom.stats.report import Report
 from cleanroom_client.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STATE, Client
+
+DelimiterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--delimiter",
+        help="the CSV file's delimiter: one character, or tab (default: detected from the file)",
+    ),
+]
+EncodingOption = Annotated[
+    str,
+    typer.Option("--encoding", help="the CSV file's text encoding, e.g. latin-1 or cp1252"),
+]
 
 app = typer.Typer(
     name="cleanroom-client",
@@ -58,6 +70,8 @@ def run(
         "report.json"
     ),
     column: Annotated[list[str], typer.Option("--column", help="KIND=COLUMN (repeatable)")] = [],  # noqa: B006
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = "utf-8",
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key")] = None,
     server_cert: Annotated[Path | None, typer.Option("--server-cert")] = None,
@@ -91,6 +105,7 @@ def run(
     check_workers(workers)
     if not out.parent.exists():
         raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
+    dialect = csv_dialect(delimiter, encoding, style="cli")
     client = Client(
         server,
         contract=contract,
@@ -108,7 +123,7 @@ def run(
     phases = Phases(quiet)
     with phases.running():
         phases.advance("reading audience", 0, total=1)
-        prepared = client.prepare(audience, parse_columns(column))
+        prepared = client.prepare(audience, parse_columns(column), dialect=dialect)
         phases.done("reading audience")
         report = client.run(prepared, progress=phases.advance)
     write_atomically(out, report.to_json())
@@ -140,12 +155,15 @@ def lookalike(
     ] = [],  # noqa: B006
     noise_multiple: NoiseMultipleOption = 1.0,
     smoothing: SmoothingOption = None,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = "utf-8",
     output_format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Score the whole audience locally with the report's model and export the top N ids."""
     from cleanroom.stats.lookalike import LookalikeModel, audience_ids, select_top
 
     check_format(output_format)
+    dialect = csv_dialect(delimiter, encoding, style="cli")
     released = Report.load(report).to_dict()
     model = LookalikeModel.from_report(
         released, segment, smoothing=smoothing, noise_multiple=noise_multiple
@@ -164,7 +182,12 @@ def lookalike(
             f"{report}: the overlap of {'segment ' + segment if segment else 'the session'} is suppressed"
         )
     attribute_columns = [mapping.get(a, a) for a in model.attributes]
-    table = load_table(audience, required=[id_column, *attribute_columns], role="partner audience")
+    table = load_table(
+        audience,
+        required=[id_column, *attribute_columns],
+        role="partner audience",
+        dialect=dialect,
+    )
     ids = audience_ids(table, id_column, str(audience))
     features = np.zeros((table.num_rows, len(attribute_columns)), dtype=bool)
     for j, attribute_column in enumerate(attribute_columns):
