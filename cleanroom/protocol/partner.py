@@ -19,7 +19,6 @@ from __future__ import annotations
 import enum
 import json
 import re
-import secrets
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -42,9 +41,8 @@ from cleanroom.protocol.common import (
     TRUNCATED_SIZE,
     Transcript,
     chunk_sizes,
-    chunks,
     group_index,
-    pieces,
+    shuffled_rows,
     split_elements,
     truncate,
 )
@@ -274,14 +272,17 @@ class PartnerSession:
     def _reshuffled(self, g: int) -> Iterator[pb.PartnerMessage]:
         packed = b"".join(truncate(part.result()) for part in self._z_parts[g])
         self._z_parts[g] = []
-        elements = pieces(packed, TRUNCATED_SIZE)
-        secrets.SystemRandom().shuffle(elements)
+        packed = shuffled_rows(packed, TRUNCATED_SIZE)
         segment, key = divmod(g, self._keys)
-        parts = list(chunks(elements, ELEMENTS_PER_CHUNK)) or [[]]
-        for i, part in enumerate(parts):
+        step = ELEMENTS_PER_CHUNK * TRUNCATED_SIZE
+        starts = range(0, len(packed), step) or range(1)
+        for i, start in enumerate(starts):
             yield pb.PartnerMessage(
                 double_encrypted=pb.DoubleEncryptedChunk(
-                    segment=segment, key=key, elements=b"".join(part), last=i == len(parts) - 1
+                    segment=segment,
+                    key=key,
+                    elements=packed[start : start + step],
+                    last=i == len(starts) - 1,
                 )
             )
 

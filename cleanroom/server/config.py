@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ class ServerConfig:
     private_key: Path | None
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     session_timeout: float = DEFAULT_SESSION_TIMEOUT
-    crm_dialect: CsvDialect = CsvDialect(style="toml")
+    crm_dialect: CsvDialect = field(default_factory=lambda: CsvDialect(style="toml"))
 
 
 _SETTINGS = {

@@ -39,9 +39,9 @@ from cleanroom.errors import (
     InputError,
     ProtocolError,
 )
+from cleanroom.io import CsvDialect
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
-from cleanroom.io import CsvDialect
 from cleanroom.protocol.lists import PartnerList, TableSource, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.protocol.pump import Pump
