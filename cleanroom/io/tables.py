@@ -104,7 +104,7 @@ def csv_dialect(
     chosen: str | None = None
     if delimiter:
         chosen = _DELIMITER_ALIASES.get(delimiter.lower(), delimiter)
-        if len(chosen) != 1 or chosen in "\"\r\n":
+        if len(chosen) != 1 or chosen in '"\r\n':
             raise InputError(
                 f"{unchecked.setting('delimiter')} {delimiter!r}: not a delimiter; give one "
                 "character such as ',' or ';', or tab (leave it out to detect it from the file)"
@@ -300,11 +300,15 @@ def _encoding_fix(dialect: CsvDialect) -> str:
     )
 
 
-def _first_undecodable(path: Path, dialect: CsvDialect, delimiter: str) -> tuple[int, str, int] | None:
+def _first_undecodable(
+    path: Path, dialect: CsvDialect, delimiter: str
+) -> tuple[int, str, int] | None:
     """(1-based data row, column, byte) of the first value that is not valid text in the
     dialect's encoding, found with Python's csv reader (so quoted line breaks count right)."""
     with _open_binary(path) as raw:
-        text = io.TextIOWrapper(raw, encoding=dialect.encoding, errors="surrogateescape", newline="")
+        text = io.TextIOWrapper(
+            raw, encoding=dialect.encoding, errors="surrogateescape", newline=""
+        )
         reader = csv.reader(text, delimiter=delimiter)
         header = next(reader, [])
         for number, row in enumerate(reader, start=1):

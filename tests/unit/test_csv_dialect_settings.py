@@ -89,8 +89,6 @@ def test_client_prepare_takes_a_dialect(site: Path) -> None:
 def test_the_spark_engine_refuses_a_dialect_it_would_ignore(site: Path) -> None:
     from cleanroom_client import Client
 
-    client = Client(
-        "127.0.0.1:1", contract=site / "contract.toml", insecure=True, engine="spark"
-    )
+    client = Client("127.0.0.1:1", contract=site / "contract.toml", insecure=True, engine="spark")
     with pytest.raises(InputError, match=r"delimiter= and encoding= are for the local engine"):
         client.prepare(site / "audience.csv", dialect=csv_dialect(";"))

@@ -203,7 +203,9 @@ def test_one_column_file_is_read_whole(tmp_path: Path) -> None:
 
 
 def test_a_wrong_delimiter_names_the_fix_not_the_whole_header(tmp_path: Path) -> None:
-    plain = write(tmp_path / "plain.csv", SEMICOLON_TEXT.replace('"Doe, John <john@example.com>"', "x"))
+    plain = write(
+        tmp_path / "plain.csv", SEMICOLON_TEXT.replace('"Doe, John <john@example.com>"', "x")
+    )
     with pytest.raises(InputError) as err:
         load_table(
             plain,
