@@ -54,7 +54,7 @@ def serve(
     config: Annotated[Path, typer.Option("--config", help="brand server config (TOML)")],
     insecure: Annotated[bool, typer.Option("--insecure", help="plain TCP, loopback only")] = False,
     workers: Annotated[
-        int, typer.Option("--workers", help="processes for the crypto (default: every core)")
+        int, typer.Option("--workers", help="threads for the crypto (default: every core)")
     ] = 0,
     engine_name: Annotated[
         str, typer.Option("--engine", help="local, or spark: the CRM's per-record work on Spark")
