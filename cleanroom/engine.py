@@ -28,7 +28,9 @@ from cleanroom.crypto.elgamal import ElGamalPrivateKey, add, check_encodings, su
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 
 R = TypeVar("R")
-INLINE_BELOW = 2048  # elements: below this a batch runs on the caller's thread, not in the background
+INLINE_BELOW = (
+    2048  # elements: below this a batch runs on the caller's thread, not in the background
+)
 IN_FLIGHT = 2  # jobs of a map submitted ahead: one computing while the next is queued
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 from google.protobuf.message import Message
 
+from cleanroom import _native
 from cleanroom.contract import Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
@@ -21,6 +24,8 @@ ELEMENTS_PER_CHUNK = CHUNK_BYTES // ELEMENT_SIZE
 # that any of n partner slots collides with any of m brand elements is at most
 # n * m / 2**96 (below 1.3e-11 even at 10^9 x 10^9). See docs/protocol.md.
 TRUNCATED_SIZE = 12
+
+T = TypeVar("T")
 
 
 def records_per_chunk(contract: Contract) -> int:
@@ -80,17 +85,9 @@ def pieces(packed: bytes, size: int) -> list[bytes]:
 
 
 def random_permutation(count: int) -> np.ndarray:
-    """A uniformly random permutation of ``range(count)`` drawn from the OS's CSPRNG: the
-    order of 64-bit random keys from ``os.urandom``. Equal keys would make the order
-    depend on the input's, so a draw with any (probability below count**2 / 2**65) is
-    drawn again. One ``urandom`` call and a NumPy sort instead of a ``SystemRandom`` call
-    per element, which in Python is about ten times slower."""
-    while True:
-        keys = np.frombuffer(os.urandom(8 * count), dtype=np.uint64)
-        order = np.argsort(keys)  # keys are distinct when kept, so any sort gives one order
-        ranked = keys[order]
-        if count < 2 or bool(np.all(ranked[1:] != ranked[:-1])):
-            return order
+    """A uniformly random permutation of ``range(count)``: native Fisher-Yates on a CSPRNG
+    seeded by the OS."""
+    return np.frombuffer(_native.permutation(count), dtype="<u8")
 
 
 def split_elements(packed: bytes, size: int, what: str, *, last: bool) -> int:
@@ -105,10 +102,15 @@ def split_elements(packed: bytes, size: int, what: str, *, last: bool) -> int:
     return len(packed) // size
 
 
-def shuffled_rows(packed: bytes, size: int) -> bytes:
-    """Packed fixed-size values in a secret random order (:func:`random_permutation`)."""
-    rows = np.frombuffer(packed, dtype=np.uint8).reshape(-1, size)
-    return rows[random_permutation(len(rows))].tobytes()
+def shuffled(items: Sequence[T]) -> list[T]:
+    """The items in a secret random order (:func:`random_permutation`)."""
+    return [items[i] for i in random_permutation(len(items)).tolist()]
+
+
+def shuffled_packed(packed: bytes, size: int) -> bytes:
+    """The ``size``-byte items of ``packed`` in a secret random order (native Fisher-Yates on
+    a CSPRNG seeded by the OS)."""
+    return _native.shuffle_packed(packed, size)
 
 
 def truncate(packed: bytes) -> bytes:

@@ -42,7 +42,7 @@ from cleanroom.protocol.common import (
     Transcript,
     chunk_sizes,
     group_index,
-    shuffled_rows,
+    shuffled_packed,
     split_elements,
     truncate,
 )
@@ -272,7 +272,7 @@ class PartnerSession:
     def _reshuffled(self, g: int) -> Iterator[pb.PartnerMessage]:
         packed = b"".join(truncate(part.result()) for part in self._z_parts[g])
         self._z_parts[g] = []
-        packed = shuffled_rows(packed, TRUNCATED_SIZE)
+        packed = shuffled_packed(packed, TRUNCATED_SIZE)
         segment, key = divmod(g, self._keys)
         step = ELEMENTS_PER_CHUNK * TRUNCATED_SIZE
         starts = range(0, len(packed), step) or range(1)

@@ -7,7 +7,12 @@
 //! panic all the same is caught here and reported as that error, never unwound into Python.
 
 pub mod crypto_mb;
+pub mod elgamal;
 pub mod h2c;
+pub mod lookup;
+pub mod sha256;
+pub mod shuffle;
+pub mod sketch;
 pub mod threads;
 pub mod x25519;
 
@@ -23,7 +28,7 @@ pub(crate) mod python {
 
     use pyo3::exceptions::PyValueError;
 
-    use crate::{crypto_mb, h2c, threads, x25519};
+    use crate::{crypto_mb, h2c, lookup, sha256, shuffle, sketch, threads, x25519};
 
     pyo3::import_exception!(cleanroom.errors, CryptoError);
 
@@ -136,6 +141,173 @@ pub(crate) mod python {
         Ok(PyBytes::new(py, &point))
     }
 
+    /// SHA-256 of each span `data[offsets[i]..offsets[i + 1]]`, `offsets` packed as
+    /// little-endian int64 (Arrow's large-string layout): packed 32-byte digests.
+    #[pyfunction]
+    fn sha256_spans<'py>(
+        py: Python<'py>,
+        data: &[u8],
+        offsets: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if offsets.len() % 8 != 0 {
+            return Err(CryptoError::new_err(()));
+        }
+        let offsets: Vec<i64> = offsets
+            .chunks_exact(8)
+            .map(|o| i64::from_le_bytes(o.try_into().expect("chunks of 8")))
+            .collect();
+        if !sha256::valid_offsets(&offsets, data.len()) {
+            return Err(CryptoError::new_err(()));
+        }
+        let spans = offsets.len().saturating_sub(1);
+        let mut out = vec![0u8; spans * sha256::DIGEST];
+        guarded(py, || {
+            use rayon::prelude::*;
+            // Windows of TASK + 1 offsets overlapping by one: TASK spans per rayon task.
+            let starts: Vec<usize> = (0..spans).step_by(TASK).collect();
+            out.par_chunks_mut(TASK * sha256::DIGEST)
+                .zip(starts)
+                .for_each(|(slots, start)| {
+                    let end = (start + TASK).min(spans);
+                    sha256::sha256_spans_into(data, &offsets[start..=end], slots)
+                });
+            Ok(())
+        })?;
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// A uniformly random permutation of 0..n from a CSPRNG seeded by the OS, packed as
+    /// little-endian uint64.
+    #[pyfunction]
+    fn permutation<'py>(py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let order = py
+            .detach(|| shuffle::permutation(n))
+            .map_err(|_| pyo3::exceptions::PyOSError::new_err("the OS provided no randomness"))?;
+        let packed: Vec<u8> = order.iter().flat_map(|i| i.to_le_bytes()).collect();
+        Ok(PyBytes::new(py, &packed))
+    }
+
+    /// The `size`-byte items of `packed` in a uniformly random order (CSPRNG seeded by the OS).
+    #[pyfunction]
+    fn shuffle_packed<'py>(
+        py: Python<'py>,
+        packed: &[u8],
+        size: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if size == 0 || packed.len() % size != 0 {
+            return Err(CryptoError::new_err(()));
+        }
+        let out = py
+            .detach(|| shuffle::shuffle_packed(packed, size))
+            .map_err(|_| pyo3::exceptions::PyOSError::new_err("the OS provided no randomness"))?;
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// The set-difference sketch: bucket counts (little-endian uint32, sketch::BUCKETS of
+    /// them) of the records, record r being `(columns[0][r], columns[1][r], ...)`, each a
+    /// digest or None.
+    #[pyfunction]
+    fn list_sketch<'py>(
+        py: Python<'py>,
+        columns: &Bound<'py, PyAny>,
+        key: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if key.len() > sketch::MAX_KEY {
+            return Err(PyValueError::new_err("a BLAKE2b key is at most 64 bytes"));
+        }
+        let mut held: Vec<Vec<Option<Bound<'py, PyBytes>>>> = Vec::new();
+        for column in columns.try_iter()? {
+            let mut digests = Vec::new();
+            for item in column?.try_iter()? {
+                let item = item?;
+                digests.push(if item.is_none() {
+                    None
+                } else {
+                    Some(item.cast_into::<PyBytes>().map_err(|_| {
+                        pyo3::exceptions::PyTypeError::new_err("a sketch digest is bytes or None")
+                    })?)
+                });
+            }
+            held.push(digests);
+        }
+        let records = held.first().map_or(0, Vec::len);
+        if held.iter().any(|column| column.len() != records) {
+            return Err(PyValueError::new_err(
+                "every digest column of a sketch has one entry per record",
+            ));
+        }
+        let columns: Vec<Vec<Option<&[u8]>>> = held
+            .iter()
+            .map(|column| {
+                column
+                    .iter()
+                    .map(|d| d.as_ref().map(|b| b.as_bytes()))
+                    .collect()
+            })
+            .collect();
+        let counts = guarded(py, || {
+            use rayon::prelude::*;
+            let starts: Vec<usize> = (0..records).step_by(16 * TASK).collect();
+            Ok(starts
+                .into_par_iter()
+                .fold(
+                    || vec![0u32; sketch::BUCKETS],
+                    |mut counts, start| {
+                        let end = (start + 16 * TASK).min(records);
+                        sketch::count_into(&columns, start..end, key, &mut counts);
+                        counts
+                    },
+                )
+                .reduce(
+                    || vec![0u32; sketch::BUCKETS],
+                    |mut a, b| {
+                        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                        a
+                    },
+                ))
+        })?;
+        let packed: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+        Ok(PyBytes::new(py, &packed))
+    }
+
+    /// The brand's match table of one match key: truncated elements and their segments.
+    #[pyclass(frozen, module = "cleanroom._native")]
+    struct MatchTable {
+        table: lookup::MatchTable,
+    }
+
+    #[pymethods]
+    impl MatchTable {
+        /// `packed`: items of `size` bytes (1 to 16); `segments`: one int8 per item.
+        #[new]
+        fn new(py: Python<'_>, packed: &[u8], segments: &[u8], size: usize) -> PyResult<Self> {
+            if size == 0 || size > lookup::MAX_SIZE || packed.len() != segments.len() * size {
+                return Err(CryptoError::new_err(()));
+            }
+            let segments: Vec<i8> = segments.iter().map(|&s| s as i8).collect();
+            let table = py.detach(|| lookup::MatchTable::new(packed, &segments, size));
+            Ok(MatchTable { table })
+        }
+
+        /// The segment (int8) of each `size`-byte item of `values`, -1 where absent.
+        fn lookup<'py>(&self, py: Python<'py>, values: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+            let size = self.table.size();
+            if values.len() % size != 0 {
+                return Err(CryptoError::new_err(()));
+            }
+            let mut out = vec![0i8; values.len() / size];
+            guarded(py, || {
+                use rayon::prelude::*;
+                out.par_chunks_mut(16 * TASK)
+                    .zip(values.par_chunks(16 * TASK * size))
+                    .for_each(|(slots, items)| self.table.lookup_into(items, slots));
+                Ok(())
+            })?;
+            let packed: Vec<u8> = out.iter().map(|&s| s as u8).collect();
+            Ok(PyBytes::new(py, &packed))
+        }
+    }
+
     /// Load Intel crypto_mb from `directory` if this CPU can run it; returns (path, reason).
     #[pyfunction]
     fn load_crypto_mb(directory: &str) -> (&'static str, String) {
@@ -171,13 +343,17 @@ pub(crate) mod python {
         m.add_function(wrap_pyfunction!(x25519_batch, m)?)?;
         m.add_function(wrap_pyfunction!(hash_to_curve_batch, m)?)?;
         m.add_function(wrap_pyfunction!(hash_to_curve_edwards25519, m)?)?;
+        m.add_function(wrap_pyfunction!(sha256_spans, m)?)?;
+        m.add_function(wrap_pyfunction!(permutation, m)?)?;
+        m.add_function(wrap_pyfunction!(shuffle_packed, m)?)?;
+        m.add_function(wrap_pyfunction!(list_sketch, m)?)?;
+        m.add_class::<MatchTable>()?;
         m.add_function(wrap_pyfunction!(load_crypto_mb, m)?)?;
         m.add_function(wrap_pyfunction!(x25519_path, m)?)?;
         m.add_function(wrap_pyfunction!(bind_threads, m)?)?;
         m.add_function(wrap_pyfunction!(thread_count, m)?)?;
-        // ---- ElGamal (the `elgamal` branch): add `pub mod elgamal;` at the top of this file
-        // and register its pyfunctions here (they may use `guarded`, `TASK` and CryptoError
-        // above), e.g. `crate::elgamal::register(m)?;`
+        // ---- ElGamal (the `elgamal` branch): its PyO3 layer is native/src/elgamal/python.rs
+        crate::elgamal::python::register(m)?;
         // ---- end ElGamal
         Ok(())
     }

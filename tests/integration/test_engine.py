@@ -130,7 +130,11 @@ def test_the_library_example_runs_from_a_plain_script(deploy, tmp_path):
     assert "__main__" not in script
     (site.directory / "example.py").write_text(script)
     done = subprocess.run(
-        [sys.executable, "example.py"], cwd=site.directory, capture_output=True, text=True, timeout=300
+        [sys.executable, "example.py"],
+        cwd=site.directory,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.splitlines()[0]) > 0  # print(report.overlap)

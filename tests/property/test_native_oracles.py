@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import commutative as reference_commutative
 from reference import hash_to_curve as reference_h2c
+from reference import records
 
 from cleanroom import _native
 from cleanroom.crypto.commutative import CommutativeCipher
@@ -23,6 +26,9 @@ from cleanroom.crypto.hash_to_curve import (
     hash_to_curve_edwards25519,
 )
 from cleanroom.errors import CryptoError
+from cleanroom.identifiers.normalize import _digests_of
+from cleanroom.privacy.setdiff import list_sketch
+from cleanroom.protocol.common import TRUNCATED_SIZE, shuffled, shuffled_packed
 
 P = 2**255 - 19
 keys = st.binary(min_size=32, max_size=32)
@@ -61,12 +67,16 @@ def test_hash_to_curve_batch_matches_the_oracle(batch: list[bytes], dst: bytes) 
 @given(msg=st.binary(max_size=200), dst=dsts)
 @settings(max_examples=60, deadline=None)
 def test_hash_to_curve_edwards25519_matches_the_oracle(msg: bytes, dst: bytes) -> None:
-    assert hash_to_curve_edwards25519(msg, dst) == reference_h2c.hash_to_curve_edwards25519(msg, dst)
+    assert hash_to_curve_edwards25519(msg, dst) == reference_h2c.hash_to_curve_edwards25519(
+        msg, dst
+    )
 
 
 def test_a_long_batch_spans_many_rayon_tasks_in_order() -> None:
     batch = [os.urandom(i % 50) for i in range(3000)]
-    assert hash_to_curve_batch(batch, b"oracle") == reference_h2c.hash_to_curve_batch(batch, b"oracle")
+    assert hash_to_curve_batch(batch, b"oracle") == reference_h2c.hash_to_curve_batch(
+        batch, b"oracle"
+    )
 
 
 @given(key=keys, batch=st.lists(elements, max_size=19))
@@ -96,4 +106,75 @@ def test_crypto_mb_and_portable_give_the_same_bytes_on_a_long_batch() -> None:
     key = os.urandom(32)
     packed = reference_h2c.hash_to_curve_batch([os.urandom(16) for _ in range(2053)], b"oracle")
     assert _native.x25519_batch(key, packed) == _native.x25519_batch(key, packed, portable=True)
-    assert _native.x25519_batch(key, packed) == reference_commutative.CommutativeCipher(key).encrypt(packed)
+    assert _native.x25519_batch(key, packed) == reference_commutative.CommutativeCipher(
+        key
+    ).encrypt(packed)
+
+
+@given(items=st.lists(st.binary(max_size=70), max_size=1200))
+@settings(max_examples=40, deadline=None)
+def test_sha256_of_identifiers_matches_hashlib(items: list[bytes]) -> None:
+    strings = pa.array([item.hex() for item in items], pa.string())
+    assert _digests_of(strings) == records.sha256_all([item.hex().encode() for item in items])
+    if len(items) > 2:  # a sliced Arrow array: offsets that do not start at 0
+        assert _digests_of(strings.slice(1, len(items) - 2)) == records.sha256_all(
+            [item.hex().encode() for item in items[1:-1]]
+        )
+
+
+@given(
+    columns=st.integers(1, 3).flatmap(
+        lambda keys: st.lists(
+            st.lists(st.one_of(st.none(), st.binary(max_size=33)), min_size=keys, max_size=keys),
+            max_size=300,
+        )
+    ),
+    key=st.binary(max_size=64),
+)
+@settings(max_examples=60, deadline=None)
+def test_list_sketch_matches_the_oracle(columns: list[list[bytes | None]], key: bytes) -> None:
+    digests = [list(column) for column in zip(*columns, strict=True)] if columns else []
+    assert np.array_equal(list_sketch(digests, key), records.list_sketch(digests, key))
+
+
+@given(
+    table=st.lists(
+        st.tuples(st.binary(min_size=12, max_size=12), st.integers(0, 120)), max_size=200
+    ),
+    others=st.lists(st.binary(min_size=12, max_size=12), max_size=50),
+    picks=st.lists(st.integers(0, 10**6), max_size=50),
+)
+@settings(max_examples=100, deadline=None)
+def test_match_lookup_matches_the_oracle(
+    table: list[tuple[bytes, int]], others: list[bytes], picks: list[int]
+) -> None:
+    values = others + [table[p % len(table)][0] for p in picks if table]
+    native = _native.MatchTable(
+        b"".join(v for v, _ in table), bytes(s for _, s in table), TRUNCATED_SIZE
+    )
+    found = np.frombuffer(native.lookup(b"".join(values)), dtype=np.int8).tolist()
+    assert found == records.match_lookup(table, values)
+
+
+def test_shuffles_are_permutations_and_vary() -> None:
+    items = list(range(500))
+    first, second = shuffled(list(items)), shuffled(list(items))
+    assert sorted(first) == items and first != items and first != second
+    packed = b"".join(i.to_bytes(12, "little") for i in items)
+    out = shuffled_packed(packed, 12)
+    pieces = [out[i : i + 12] for i in range(0, len(out), 12)]
+    assert pieces != [packed[i : i + 12] for i in range(0, len(packed), 12)]
+    assert sorted(pieces) == sorted(packed[i : i + 12] for i in range(0, len(packed), 12))
+    assert shuffled([]) == [] and shuffled_packed(b"", 12) == b""
+
+
+def test_shuffle_positions_are_uniform() -> None:
+    """Each item lands in each of 4 positions about 1/4 of the time (chi-square, 3 dof:
+    99.99th percentile 21.1), a check that the permutation is not biased."""
+    counts = np.zeros((4, 4), dtype=np.int64)
+    for _ in range(4000):
+        for position, item in enumerate(shuffled([0, 1, 2, 3])):
+            counts[item, position] += 1
+    expected = 1000
+    chi_square = ((counts - expected) ** 2 / expected).sum(axis=1)
+    assert (chi_square < 21.1).all(), counts

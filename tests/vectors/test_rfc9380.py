@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from reference.hash_to_curve import P, _map_to_edwards, expand_message_xmd
 
 from cleanroom.crypto.hash_to_curve import (
