@@ -23,11 +23,15 @@ def packed_bytes(data: bytes | bytearray | memoryview) -> bytes:
     return data if type(data) is bytes else bytes(data)
 
 
-def describe() -> dict[str, object]:
-    """What ``cleanroom doctor`` prints: version, X25519 path and why, thread count."""
+def describe(workers: int | None = None) -> dict[str, object]:
+    """What ``cleanroom doctor`` prints: version, X25519 path and why, and the threads a
+    session would use with ``--workers`` (None: every core)."""
+    path, reason = _native.x25519_path()
+    if path == "portable":
+        reason = f"curve25519-dalek; Intel crypto_mb not used: {reason}"
     return {
         "native_core": _native.__version__,
-        "x25519_path": _native.x25519_path()[0],
-        "x25519_reason": _native.x25519_path()[1],
-        "threads": _native.thread_count(),
+        "x25519_path": path,
+        "x25519_reason": reason,
+        "threads": workers or _native.thread_count(),
     }

@@ -124,6 +124,26 @@ def demo(
     run_demo(directory, brand_records=brand_records, partner_records=partner_records, quiet=quiet)
 
 
+@app.command()
+def doctor(
+    workers: Annotated[
+        int, typer.Option("--workers", help="threads a session would use (default: every core)")
+    ] = 0,
+    output_format: FormatOption = "table",
+) -> None:
+    """Check the native core: its version, the active X25519 path and why, the thread count."""
+    from cleanroom.native import describe
+
+    check_format(output_format)
+    facts = describe(check_workers(workers))
+    if output_format == "json":
+        print_json(facts)
+        return
+    print(f"native core   cleanroom._native {facts['native_core']}")
+    print(f"x25519        {facts['x25519_path']}: {facts['x25519_reason']}")
+    print(f"threads       {facts['threads']}")
+
+
 @contract_app.command("hash")
 def contract_hash(file: Path) -> None:
     """Print the contract's SHA-256 (both parties must see the same)."""
