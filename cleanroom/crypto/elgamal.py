@@ -121,9 +121,7 @@ class ElGamalPublicKey:
 
     def _encrypt_with_randomness(self, value: int, randomness: int) -> bytes:
         """Deterministic encryption for tests and known-answer vectors only."""
-        return _native.elgamal_encrypt(
-            self._bytes, _scalar(value), _given_randomness(randomness)
-        )
+        return _native.elgamal_encrypt(self._bytes, _scalar(value), _given_randomness(randomness))
 
     def _rerandomize_with_randomness(self, ciphertext: bytes, randomness: int) -> bytes:
         """Deterministic re-randomisation for tests and known-answer vectors only."""

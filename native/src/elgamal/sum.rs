@@ -22,6 +22,9 @@ const BLOCK: usize = 1 << 16;
 const TASK: usize = 1024;
 /// Largest group of masks bucketed together (patterns are u32; 2^16 buckets at most).
 const MAX_GROUP: usize = 16;
+/// More masks than any contract has (attributes x segments), so that a bad `k` with no
+/// records is refused instead of allocating k sums.
+pub const MAX_MASKS: usize = 1 << 20;
 
 type Pair = [EdwardsPoint; 2];
 
@@ -248,7 +251,7 @@ fn decode_selected(
 /// ciphertext, which the caller must re-randomise before sending it.
 pub fn sum_by_mask(packed: &[u8], masks: &[u8], k: usize) -> Result<Vec<u8>> {
     let n = ciphertext_count(packed)?;
-    if k.checked_mul(n) != Some(masks.len()) || masks.iter().any(|&b| b > 1) {
+    if k > MAX_MASKS || k.checked_mul(n) != Some(masks.len()) || masks.iter().any(|&b| b > 1) {
         return Err(Invalid);
     }
     let masks = Masks { rows: masks, k, n };
@@ -488,5 +491,11 @@ mod tests {
             zero_ciphertext().to_vec()
         );
         assert_eq!(sum_by_mask(&packed, &[], 0).unwrap(), Vec::<u8>::new());
+        assert_eq!(
+            sum_by_mask(&[], &[], 2).unwrap(),
+            [zero_ciphertext(); 2].concat()
+        );
+        assert_eq!(sum_by_mask(&[], &[], usize::MAX), Err(Invalid));
+        assert_eq!(sum_by_mask(&[], &[], MAX_MASKS + 1), Err(Invalid));
     }
 }
