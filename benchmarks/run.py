@@ -933,9 +933,178 @@ def run_openmined(n: int, timeout: float, workdir: Path) -> dict[str, Any]:
     if proc.returncode != 0:
         return {"error": err.decode(errors="replace")[-2000:]}
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
-    kib = parse_time_v(workdir / f"openmined-{n}.time").get("max_rss_kib")
+    timing = parse_time_v(workdir / f"openmined-{n}.time")
+    kib = timing.get("max_rss_kib")
     result["peak_rss_mib"] = round(kib / 1024, 1) if kib else None
+    result["cpu_s"] = round(timing.get("user_s", 0) + timing.get("system_s", 0), 2)
     return result
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (spu's link needs its listening ports up front)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _import_spu_psi() -> Any:
+    """spu's PSI bindings without ``spu/__init__`` (which imports jax, unused here and not
+    installed: ``pip install --no-deps spu``)."""
+    import importlib.util
+    import types
+
+    if "spu" not in sys.modules:
+        spec = importlib.util.find_spec("spu")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("spu is not installed: pip install --no-deps spu")
+        package = types.ModuleType("spu")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["spu"] = package
+    import spu.libspu as libspu  # type: ignore[import-not-found]
+    import spu.psi as psi  # type: ignore[import-not-found]
+
+    return libspu, psi
+
+
+def spu_worker(rank: int) -> None:
+    """Child process: one party of spu's two-party ECDH PSI (curve25519) over its brpc link.
+    Arguments come in SPU_HOSTS (JSON list, this party's own address at its rank), SPU_INPUT
+    and SPU_OUTPUT; prints JSON."""
+    libspu, psi = _import_spu_psi()
+    desc = libspu.link.Desc()
+    for i, host in enumerate(json.loads(os.environ["SPU_HOSTS"])):
+        desc.add_party(f"party{i}", host)
+    desc.recv_timeout_ms = 3_600_000
+    desc.connect_retry_times = 600
+    desc.connect_retry_interval_ms = 100
+    began = time.perf_counter()
+    link = libspu.link.create_brpc(desc, rank)
+    config = psi.PsiExecuteConfig(
+        protocol_conf=psi.PsiProtocolConfig(
+            protocol=psi.PsiProtocol.PROTOCOL_ECDH,
+            receiver_rank=0,
+            broadcast_result=False,
+            ecdh_params=psi.EcdhParams(curve=psi.EllipticCurveType.CURVE_25519),
+        ),
+        input_params=psi.InputParams(
+            type=psi.SourceType.SOURCE_TYPE_FILE_CSV,
+            path=os.environ["SPU_INPUT"],
+            selected_keys=["email"],
+            keys_unique=True,
+        ),
+        output_params=psi.OutputParams(
+            type=psi.SourceType.SOURCE_TYPE_FILE_CSV,
+            path=os.environ["SPU_OUTPUT"],
+            disable_alignment=True,
+        ),
+    )
+    report = psi.psi_execute(config, link)
+    elapsed = time.perf_counter() - began
+    link.stop_link()
+    print(
+        json.dumps(
+            {
+                "rank": rank,
+                "seconds": round(elapsed, 3),
+                "intersection_count": report.intersection_count,
+                "original_count": report.original_count,
+            }
+        )
+    )
+
+
+def run_spu(n: int, timeout: float, workdir: Path) -> dict[str, Any]:
+    """spu's ECDH PSI, two processes on loopback, on the same normalised emails as
+    openmined-psi. Each party's link traffic passes a counting forwarder."""
+    try:
+        spu_version = importlib.metadata.version("spu")
+    except importlib.metadata.PackageNotFoundError:
+        return {"skipped": "spu is not installed: pip install --no-deps spu"}
+    directory = workdir / f"spu-{n}"
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    brand, partner = openmined_items(n)
+    inputs = []
+    for rank, items in enumerate((brand, partner)):  # rank 0 (receiver): the brand's list
+        path = directory / f"party{rank}.csv"
+        path.write_text("email\n" + "\n".join(items) + "\n")
+        inputs.append(path)
+    ports = [free_port(), free_port()]
+    procs: list[subprocess.Popen[bytes]] = []
+    with Forwarder("127.0.0.1", ports[0]) as to_0, Forwarder("127.0.0.1", ports[1]) as to_1:
+        views = (  # each party listens on its own port and reaches the other through a forwarder
+            [f"127.0.0.1:{ports[0]}", f"127.0.0.1:{to_1.port}"],
+            [f"127.0.0.1:{to_0.port}", f"127.0.0.1:{ports[1]}"],
+        )
+        began = time.perf_counter()
+        for rank in (0, 1):
+            command, _ = timed_command(
+                [sys.executable, str(Path(__file__).resolve()), "--spu-worker", str(rank)],
+                directory / f"party{rank}.time",
+            )
+            env = {
+                "SPU_HOSTS": json.dumps(views[rank]),
+                "SPU_INPUT": str(inputs[rank]),
+                "SPU_OUTPUT": str(directory / f"out{rank}.csv"),
+                "TMPDIR": str(directory),
+            }
+            procs.append(
+                subprocess.Popen(
+                    command,
+                    cwd=directory,
+                    stdout=(directory / f"party{rank}.out").open("wb"),
+                    stderr=(directory / f"party{rank}.err").open("wb"),
+                    env=dict(os.environ, **env),
+                    start_new_session=True,
+                )
+            )
+            _children.append(procs[-1])
+        try:
+            codes = [p.wait(timeout) for p in procs]
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                kill_tree(p)
+            return {"error": f"did not finish in {timeout:g} s"}
+        wall = time.perf_counter() - began
+        time.sleep(0.2)
+        traffic = {"0_to_1": to_1.up + to_0.down, "1_to_0": to_0.up + to_1.down}
+    for log in directory.glob("party*.[oe][ur][tr]"):  # spu leaves a trace file in /tmp per run
+        for match in re.finditer(
+            r"Trace has been written to (\S+?)\.?$", log.read_text(errors="replace"), re.M
+        ):
+            Path(match.group(1)).unlink(missing_ok=True)
+    if any(codes):
+        tail = (directory / f"party{codes.index(next(c for c in codes if c))}.err").read_text(
+            errors="replace"
+        )[-1500:]
+        return {"error": f"exit codes {codes}: {tail}"}
+    parties = []
+    for rank in (0, 1):
+        timing = parse_time_v(directory / f"party{rank}.time")
+        printed = (directory / f"party{rank}.out").read_text(errors="replace").splitlines()
+        out = json.loads(next(line for line in reversed(printed) if line.startswith('{"rank"')))
+        parties.append(
+            {
+                **out,
+                "cpu_s": round(timing.get("user_s", 0) + timing.get("system_s", 0), 2),
+                "peak_rss_mib": round(timing["max_rss_kib"] / 1024, 1)
+                if "max_rss_kib" in timing
+                else None,
+            }
+        )
+    return {
+        "version": spu_version,
+        "protocol": "ECDH-PSI 2PC, CURVE_25519, receiver party 0 (the brand's list)",
+        "wall_s": round(wall, 3),
+        "parties": parties,
+        "intersection_size": parties[0]["intersection_count"],
+        "expected": n // 2,
+        "bytes": traffic,
+        "cpu_s": round(sum(p["cpu_s"] for p in parties), 2),
+    }
 
 
 # --------------------------------------------------------------------------- report
@@ -986,6 +1155,7 @@ def add_ratios(entry: dict[str, Any]) -> None:
     cores = floor.get("cores") or os.cpu_count() or 1
     rate = floor.get("x25519_per_s_one_core")
     openmined = entry.get("openmined") or {}
+    spu = entry.get("spu") or {}
     by_config = {s["config"]: s for s in entry["sessions"] if s.get("ok")}
     for session in entry["sessions"]:
         if not session.get("ok"):
@@ -1009,16 +1179,57 @@ def add_ratios(entry: dict[str, Any]) -> None:
         if openmined.get("total_s"):
             ratios["x_openmined"] = round(wall / openmined["total_s"], 3)
             ratios["openmined_speedup"] = round(openmined["total_s"] / wall, 3)
+        if spu.get("wall_s"):
+            ratios["x_spu"] = round(wall / spu["wall_s"], 3)
+            startup = session.get("server_startup_s") or 0
+            ratios["x_spu_with_server_startup"] = round((wall + startup) / spu["wall_s"], 3)
         if session["config"] == "attrs20" and "overlap" in by_config:
             base = by_config["overlap"]["wall_s"]
             ratios["attrs_added_fraction"] = round(wall / base - 1, 3)
         session["ratios"] = ratios
 
 
+def target_checks(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 10's targets, each with the figures of this run that decide it."""
+    checks: list[dict[str, Any]] = []
+
+    def add(name: str, value: float | None, limit: float, higher_is_better: bool) -> None:
+        if value is None:
+            checks.append({"target": name, "measured": None, "met": None})
+            return
+        met = value >= limit if higher_is_better else value <= limit
+        checks.append({"target": name, "measured": round(value, 3), "limit": limit, "met": met})
+
+    for entry in entries:
+        n = entry["n"]
+        by_config = {s["config"]: s for s in entry["sessions"] if s.get("ok")}
+        overlap = by_config.get("overlap")
+        ratios = (overlap or {}).get("ratios", {})
+        if n >= 10**6:
+            add(
+                f"{n}: overlap >= 15x faster than openmined-psi",
+                ratios.get("openmined_speedup"),
+                15,
+                True,
+            )
+            add(f"{n}: overlap within 2.5x of spu", ratios.get("x_spu"), 2.5, False)
+            for side in ("client", "server"):
+                rss = (overlap or {}).get(f"{side}_peak_rss_tree_mib") or (overlap or {}).get(
+                    f"{side}_peak_rss_mib"
+                )
+                add(f"{n}: peak RSS {side} <= 600 MiB", rss, 600, False)
+        elif n >= 10**5:
+            add(f"{n}: overlap within 3x of spu", ratios.get("x_spu"), 3, False)
+        attrs = by_config.get("attrs20", {}).get("ratios", {}).get("attrs_added_fraction")
+        if "attrs20" in by_config:
+            add(f"{n}: 20 attributes add <= 40%", attrs, 0.40, False)
+    return checks
+
+
 def print_table(entries: list[dict[str, Any]]) -> None:
     header = (
         f"{'n':>9} {'config':8} {'wall s':>8} {'items/s':>9} {'startup s':>9} {'cli RSS':>8} "
-        f"{'srv RSS':>8} {'up MB':>8} {'down MB':>8} {'x floor':>8} {'x openm':>8}"
+        f"{'srv RSS':>8} {'up MB':>8} {'down MB':>8} {'cpu s':>7} {'x openm':>8} {'x spu':>7}"
     )
     print()
     print(header)
@@ -1034,7 +1245,8 @@ def print_table(entries: list[dict[str, Any]]) -> None:
                 f"{s.get('server_startup_s', float('nan')):>9.2f} "
                 f"{s.get('client_peak_rss_mib') or 0:>7.0f}M {s.get('server_peak_rss_mib') or 0:>7.0f}M "
                 f"{s['bytes_up'] / 1e6:>8.2f} {s['bytes_down'] / 1e6:>8.2f} "
-                f"{r.get('x_floor', float('nan')):>8.2f} {r.get('x_openmined', float('nan')):>8.3f}"
+                f"{(s.get('client_cpu_s') or 0) + (s.get('server_session_cpu_s') or 0):>7.1f} "
+                f"{r.get('x_openmined', float('nan')):>8.3f} {r.get('x_spu', float('nan')):>7.2f}"
             )
         om = entry.get("openmined") or {}
         if om.get("total_s"):
@@ -1046,6 +1258,18 @@ def print_table(entries: list[dict[str, Any]]) -> None:
             )
         elif om:
             print(f"{entry['n']:>9} openmined {om.get('skipped') or om.get('error', '')[:150]}")
+        sp = entry.get("spu") or {}
+        if sp.get("wall_s"):
+            p0, p1 = sp["parties"]
+            print(
+                f"{entry['n']:>9} {'spu':8} {sp['wall_s']:>8.2f} {2 * entry['n'] / sp['wall_s']:>9.0f} "
+                f"{'':>9} {p1.get('peak_rss_mib') or 0:>7.0f}M {p0.get('peak_rss_mib') or 0:>7.0f}M "
+                f"{sp['bytes']['1_to_0'] / 1e6:>8.2f} {sp['bytes']['0_to_1'] / 1e6:>8.2f} "
+                f"{sp['cpu_s']:>7.1f}  (two processes, ECDH curve25519; intersection "
+                f"{sp['intersection_size']})"
+            )
+        elif sp:
+            print(f"{entry['n']:>9} spu      {sp.get('skipped') or sp.get('error', '')[:150]}")
         f = entry.get("floor") or {}
         if f:
             print(
@@ -1056,8 +1280,9 @@ def print_table(entries: list[dict[str, Any]]) -> None:
     print()
     print("wall s: client start to exit; items/s = 2n / wall; startup s: server start to "
           "'listening' (CRM read, normalised, SHA-256; imports); RSS: peak of the largest process; "
-          "up = partner->brand, down = brand->partner (TLS bytes); x floor: wall / "
-          "(2(n+m) X25519 / (rate x cores)); x openm: wall / openmined-psi in-process time")  # fmt: skip
+          "up = partner->brand, down = brand->partner (TLS bytes; spu: party 1 -> party 0 and back); "
+          "cpu s: client + server during the session; x openm: wall / openmined-psi in-process "
+          "time; x spu: wall / spu's two-process wall")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- main
@@ -1077,6 +1302,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="fast: user emails with exactly n/2 in both (default); demo: cleanroom.demo.synthetic_lists",
     )
     parser.add_argument("--skip-openmined", action="store_true")
+    parser.add_argument("--skip-spu", action="store_true")
     parser.add_argument("--skip-sessions", action="store_true")
     parser.add_argument(
         "--openmined-max-n", type=int, default=10**6, help="skip openmined-psi above this n"
@@ -1103,6 +1329,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     parser.add_argument("--openmined-worker", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--spu-worker", type=int, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -1110,6 +1337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.openmined_worker is not None:
         openmined_worker(args.openmined_worker)
+        return 0
+    if args.spu_worker is not None:
+        spu_worker(args.spu_worker)
         return 0
     if psutil is None:
         print("warning: psutil is missing (pip install psutil): no RSS polling, no CPU figures")
@@ -1224,6 +1454,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                             **profiles,
                         }
                         save()
+            if not args.skip_spu:
+                print("spu ECDH PSI, two processes ...", flush=True)
+                entry["spu"] = run_spu(n, timeout=600 + 0.01 * n, workdir=workdir)
+                save()
             if not args.skip_openmined:
                 if n > args.openmined_max_n:
                     entry["openmined"] = {
@@ -1235,6 +1469,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             add_ratios(entry)
             save()
         print_table(document["entries"])
+        document["targets"] = target_checks(document["entries"])
+        print("\ntargets (issue 10):")
+        for check in document["targets"]:
+            verdict = {True: "met", False: "NOT met", None: "not measured"}[check["met"]]
+            print(f"  {check['target']}: {check.get('measured')} -> {verdict}")
         for entry in document["entries"]:
             for config, profile in (entry.get("profiles") or {}).items():
                 for side in ("client", "server"):

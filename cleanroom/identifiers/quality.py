@@ -114,19 +114,45 @@ def digest_column(
 
 def drop_repeats(digests: list[bytes | None], seen: set[bytes] | None = None) -> list[int]:
     """Blank every digest an earlier row (or ``seen``) already holds, in place: the first
-    occurrence wins. Returns the rows blanked; ``seen`` gains the digests kept."""
+    occurrence wins. Returns the rows blanked; ``seen`` gains the digests kept.
+
+    Only rows whose first 8 bytes occur more than once (or that ``seen`` may hold) go
+    through the per-row set; the rest are told apart by a NumPy sort of those 8 bytes.
+    """
+    rows = [i for i, d in enumerate(digests) if d is not None]
+    if seen:
+        candidates = rows
+    else:
+        candidates = [rows[j] for j in _repeated_prefixes(digests, rows).tolist()]
     known: set[bytes] = set() if seen is None else seen
-    add = known.add
     dropped = []
-    for i, d in enumerate(digests):
-        if d is None:
-            continue
+    for i in candidates:
+        d = digests[i]
         if d in known:
             digests[i] = None
             dropped.append(i)
         else:
-            add(d)
+            known.add(d)  # type: ignore[arg-type]
+    if seen is not None and candidates is not rows:
+        seen.update(digests[i] for i in rows if digests[i] is not None)  # type: ignore[misc]
     return dropped
+
+
+def _repeated_prefixes(digests: list[bytes | None], rows: list[int]) -> np.ndarray:
+    """Positions in *rows* whose digest's first 8 bytes another of them shares."""
+    if len(rows) < 2:
+        return np.empty(0, dtype=np.int64)
+    joined = b"".join(digests[i][:8] for i in rows)  # type: ignore[index]
+    if len(joined) != 8 * len(rows):  # a digest shorter than 8 bytes: check every row
+        return np.arange(len(rows))
+    heads = np.frombuffer(joined, dtype=np.uint64)
+    order = np.argsort(heads, kind="stable")
+    ranked = heads[order]
+    same = ranked[1:] == ranked[:-1]
+    repeated = np.zeros(len(rows), dtype=bool)
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    return np.sort(order[repeated])
 
 
 def check_invalid_fraction(

@@ -9,12 +9,15 @@ Messages never contain a full identifier: parser messages are passed through
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import gzip
+import io
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +34,11 @@ from cleanroom.identifiers import mask_in_text, to_string_array
 __all__ = [
     "ALL_SEGMENT",
     "CSV_EXTENSIONS",
+    "DELIMITER_CANDIDATES",
     "PARQUET_EXTENSIONS",
+    "CsvDialect",
     "boolean_column",
+    "csv_dialect",
     "load_table",
     "segment_column",
     "source_name",
@@ -48,6 +54,70 @@ TABLE_PREFIX = "table:"  # a catalog table as a list source (--engine spark only
 _TRUE = ("true", "1", "yes")
 _FALSE = ("false", "0", "no")
 _MAX_SHOWN = 40  # characters of a bad (non-identifier) value quoted in a message
+
+#: Delimiters tried, in this order of preference, when none is given.
+DELIMITER_CANDIDATES: tuple[str, ...] = (",", ";", "\t", "|")
+_SNIFF_BYTES = 64 * 1024  # the sample the delimiter is sniffed from
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_DELIMITER_ALIASES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    """How a CSV list is written: its delimiter (``None``: sniffed from the file's first
+    lines among :data:`DELIMITER_CANDIDATES`) and its text encoding (a Python codec name).
+
+    ``style`` says where the user sets them, so that an error's fix names the right
+    thing: ``"cli"`` (``--delimiter``), ``"toml"`` (``[crm] delimiter`` in
+    ``brand.toml``) or ``"python"`` (``delimiter=``).
+    """
+
+    delimiter: str | None = None
+    encoding: str = "utf-8"
+    style: str = "python"
+
+    def setting(self, name: str) -> str:
+        """Where *name* (``delimiter`` or ``encoding``) is set."""
+        return {"cli": f"--{name}", "toml": f"[crm] {name}", "python": f"{name}="}[self.style]
+
+    def fix(self, name: str, value: str) -> str:
+        """How to set *name* to *value*, as the user would write it."""
+        shown = "\\t" if value == "\t" else value
+        if self.style == "toml":
+            return f'{name} = "{shown}" in [crm]'
+        if self.style == "python":
+            return f"{name}={shown!r}"
+        return f"--{name} '{shown}'"
+
+
+def csv_dialect(
+    delimiter: str | None = None, encoding: str | None = None, *, style: str = "python"
+) -> CsvDialect:
+    """Check a user's delimiter and encoding and return the :class:`CsvDialect`.
+
+    The delimiter is one character other than a quote or a line break, or one of the
+    names ``comma``, ``semicolon``, ``tab`` (also written ``\\t``) and ``pipe``; ``None``
+    or an empty string means "detect it". The encoding is any codec Python knows
+    (``utf-8``, the default; ``latin-1``; ``cp1252`` for files saved by Excel on Windows).
+    """
+    unchecked = CsvDialect(style=style)
+    chosen: str | None = None
+    if delimiter:
+        chosen = _DELIMITER_ALIASES.get(delimiter.lower(), delimiter)
+        if len(chosen) != 1 or chosen in '"\r\n':
+            raise InputError(
+                f"{unchecked.setting('delimiter')} {delimiter!r}: not a delimiter; give one "
+                "character such as ',' or ';', or tab (leave it out to detect it from the file)"
+            )
+    name = "utf-8" if encoding is None or not encoding.strip() else encoding.strip()
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise InputError(
+            f"{unchecked.setting('encoding')} {encoding!r}: unknown encoding; use utf-8 (the "
+            "default), latin-1, or cp1252 for files saved by Excel on Windows"
+        ) from None
+    return CsvDialect(chosen, name, style)
 
 
 def source_name(source: object) -> str:
@@ -92,6 +162,7 @@ def load_table(
     *,
     required: Sequence[str] = (),
     role: str = "input",
+    dialect: CsvDialect | None = None,
 ) -> pa.Table:
     """Load a party's table and check that the *required* columns are present.
 
@@ -102,8 +173,10 @@ def load_table(
     (:func:`string_column`, :func:`boolean_column`, :func:`segment_column`).
 
     *role* (``"brand CRM"``, ``"partner audience"``) opens every message, e.g.
-    ``brand CRM file not found: crm.csv``.
+    ``brand CRM file not found: crm.csv``. *dialect* says how a CSV file is written (by
+    default: UTF-8, the delimiter sniffed from its first lines).
     """
+    dialect = dialect or CsvDialect()
     if isinstance(source, pd.DataFrame):
         table = _from_pandas(source, role)
         name = "<DataFrame>"
@@ -115,13 +188,13 @@ def load_table(
         name = "<Arrow table>"
     elif isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
-        table = _read_path(Path(name), role)
+        table = _read_path(Path(name), role, dialect)
     else:
         raise InputError(
             f"{role}: cannot read a {type(source).__name__}; give a path to a CSV or "
             "Parquet file, a pandas DataFrame or an Arrow table"
         )
-    _check_required(table, required, role, name)
+    _check_required(table, required, role, name, dialect)
     return table
 
 
@@ -136,7 +209,7 @@ def _from_pandas(df: pd.DataFrame, role: str) -> pa.Table:
         raise InputError(f"{role} <DataFrame>: cannot convert to Arrow: {_reason(exc)}") from None
 
 
-def _read_path(path: Path, role: str) -> pa.Table:
+def _read_path(path: Path, role: str, dialect: CsvDialect) -> pa.Table:
     fmt = _format_of(path)
     if fmt is None:
         raise InputError(
@@ -149,7 +222,7 @@ def _read_path(path: Path, role: str) -> pa.Table:
         raise InputError(f"{role} file {path} is a directory, not a file")
     try:
         if fmt == "csv":
-            return _read_csv(path, role)
+            return _read_csv(path, role, dialect)
         return pq.read_table(path)
     except InputError:
         raise
@@ -162,24 +235,101 @@ def _read_path(path: Path, role: str) -> pa.Table:
         ) from None
 
 
-def _csv_header(path: Path) -> list[str]:
+def _open_binary(path: Path) -> Any:
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else path.open("rb")
+
+
+def _sample_lines(path: Path) -> list[str]:
+    """The file's first complete lines (at most :data:`_SNIFF_BYTES`), decoded leniently:
+    the sample only has to show the delimiter, the header is decoded strictly later."""
+    with _open_binary(path) as fh:
+        sample = fh.read(_SNIFF_BYTES + 1)
+    cut = len(sample) > _SNIFF_BYTES
+    lines = sample[:_SNIFF_BYTES].decode("latin-1").splitlines(keepends=True)
+    return lines[:-1] if cut and len(lines) > 1 else lines
+
+
+def sniff_delimiter(lines: Sequence[str]) -> str:
+    """The candidate delimiter that splits the header into the most columns while every
+    sampled row has as many fields; failing that, the one that splits the header most;
+    a comma for a one-column file."""
+    best: tuple[bool, int, int] | None = None
+    chosen = ","
+    for preference, candidate in enumerate(DELIMITER_CANDIDATES):
+        rows = [r for r in csv.reader(lines, delimiter=candidate) if r]
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        score = (all(len(r) == width for r in rows[1:]), width, -preference)
+        if best is None or score > best:
+            best, chosen = score, candidate
+    return chosen
+
+
+def _delimiter_of(path: Path, dialect: CsvDialect) -> str:
+    return dialect.delimiter or sniff_delimiter(_sample_lines(path))
+
+
+def _csv_header(path: Path, role: str, dialect: CsvDialect, delimiter: str) -> list[str]:
     """The header row, read from the first line only (the data may be huge or bad)."""
-    opener: Any = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as fh:
+    with _open_binary(path) as fh:
         line = fh.readline(1 << 20)
-    text = line.decode("utf-8-sig")
-    row = next(csv.reader([text]), None)
+    encoding = "utf-8-sig" if codecs.lookup(dialect.encoding).name == "utf-8" else dialect.encoding
+    try:
+        text = line.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{role} file {path}: the header row is not valid {dialect.encoding} "
+            f"(byte 0x{line[exc.start]:02x} at position {exc.start + 1}); "
+            f"{_encoding_fix(dialect)}"
+        ) from None
+    row = next(csv.reader([text], delimiter=delimiter), None)
     return [] if row is None else row
 
 
-def _read_csv(path: Path, role: str) -> pa.Table:
-    header = _csv_header(path)
+def _encoding_fix(dialect: CsvDialect) -> str:
+    if codecs.lookup(dialect.encoding).name == "utf-8":
+        return (
+            "save the file as UTF-8, or give its encoding: "
+            f"{dialect.fix('encoding', 'cp1252')} for Excel on Windows, "
+            f"{dialect.fix('encoding', 'latin-1')} for ISO 8859-1"
+        )
+    return (
+        f"save the file as {dialect.encoding}, or give its encoding with "
+        f"{dialect.setting('encoding')}"
+    )
+
+
+def _first_undecodable(
+    path: Path, dialect: CsvDialect, delimiter: str
+) -> tuple[int, str, int] | None:
+    """(1-based data row, column, byte) of the first value that is not valid text in the
+    dialect's encoding, found with Python's csv reader (so quoted line breaks count right)."""
+    with _open_binary(path) as raw:
+        text = io.TextIOWrapper(
+            raw, encoding=dialect.encoding, errors="surrogateescape", newline=""
+        )
+        reader = csv.reader(text, delimiter=delimiter)
+        header = next(reader, [])
+        for number, row in enumerate(reader, start=1):
+            for j, value in enumerate(row):
+                bad = next((ch for ch in value if "\udc80" <= ch <= "\udcff"), None)
+                if bad is not None:
+                    column = header[j] if j < len(header) else f"field {j + 1}"
+                    return number, column, ord(bad) - 0xDC00
+    return None
+
+
+def _read_csv(path: Path, role: str, dialect: CsvDialect) -> pa.Table:
+    delimiter = _delimiter_of(path, dialect)
+    header = _csv_header(path, role, dialect, delimiter)
     if not header:
         raise InputError(f"{role} file {path}: empty CSV file (no header row)")
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         raise InputError(f"{role} file {path}: duplicate column name(s) {duplicated}")
     bad_rows: list[tuple[int | None, int, int]] = []
+    transcode = codecs.lookup(dialect.encoding).name != "utf-8"
 
     def on_invalid_row(row: Any) -> str:
         # Record where and how, never the row's text (it holds identifiers).
@@ -189,8 +339,12 @@ def _read_csv(path: Path, role: str) -> pa.Table:
     def read(use_threads: bool) -> pa.Table:
         return pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(use_threads=use_threads),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+            read_options=pacsv.ReadOptions(
+                use_threads=use_threads, encoding=dialect.encoding if transcode else "utf8"
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, invalid_row_handler=on_invalid_row
+            ),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(header, pa.string()),
                 strings_can_be_null=True,
@@ -201,9 +355,21 @@ def _read_csv(path: Path, role: str) -> pa.Table:
 
     try:
         return read(use_threads=True)
-    except pa.ArrowInvalid:
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         if not bad_rows:
-            raise
+            undecodable = _first_undecodable(path, dialect, delimiter)
+            if undecodable is None:
+                if isinstance(exc, UnicodeDecodeError):
+                    raise InputError(
+                        f"{role} file {path}: not valid {dialect.encoding} text; "
+                        f"{_encoding_fix(dialect)}"
+                    ) from None
+                raise
+            number, column, byte = undecodable
+            raise InputError(
+                f"{role} file {path}: data row {number}, column {column!r}: not valid "
+                f"{dialect.encoding} text (byte 0x{byte:02x}); {_encoding_fix(dialect)}"
+            ) from None
     # The threaded reader does not know line numbers; find the row single-threaded.
     bad_rows.clear()
     with contextlib.suppress(pa.ArrowInvalid):
@@ -211,17 +377,43 @@ def _read_csv(path: Path, role: str) -> pa.Table:
     number, expected, actual = bad_rows[0] if bad_rows else (None, 0, 0)
     # pyarrow counts physical lines from 1, the header being line 1.
     where = f"data row {number - 1}" if number else "a row"
+    if (other := _other_delimiter(header)) is not None:
+        raise InputError(
+            f"{role} file {path}: {where} has {actual} field(s), expected {expected}: the "
+            f"header was read as one column, but it contains {_DELIMITER_NAMES[other]}s "
+            f"{other!r}; give the file's delimiter with {dialect.fix('delimiter', other)}"
+        )
+    name = _DELIMITER_NAMES.get(delimiter, repr(delimiter))
+    how = "as given" if dialect.delimiter else "detected from the file"
     raise InputError(
         f"{role} file {path}: {where} has {actual} field(s), expected {expected} "
-        "(check for an unquoted comma or a missing delimiter)"
+        f"(the delimiter is {name} {delimiter!r}, {how}): quote values that contain it, "
+        f"or give the file's delimiter with {dialect.setting('delimiter')}"
     )
 
 
-def _check_required(table: pa.Table, required: Sequence[str], role: str, name: str) -> None:
+def _other_delimiter(header: Sequence[str]) -> str | None:
+    """The candidate delimiter inside a one-column header: the file was split on the wrong
+    character."""
+    if len(header) != 1:
+        return None
+    return next((d for d in DELIMITER_CANDIDATES if d in header[0]), None)
+
+
+def _check_required(
+    table: pa.Table, required: Sequence[str], role: str, name: str, dialect: CsvDialect
+) -> None:
     available = list(table.column_names)
     missing = [c for c in required if c not in available]
     if not missing:
         return
+    if (other := _other_delimiter(available)) is not None:
+        raise InputError(
+            f"{role} {name}: missing required column(s) "
+            f"{', '.join(repr(c) for c in missing)}: the header was read as one column, "
+            f"but it contains {_DELIMITER_NAMES[other]}s {other!r}; give the file's "
+            f"delimiter with {dialect.fix('delimiter', other)}"
+        )
     hints = []
     folded = {c.strip().lower(): c for c in available}
     for c in missing:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -51,24 +51,47 @@ def group_index(contract: Contract, segment: int, key: int) -> int:
     return segment * len(contract.keys) + key
 
 
+DIGEST_SIZE = 32
+_DUMMY = "dummy"
+
+
 def element_message(key: str, digest: bytes) -> bytes:
     """The hash-to-curve input: the match key and the identifier's SHA-256 digest."""
     return key.encode() + b":" + digest
 
 
+def element_messages(key: str, digests: np.ndarray) -> list[bytes]:
+    """:func:`element_message` of every row of an (n, 32) uint8 digest matrix, built in one
+    buffer instead of n concatenations."""
+    prefix = np.frombuffer(key.encode() + b":", dtype=np.uint8)
+    width = len(prefix) + DIGEST_SIZE
+    matrix = np.empty((len(digests), width), dtype=np.uint8)
+    matrix[:, : len(prefix)] = prefix
+    matrix[:, len(prefix) :] = digests
+    return pieces(matrix.tobytes(), width)
+
+
 def dummy_message() -> bytes:
     """A hash-to-curve input no identifier can produce: fills a record's missing key slot."""
-    return b"dummy:" + secrets.token_bytes(32)
+    return dummy_messages(1)[0]
 
 
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def dummy_messages(count: int) -> list[bytes]:
+    """Hash-to-curve inputs no identifier can produce (``dummy:`` and 32 random bytes from
+    the OS): they fill the key slots a record lacks."""
+    random = np.frombuffer(os.urandom(DIGEST_SIZE * count), dtype=np.uint8)
+    return element_messages(_DUMMY, random.reshape(count, DIGEST_SIZE))
 
 
 def pieces(packed: bytes, size: int) -> list[bytes]:
     """Packed fixed-size values (elements, truncated elements, records) one by one."""
     return [packed[i : i + size] for i in range(0, len(packed), size)]
+
+
+def random_permutation(count: int) -> np.ndarray:
+    """A uniformly random permutation of ``range(count)``: native Fisher-Yates on a CSPRNG
+    seeded by the OS."""
+    return np.frombuffer(_native.permutation(count), dtype="<u8")
 
 
 def split_elements(packed: bytes, size: int, what: str, *, last: bool) -> int:
@@ -83,19 +106,23 @@ def split_elements(packed: bytes, size: int, what: str, *, last: bool) -> int:
     return len(packed) // size
 
 
-def shuffled(items: list[T]) -> list[T]:
-    """The items in a secret random order (native Fisher-Yates on a CSPRNG seeded by the OS)."""
-    order = np.frombuffer(_native.permutation(len(items)), dtype="<u8")
-    return [items[i] for i in order.tolist()]
+def shuffled(items: Sequence[T]) -> list[T]:
+    """The items in a secret random order (:func:`random_permutation`)."""
+    return [items[i] for i in random_permutation(len(items)).tolist()]
 
 
 def shuffled_packed(packed: bytes, size: int) -> bytes:
-    """The ``size``-byte items of ``packed`` in a secret random order, as :func:`shuffled`."""
+    """The ``size``-byte items of ``packed`` in a secret random order (native Fisher-Yates on
+    a CSPRNG seeded by the OS)."""
     return _native.shuffle_packed(packed, size)
 
 
 def truncate(packed: bytes) -> bytes:
-    return b"".join(packed[i : i + TRUNCATED_SIZE] for i in range(0, len(packed), ELEMENT_SIZE))
+    """The first TRUNCATED_SIZE bytes of each ELEMENT_SIZE-byte element."""
+    if len(packed) % ELEMENT_SIZE:
+        raise ProtocolError(f"{len(packed)} bytes is not a whole number of elements")
+    rows = np.frombuffer(packed, dtype=np.uint8).reshape(-1, ELEMENT_SIZE)
+    return rows[:, :TRUNCATED_SIZE].tobytes()
 
 
 class Transcript:

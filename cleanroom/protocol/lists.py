@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,15 +31,22 @@ from cleanroom.identifiers import (
     digest_column,
     drop_repeats,
 )
-from cleanroom.io import boolean_column, load_table, segment_column, source_name, string_column
+from cleanroom.io import (
+    CsvDialect,
+    boolean_column,
+    load_table,
+    segment_column,
+    source_name,
+    string_column,
+)
 from cleanroom.privacy.setdiff import list_sketch
 from cleanroom.protocol.common import (
+    DIGEST_SIZE,
     ELEMENTS_PER_CHUNK,
     chunk_sizes,
-    chunks,
-    dummy_message,
-    element_message,
-    shuffled,
+    dummy_messages,
+    element_messages,
+    random_permutation,
 )
 
 TableSource = str | os.PathLike[str] | pd.DataFrame | pa.Table
@@ -110,6 +118,19 @@ class PreparedList:
     def sketch(self, key: bytes) -> np.ndarray:
         return list_sketch(self.digests, key)
 
+    @cached_property
+    def packed(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """Per key, the digests as an (n, 32) uint8 matrix (zeros where a record has no such
+        key) and the mask of records that have one: what the vectorised steps work on."""
+        missing = bytes(DIGEST_SIZE)
+        out = []
+        for digests in self.digests:
+            present = np.fromiter((d is not None for d in digests), dtype=bool, count=self.size)
+            joined = b"".join(missing if d is None else d for d in digests)
+            matrix = np.frombuffer(joined, dtype=np.uint8).reshape(self.size, DIGEST_SIZE)
+            out.append((matrix, present))
+        return tuple(out)
+
 
 @dataclass(frozen=True)
 class BrandList(PreparedList):
@@ -128,8 +149,7 @@ class BrandList(PreparedList):
     def group_sizes(self, contract: Contract) -> list[int]:
         keys = len(contract.keys)
         sizes = [0] * (len(contract.segments) * keys)
-        for k, digests in enumerate(self.digests):
-            present = np.fromiter((d is not None for d in digests), dtype=bool, count=self.size)
+        for k, (_, present) in enumerate(self.packed):
             counts = np.bincount(
                 self.segments[present].astype(np.int64), minlength=len(contract.segments)
             )
@@ -141,26 +161,30 @@ class BrandList(PreparedList):
         self, cipher: CommutativeCipher, contract: Contract, engine: Engine
     ) -> Iterator[GroupChunk]:
         """Each group in a fresh secret random order, chunks encrypted on the engine's
-        workers while earlier ones are being sent."""
+        workers while earlier ones are being sent (their messages built only then)."""
         keys = len(contract.keys)
-        groups: list[list[bytes]] = [[] for _ in range(len(contract.segments) * keys)]
-        for k, key in enumerate(contract.keys):
-            for digest, segment in zip(self.digests[k], self.segments, strict=True):
-                if digest is not None:
-                    groups[int(segment) * keys + k].append(element_message(key, digest))
-        headers = []  # (segment, key, last) of each chunk, in sending order
-        parts: list[Sequence[bytes]] = []
-        for g, group in enumerate(groups):
-            segment, key = divmod(g, keys)
-            group_parts = list(chunks(shuffled(group), ELEMENTS_PER_CHUNK)) or [[]]
-            headers += [(segment, key, i == len(group_parts) - 1) for i in range(len(group_parts))]
-            parts += group_parts
+        parts: list[tuple[int, int, bool, np.ndarray]] = []  # (segment, key, last, rows)
+        for g in range(len(contract.segments) * keys):
+            segment, k = divmod(g, keys)
+            _, present = self.packed[k]
+            rows = np.flatnonzero(present & (self.segments == segment))
+            rows = rows[random_permutation(len(rows))]
+            starts = range(0, len(rows), ELEMENTS_PER_CHUNK) or range(1)
+            parts += [
+                (segment, k, i == len(starts) - 1, rows[a : a + ELEMENTS_PER_CHUNK])
+                for i, a in enumerate(starts)
+            ]
         dst = contract.hash_to_curve_dst()
-        encrypted = engine.map(
-            hash_and_encrypt, ((len(part), (cipher, part, dst)) for part in parts)
-        )
-        for (segment, key, last), elements in zip(headers, encrypted, strict=True):
-            yield segment, key, last, elements
+
+        def jobs() -> Iterator[tuple[int, tuple[Any, ...]]]:
+            for _, k, _, rows in parts:
+                matrix, _ = self.packed[k]
+                messages = element_messages(contract.keys[k], matrix[rows])
+                yield len(messages), (cipher, messages, dst)
+
+        encrypted = engine.map(hash_and_encrypt, jobs())
+        for (segment, k, last, _), elements in zip(parts, encrypted, strict=True):
+            yield segment, k, last, elements
 
 
 @dataclass(frozen=True)
@@ -173,21 +197,27 @@ class PartnerList(PreparedList):
         self, cipher: CommutativeCipher, contract: Contract, engine: Engine
     ) -> EncryptedRecords:
         """The records in a secret random order."""
-        order = shuffled(list(range(self.size)))
+        order = random_permutation(self.size)
         attributes = self.attributes[order] if self.size else self.attributes
         dst = contract.hash_to_curve_dst()
 
         def jobs() -> Iterator[tuple[int, tuple[Any, ...]]]:
             start = 0
             for size in chunk_sizes(self.size, contract):
-                messages = [
-                    element_message(key, digest)
-                    if (digest := self.digests[k][r]) is not None
-                    else dummy_message()
-                    for r in order[start : start + size]
-                    for k, key in enumerate(contract.keys)
-                ]
+                rows = order[start : start + size]
                 start += size
+                slots = []  # per key, this chunk's messages in record order
+                for (matrix, present), key in zip(self.packed, contract.keys, strict=True):
+                    messages = element_messages(key, matrix[rows])
+                    missing = np.flatnonzero(~present[rows]).tolist()
+                    for i, dummy in zip(missing, dummy_messages(len(missing)), strict=True):
+                        messages[i] = dummy
+                    slots.append(messages)
+                messages = (
+                    slots[0]
+                    if len(slots) == 1
+                    else [m for record in zip(*slots, strict=True) for m in record]
+                )
                 yield len(messages), (cipher, messages, dst)
 
         return EncryptedRecords(attributes, engine.map(hash_and_encrypt, jobs()))
@@ -285,13 +315,17 @@ def _select(per_key: list[list[Digest]], keep: np.ndarray) -> tuple[tuple[Digest
 
 
 def prepare_brand_list(
-    source: TableSource, columns: Mapping[str, str], contract: Contract
+    source: TableSource,
+    columns: Mapping[str, str],
+    contract: Contract,
+    dialect: CsvDialect | None = None,
 ) -> BrandList:
-    """Read and prepare a brand CRM. ``columns`` maps key kinds and ``segment`` to columns."""
+    """Read and prepare a brand CRM. ``columns`` maps key kinds and ``segment`` to columns;
+    ``dialect`` says how a CSV file is written (default: UTF-8, delimiter detected)."""
     name = source_name(source)
     check_mapping(columns, contract, extra=("segment",))
     required = [columns["segment"]] if "segment" in columns else []
-    table = load_table(source, required=required, role="brand CRM")
+    table = load_table(source, required=required, role="brand CRM", dialect=dialect)
     per_key, quality = _digests(table, columns, contract, name)
     labels = segment_column(table, columns.get("segment"), contract.segments, name)
     index = {segment: i for i, segment in enumerate(contract.segments)}
@@ -303,14 +337,18 @@ def prepare_brand_list(
 
 
 def prepare_partner_list(
-    source: TableSource, columns: Mapping[str, str] | None, contract: Contract
+    source: TableSource,
+    columns: Mapping[str, str] | None,
+    contract: Contract,
+    dialect: CsvDialect | None = None,
 ) -> PartnerList:
-    """Read and prepare a partner audience: key columns and the contract's attributes."""
+    """Read and prepare a partner audience: key columns and the contract's attributes;
+    ``dialect`` says how a CSV file is written (default: UTF-8, delimiter detected)."""
     columns = dict(columns or {})
     name = source_name(source)
     check_mapping(columns, contract, extra=())
     attribute_columns = [columns.get(a, a) for a in contract.attributes]
-    table = load_table(source, required=attribute_columns, role="partner audience")
+    table = load_table(source, required=attribute_columns, role="partner audience", dialect=dialect)
     per_key, quality = _digests(table, columns, contract, name)
     attributes = np.zeros((table.num_rows, len(attribute_columns)), dtype=bool)
     for j, column in enumerate(attribute_columns):

@@ -49,9 +49,7 @@ from cleanroom.protocol.common import (
     TRUNCATED_SIZE,
     Transcript,
     chunk_sizes,
-    chunks,
     group_index,
-    pieces,
     shuffled_packed,
     split_elements,
     truncate,
@@ -346,14 +344,17 @@ class PartnerSession:
         # The dummies matching this group, and random filler up to their public maximum.
         dummies = self._z_dummies[g]
         filler = secrets.token_bytes(TRUNCATED_SIZE * (self._z_padding - len(dummies)))
-        packed = b"".join([packed, *dummies, filler])
-        elements = pieces(shuffled_packed(packed, TRUNCATED_SIZE), TRUNCATED_SIZE)
+        packed = shuffled_packed(b"".join([packed, *dummies, filler]), TRUNCATED_SIZE)
         segment, key = divmod(g, self._keys)
-        parts = list(chunks(elements, ELEMENTS_PER_CHUNK)) or [[]]
-        for i, part in enumerate(parts):
+        step = ELEMENTS_PER_CHUNK * TRUNCATED_SIZE
+        starts = range(0, len(packed), step) or range(1)
+        for i, start in enumerate(starts):
             yield pb.PartnerMessage(
                 double_encrypted=pb.DoubleEncryptedChunk(
-                    segment=segment, key=key, elements=b"".join(part), last=i == len(parts) - 1
+                    segment=segment,
+                    key=key,
+                    elements=packed[start : start + step],
+                    last=i == len(starts) - 1,
                 )
             )
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cleanroom.cli_support import check_seconds
 from cleanroom.contract import Contract, load_contract
 from cleanroom.errors import AuthenticationError, InputError
-from cleanroom.io.tables import TABLE_PREFIX
+from cleanroom.io.tables import TABLE_PREFIX, CsvDialect, csv_dialect
 from cleanroom.server.certs import (
     check_pinned,
     fingerprint,
@@ -50,6 +50,7 @@ class ServerConfig:
     hello_timeout: float = DEFAULT_HELLO_TIMEOUT
     metrics_listen: str | None = None  # HOST:PORT for Prometheus metrics; None: not served
     log_format: str = "text"
+    crm_dialect: CsvDialect = field(default_factory=lambda: CsvDialect(style="toml"))
 
 
 _SETTINGS = {
@@ -63,7 +64,7 @@ _SETTINGS = {
         "log_format",
     },
     "tls": {"certificate", "private_key"},
-    "crm": {"path", "columns"},
+    "crm": {"path", "columns", "delimiter", "encoding"},
     "contracts": {"path", "partner_certificate"},
 }
 
@@ -138,6 +139,15 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
             f"{source}: [crm] columns: must map key kinds and 'segment' to column names"
         )
 
+    dialect_settings = {}
+    for key in ("delimiter", "encoding"):
+        if key in crm_table:
+            dialect_settings[key] = _require(crm_table, "crm", key, source)
+    try:
+        crm_dialect = csv_dialect(**dialect_settings, style="toml")
+    except InputError as exc:
+        raise InputError(f"{source}: {exc}") from None
+
     certificate = private_key = None
     brand_fingerprint = brand_signing_key = None
     if not insecure:
@@ -195,6 +205,7 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         hello_timeout=hello_timeout,
         metrics_listen=metrics_listen,
         log_format=log_format,
+        crm_dialect=crm_dialect,
     )
 
 

@@ -44,6 +44,7 @@ from cleanroom.errors import (
     ProtocolError,
     StorageError,
 )
+from cleanroom.io import CsvDialect
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.brand import BrandSession
@@ -442,13 +443,20 @@ def prepare_offers(
         contract = entry.contract
         brand_list: OwnBrandList
         if spark is not None:
+            if config.crm_dialect != CsvDialect(style="toml"):
+                raise InputError(
+                    f"{config.source}: [crm] delimiter and encoding are for the local engine; "
+                    "Spark reads comma-separated UTF-8 CSV files"
+                )
             brand_list = prepare_brand_list_spark(
                 spark, str(config.crm), config.columns, contract, scratch
             )
         elif isinstance(config.crm, str):
             raise InputError(f"[crm] path = {config.crm!r}: a catalog table needs --engine spark")
         else:
-            brand_list = prepare_brand_list(config.crm, config.columns, contract)
+            brand_list = prepare_brand_list(
+                config.crm, config.columns, contract, config.crm_dialect
+            )
         offers[contract.id] = Offer(
             contract=contract,
             brand_list=brand_list,

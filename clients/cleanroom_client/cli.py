@@ -30,6 +30,21 @@ from cleanroom.errors import InputError, Interrupted, StorageError
 DEFAULT_STATE = "partner-state.db"
 DEFAULT_CONNECT_TIMEOUT = 15.0
 
+DelimiterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--delimiter",
+        help="the CSV file's delimiter: one character, or tab (default: detected from the file)",
+        metavar="CHAR",
+    ),
+]
+EncodingOption = Annotated[
+    str,
+    typer.Option(
+        "--encoding", help="the CSV file's text encoding, e.g. latin-1 or cp1252", metavar="NAME"
+    ),
+]
+
 app = typer.Typer(name="cleanroom-client", **TYPER_SETTINGS)
 
 
@@ -94,6 +109,8 @@ def run(
             metavar="KIND=COLUMN",
         ),
     ] = [],  # noqa: B006
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = "utf-8",
     tls_cert: Annotated[
         Path | None,
         typer.Option(
@@ -196,6 +213,9 @@ def run(
     check_workers(workers)
     if not out.parent.exists():
         raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
+    from cleanroom.io import csv_dialect
+
+    dialect = csv_dialect(delimiter, encoding, style="cli")
     with reporting_interrupts():
         client = Client(
             server,
@@ -215,7 +235,7 @@ def run(
         with phases.running():
             phases.advance("reading audience", 0, total=1)
             try:
-                prepared = client.prepare(audience, parse_columns(column))
+                prepared = client.prepare(audience, parse_columns(column), dialect=dialect)
             except KeyboardInterrupt:
                 raise Interrupted(
                     "while reading the audience: no session was opened and no privacy "
@@ -335,6 +355,8 @@ def lookalike(
     ] = [],  # noqa: B006
     noise_multiple: NoiseMultipleOption = 1.0,
     smoothing: SmoothingOption = None,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = "utf-8",
     output_format: Annotated[
         str, typer.Option("--format", help="table or json", metavar="table|json")
     ] = "table",
@@ -351,11 +373,12 @@ def lookalike(
     import numpy as np
     import pandas as pd
 
-    from cleanroom.io import boolean_column, load_table, write_table
+    from cleanroom.io import boolean_column, csv_dialect, load_table, write_table
     from cleanroom.stats.lookalike import LookalikeModel, audience_ids, select_top
     from cleanroom.stats.report import Report
 
     check_format(output_format)
+    dialect = csv_dialect(delimiter, encoding, style="cli")
     released = Report.load(report).to_dict()
     model = LookalikeModel.from_report(
         released, segment, smoothing=smoothing, noise_multiple=noise_multiple
@@ -374,7 +397,12 @@ def lookalike(
             f"{report}: the overlap of {'segment ' + segment if segment else 'the session'} is suppressed"
         )
     attribute_columns = [mapping.get(a, a) for a in model.attributes]
-    table = load_table(audience, required=[id_column, *attribute_columns], role="partner audience")
+    table = load_table(
+        audience,
+        required=[id_column, *attribute_columns],
+        role="partner audience",
+        dialect=dialect,
+    )
     ids = audience_ids(table, id_column, str(audience))
     features = np.zeros((table.num_rows, len(attribute_columns)), dtype=bool)
     for j, attribute_column in enumerate(attribute_columns):

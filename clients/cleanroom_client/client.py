@@ -44,6 +44,7 @@ from cleanroom.errors import (
     StorageError,
 )
 from cleanroom.faults import crash_point
+from cleanroom.io import CsvDialect
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.lists import PartnerList, TableSource, prepare_partner_list
@@ -240,11 +241,22 @@ class Client:
             )
 
     def prepare(
-        self, audience: TableSource | SparkDataFrame, columns: Mapping[str, str] | None = None
+        self,
+        audience: TableSource | SparkDataFrame,
+        columns: Mapping[str, str] | None = None,
+        *,
+        dialect: CsvDialect | None = None,
     ) -> PartnerList | SparkPartnerList:
-        """Read, validate and hash the audience on this side (no network)."""
+        """Read, validate and hash the audience on this side (no network). ``dialect``
+        (:func:`cleanroom.io.csv_dialect`) gives a CSV file's delimiter and encoding; by
+        default the file is UTF-8 and its delimiter is detected."""
         crash_point("partner", "prepare")
         if self.engine == "spark":
+            if dialect is not None and dialect != CsvDialect(style=dialect.style):
+                raise InputError(
+                    f"{dialect.setting('delimiter')} and {dialect.setting('encoding')} are "
+                    "for the local engine; Spark reads comma-separated UTF-8 CSV files"
+                )
             if isinstance(audience, pd.DataFrame | pa.Table):
                 raise InputError(
                     "the Spark engine reads a path, table:NAME or a Spark DataFrame; "
@@ -257,20 +269,21 @@ class Client:
                 self.contract,
                 self.spark_scratch,
             )
-        return prepare_partner_list(audience, columns, self.contract)  # type: ignore[arg-type]
+        return prepare_partner_list(audience, columns, self.contract, dialect)  # type: ignore[arg-type]
 
     def run(
         self,
         audience: TableSource | SparkDataFrame | PartnerList | SparkPartnerList,
         columns: Mapping[str, str] | None = None,
         *,
+        dialect: CsvDialect | None = None,
         progress: Progress | None = None,
     ) -> Report:
         """Run one session and return the released report (also stored in the state DB)."""
         prepared = (
             audience
             if isinstance(audience, PartnerList | SparkPartnerList)
-            else self.prepare(audience, columns)
+            else self.prepare(audience, columns, dialect=dialect)
         )
         try:
             return self._run(prepared, progress)

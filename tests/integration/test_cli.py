@@ -326,3 +326,41 @@ def test_both_parties_sign_the_report_and_tampering_is_detected(site, tmp_path):
         check=False,
     )
     assert broken.returncode == 9 and "differs from the one released" in broken.stderr
+
+
+def test_a_semicolon_latin1_audience_needs_only_its_encoding(site, tmp_path):
+    directory, port = site
+    frame = pd.read_csv(directory / "audience.csv", dtype=str, keep_default_na=False)
+    frame["city"] = "Zürich"  # a byte that is not UTF-8 once saved as Latin-1
+    frame.to_csv(directory / "audience-excel.csv", sep=";", encoding="latin-1", index=False)
+    args = partner_args(port, "--out", str(tmp_path / "r.json"))
+    args[args.index("audience.csv")] = "audience-excel.csv"
+    refused = run(*args, cwd=directory, check=False)
+    assert refused.returncode == 3, refused.stderr
+    assert "audience-excel.csv: data row 1, column 'city': not valid utf-8" in refused.stderr
+    assert "--encoding 'latin-1'" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "r.json").exists()
+    run(*args, "--encoding", "latin-1", cwd=directory)  # the delimiter is detected
+    assert json.loads((tmp_path / "r.json").read_text())["partner_size"] > 0
+    exported = run(
+        tool("cleanroom-client"),
+        "lookalike",
+        "--report",
+        str(tmp_path / "r.json"),
+        "--audience",
+        "audience-excel.csv",
+        "--delimiter",
+        ";",
+        "--encoding",
+        "latin-1",
+        "--size",
+        "50",
+        "--out",
+        str(tmp_path / "top.csv"),
+        "--format",
+        "json",
+        cwd=directory,
+    )
+    assert json.loads(exported.stdout)["exported"] == 50
+    bad = run(*args, "--delimiter", "ab", cwd=directory, check=False)
+    assert bad.returncode == 3 and "--delimiter 'ab': not a delimiter" in bad.stderr

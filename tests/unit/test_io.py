@@ -15,6 +15,7 @@ import pytest
 from cleanroom.errors import InputError
 from cleanroom.io import (
     boolean_column,
+    csv_dialect,
     load_table,
     segment_column,
     source_name,
@@ -165,8 +166,147 @@ def test_load_csv_invalid_utf8(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         load_table(path, role="brand CRM")
     msg = str(err.value)
-    assert "unreadable or corrupt CSV file" in msg and "UTF8" in msg
+    assert f"brand CRM file {path}: data row 1, column 'email': not valid utf-8 text" in msg
+    assert "--encoding" not in msg and "encoding='cp1252'" in msg  # the library's keyword
     assert "jane.doe@example.com" not in msg
+
+
+# ------------------------------------------------------------------ CSV dialects
+
+SEMICOLON_TEXT = (
+    "user_id;email;phone;sports_fan\n"
+    "1;jane@example.com;+12015550123;true\n"
+    '2;"Doe, John <john@example.com>";;false\n'  # a comma inside a value
+    "3;mary@example.com;;true\n"
+)
+
+
+def test_semicolon_file_is_read_with_the_detected_delimiter(tmp_path: Path) -> None:
+    path = write(tmp_path / "audience.csv", SEMICOLON_TEXT)
+    table = load_table(path, required=["sports_fan"], role="partner audience")
+    assert table.column_names == ["user_id", "email", "phone", "sports_fan"]
+    assert table.column("email").to_pylist()[1] == "Doe, John <john@example.com>"
+    assert table.column("sports_fan").to_pylist() == ["true", "false", "true"]
+
+
+@pytest.mark.parametrize(("delimiter", "name"), [("\t", "tab"), ("|", "pipe"), (",", "comma")])
+def test_other_delimiters_are_detected(tmp_path: Path, delimiter: str, name: str) -> None:
+    text = SEMICOLON_TEXT.replace(";", delimiter).replace('"Doe, John <john@example.com>"', "x")
+    table = load_table(write(tmp_path / f"{name}.csv", text), role="partner audience")
+    assert table.column_names == ["user_id", "email", "phone", "sports_fan"]
+    assert table.num_rows == 3
+
+
+def test_one_column_file_is_read_whole(tmp_path: Path) -> None:
+    table = load_table(write(tmp_path / "a.csv", "email\na@example.com\n"), role="brand CRM")
+    assert table.column_names == ["email"] and table.num_rows == 1
+
+
+def test_a_wrong_delimiter_names_the_fix_not_the_whole_header(tmp_path: Path) -> None:
+    plain = write(
+        tmp_path / "plain.csv", SEMICOLON_TEXT.replace('"Doe, John <john@example.com>"', "x")
+    )
+    with pytest.raises(InputError) as err:
+        load_table(
+            plain,
+            required=["sports_fan"],
+            role="partner audience",
+            dialect=csv_dialect(",", style="cli"),
+        )
+    msg = str(err.value)
+    assert msg.startswith(f"partner audience {plain}: missing required column(s) 'sports_fan'")
+    assert "read as one column" in msg and "--delimiter ';'" in msg
+    assert "user_id;email" not in msg
+    quoted = write(tmp_path / "quoted.csv", SEMICOLON_TEXT)  # row 2 splits on its comma
+    with pytest.raises(InputError) as err:
+        load_table(quoted, role="partner audience", dialect=csv_dialect(",", style="cli"))
+    msg = str(err.value)
+    assert "data row 2 has 2 field(s), expected 1: the header was read as one column" in msg
+    assert "--delimiter ';'" in msg and "john" not in msg
+
+
+def test_a_given_delimiter_is_used(tmp_path: Path) -> None:
+    text = "a;b,c\n1;2,3\n4;5,6\n"  # sniffing prefers the comma here (2 consistent columns)
+    path = write(tmp_path / "x.csv", text)
+    assert load_table(path, role="brand CRM").column_names == ["a;b", "c"]
+    table = load_table(path, role="brand CRM", dialect=csv_dialect("semicolon"))
+    assert table.column_names == ["a", "b,c"]
+    assert table.column("b,c").to_pylist() == ["2,3", "5,6"]
+
+
+def test_a_bad_row_names_the_row_and_the_delimiter(tmp_path: Path) -> None:
+    text = "email;phone\njane@example.com;+1\nsecret@example.com;+2;extra\n"
+    path = write(tmp_path / "crm.csv", text)
+    with pytest.raises(InputError) as err:
+        load_table(path, role="brand CRM", dialect=csv_dialect(";", style="cli"))
+    msg = str(err.value)
+    assert "data row 2 has 3 field(s), expected 2" in msg
+    assert "the delimiter is semicolon ';', as given" in msg and "--delimiter" in msg
+    assert "secret" not in msg
+
+
+LATIN1_TEXT = "user_id;email;city\n1;jane@example.com;Zürich\n2;jo@example.com;Málaga\n"
+
+
+def test_latin1_file_names_the_row_column_and_encoding_fix(tmp_path: Path) -> None:
+    path = tmp_path / "audience.csv"
+    path.write_bytes(LATIN1_TEXT.encode("latin-1"))
+    with pytest.raises(InputError) as err:
+        load_table(path, role="partner audience", dialect=csv_dialect(style="cli"))
+    msg = str(err.value)
+    assert f"partner audience file {path}: data row 1, column 'city': not valid utf-8" in msg
+    assert "(byte 0xfc)" in msg
+    assert "--encoding 'cp1252'" in msg and "--encoding 'latin-1'" in msg
+    assert "UTF8 data" not in msg
+
+
+def test_latin1_file_reads_with_its_encoding(tmp_path: Path) -> None:
+    path = tmp_path / "audience.csv.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(LATIN1_TEXT.encode("latin-1"))
+    table = load_table(path, role="partner audience", dialect=csv_dialect(None, "latin-1"))
+    assert table.column("city").to_pylist() == ["Zürich", "Málaga"]
+    assert table.column("email").to_pylist() == ["jane@example.com", "jo@example.com"]
+
+
+def test_a_row_after_a_quoted_line_break_is_counted_right(tmp_path: Path) -> None:
+    text = 'email,note\na@example.com,"two\nlines"\nb@example.com,caf\xe9\n'
+    path = tmp_path / "crm.csv"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(InputError, match=r"data row 2, column 'note': not valid utf-8"):
+        load_table(path, role="brand CRM")
+
+
+def test_non_utf8_header_names_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "crm.csv"
+    path.write_bytes("email;prénom\na@example.com;x\n".encode("cp1252"))
+    with pytest.raises(InputError) as err:
+        load_table(path, role="brand CRM", dialect=csv_dialect(style="toml"))
+    msg = str(err.value)
+    assert "the header row is not valid utf-8 (byte 0xe9 at position 9)" in msg
+    assert 'encoding = "cp1252" in [crm]' in msg
+    table = load_table(path, role="brand CRM", dialect=csv_dialect(encoding="cp1252"))
+    assert table.column_names == ["email", "prénom"]
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "encoding", "message"),
+    [
+        ("ab", None, "--delimiter 'ab': not a delimiter"),
+        ('"', None, "not a delimiter"),
+        (None, "klingon", "--encoding 'klingon': unknown encoding"),
+    ],
+)
+def test_bad_dialect_options(delimiter: str | None, encoding: str | None, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        csv_dialect(delimiter, encoding, style="cli")
+
+
+def test_dialect_aliases() -> None:
+    assert csv_dialect("tab").delimiter == "\t"
+    assert csv_dialect("\\t").delimiter == "\t"
+    assert csv_dialect("").delimiter is None
+    assert csv_dialect(None, " latin-1 ").encoding == "latin-1"
 
 
 def test_load_csv_empty_and_duplicate_header(tmp_path: Path) -> None:

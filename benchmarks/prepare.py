@@ -1,0 +1,92 @@
+"""Everything of a session but the cryptography, in one process: reading, normalising,
+hashing and de-duplicating each side's list, its sketch, and building the messages that go
+to hash-to-curve (with the hash-to-curve and exponentiation replaced by a stub that returns
+zero bytes, so only the Python around them is timed), then truncating and reshuffling Z.
+
+Run from the repository root: python -m benchmarks.prepare --n 1000000 [--attributes]
+It writes the lists the way benchmarks/run.py does (to a temporary directory, removed at the
+end) and prints the best of --repeat runs of each step, in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.run import ATTRIBUTES, write_lists
+from cleanroom.contract import parse_contract
+from cleanroom.demo import contract_text
+from cleanroom.engine import INLINE
+from cleanroom.protocol import lists
+from cleanroom.protocol.common import ELEMENT_SIZE, TRUNCATED_SIZE, shuffled_rows, truncate
+
+
+def stub_hash_and_encrypt(cipher: object, messages: list[bytes], dst: bytes) -> bytes:
+    return bytes(ELEMENT_SIZE * len(messages))
+
+
+def best_of(repeat: int, step: Callable[[], Any]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="records per side")
+    parser.add_argument("--attributes", action="store_true", help="20 attributes at 20%%")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(prefix="cleanroom-prepare-"))
+    try:
+        write_lists(directory, args.n, "fast")
+        attributes = ATTRIBUTES if args.attributes else ()
+        contract = parse_contract(
+            contract_text(
+                "a" * 64, "b" * 64, segments=("all",), attributes=attributes, keys=("email",)
+            ).encode()
+        )
+        audience = directory / ("audience-attrs.csv" if args.attributes else "audience.csv")
+        crm = directory / "crm.csv"
+        lists.hash_and_encrypt = stub_hash_and_encrypt  # type: ignore[assignment]
+        partner = lists.prepare_partner_list(audience, {}, contract)
+        brand = lists.prepare_brand_list(crm, {"email": "email"}, contract)
+        packed = secrets.token_bytes(ELEMENT_SIZE * args.n)
+        z = truncate(packed)
+        steps: dict[str, Callable[[], Any]] = {
+            "partner: read, normalise, SHA-256, de-duplicate": lambda: lists.prepare_partner_list(
+                audience, {}, contract
+            ),
+            "brand: read, normalise, SHA-256, de-duplicate": lambda: lists.prepare_brand_list(
+                crm, {"email": "email"}, contract
+            ),
+            "sketch (one side)": lambda: brand.sketch(os.urandom(32)),
+            "brand: shuffle groups, build E's messages": lambda: [
+                c
+                for c in brand.encrypt(None, contract, INLINE)  # type: ignore[arg-type]
+            ],
+            "partner: shuffle records, build W's messages": lambda: list(
+                partner.encrypt(None, contract, INLINE).chunks  # type: ignore[arg-type]
+            ),
+            "partner: truncate Z": lambda: truncate(packed),
+            "partner: reshuffle Z": lambda: shuffled_rows(z, TRUNCATED_SIZE),
+        }
+        print(f"n = {args.n:,} per side, best of {args.repeat}")
+        for name, step in steps.items():
+            print(f"  {name:48s} {best_of(args.repeat, step):7.3f} s")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
