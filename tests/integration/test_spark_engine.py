@@ -1,13 +1,26 @@
-"""The Spark engine (Spark local mode) prepares the same lists and releases the same report
-as the single-machine engine, with the same errors on bad input."""
+"""The Spark engine prepares the same lists and releases the same report as the
+single-machine engine, with the same errors on bad input.
+
+The in-process tests run on a standalone Spark cluster that the module starts on loopback
+(a master and a worker with one core, each a separate JVM, executors in a third); the CLI
+test runs both parties' Spark jobs in local mode, Spark's default. A standalone worker with
+one core serves one application at a time, so the two CLIs could not share it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,34 +37,134 @@ from cleanroom.store.state import StateStore
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.spark,
+    pytest.mark.xdist_group("spark"),  # one cluster and one Spark session for the module
     pytest.mark.skipif(
         shutil.which("java") is None and not os.environ.get("JAVA_HOME"),
         reason="the Spark engine needs Java 17+ and none is installed (no java on PATH, no JAVA_HOME)",
     ),
 ]
 
-# Local mode on loopback only, no web UI, few shuffle partitions for small data.
+# Loopback only, no web UI, few shuffle partitions for small data.
+LOOPBACK_ARGS = (
+    "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
+    " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4"
+)
 SPARK_ENV = {
     "SPARK_LOCAL_IP": "127.0.0.1",
-    "PYSPARK_SUBMIT_ARGS": "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
-    " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4 pyspark-shell",
+    "PYSPARK_PYTHON": sys.executable,
+    "PYSPARK_SUBMIT_ARGS": f"{LOOPBACK_ARGS} pyspark-shell",  # local mode
 }
+CLUSTER_START_SECONDS = 180
+
+
+def wait_for_log(process: subprocess.Popen, log: Path, pattern: str) -> re.Match[str]:
+    """The first match of *pattern* in the daemon's log; fails if it exits or takes too long."""
+    deadline = time.monotonic() + CLUSTER_START_SECONDS
+    while time.monotonic() < deadline:
+        match = re.search(pattern, log.read_text(errors="replace"))
+        if match:
+            return match
+        if process.poll() is not None:
+            raise AssertionError(f"{log.name}: exited with {process.returncode}:\n{log.read_text()}")
+        time.sleep(0.2)
+    raise AssertionError(f"{log.name}: no {pattern!r} within {CLUSTER_START_SECONDS} s")
+
+
+def stop_daemon(process: subprocess.Popen) -> None:
+    """SIGTERM to the daemon's process group (its executors included), SIGKILL if it lingers."""
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):  # an executor that outlived its worker
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def standalone_cluster(directory: Path) -> Iterator[str]:
+    """A Spark standalone master and one worker (1 core, 1 GiB) on loopback, ports chosen by
+    the OS and read from the logs; yields the master URL and stops both whatever happens."""
+    import pyspark
+
+    spark_class = str(Path(pyspark.__file__).parent / "bin" / "spark-class")
+    env = {
+        **os.environ,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",  # no REST server on 6066
+    }
+    daemons: list[subprocess.Popen] = []
+
+    def launch(name: str, *args: str) -> tuple[subprocess.Popen, Path]:
+        log = directory / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [spark_class, *args],
+                cwd=directory,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so teardown reaches executors
+            )
+        daemons.append(process)
+        return process, log
+
+    loopback = ("--host", "127.0.0.1", "--port", "0", "--webui-port", "0")
+    try:
+        master, log = launch("master", "org.apache.spark.deploy.master.Master", *loopback)
+        url = wait_for_log(master, log, r"Starting Spark master at (spark://127\.0\.0\.1:\d+)")[1]
+        worker, log = launch(
+            "worker",
+            "org.apache.spark.deploy.worker.Worker",
+            *loopback,
+            *("--cores", "1", "--memory", "1g", "--work-dir", str(directory / "work"), url),
+        )
+        wait_for_log(worker, log, r"Successfully registered with master")
+        yield url
+    finally:
+        for process in reversed(daemons):
+            stop_daemon(process)
 
 
 @pytest.fixture(scope="module")
-def spark():
+def cluster(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """The standalone cluster's master URL and its directory (logs, the worker's work dir)."""
+    directory = tmp_path_factory.mktemp("spark-cluster")
+    with standalone_cluster(directory) as url:
+        yield url, directory
+
+
+@pytest.fixture(scope="module")
+def spark(cluster):
+    """One Spark session for the module, its executors on the standalone cluster; the
+    master comes from PYSPARK_SUBMIT_ARGS as a user would set it (docs/howto/spark.md)."""
     from cleanroom.spark import start_spark
 
-    saved = {name: os.environ.get(name) for name in SPARK_ENV}
-    os.environ.update(SPARK_ENV)
-    session = start_spark("cleanroom-tests")
-    yield session
-    session.stop()
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    url, _ = cluster
+    env = {
+        **SPARK_ENV,
+        "PYSPARK_SUBMIT_ARGS": f"--master {url} {LOOPBACK_ARGS}"
+        " --conf spark.executor.memory=512m --conf spark.cores.max=1 pyspark-shell",
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        session = start_spark("cleanroom-tests")
+        try:
+            yield session
+        finally:
+            session.stop()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +248,15 @@ def test_spark_prepares_the_same_lists_as_the_local_engine(files, contract, spar
     key = b"sketch key of this party's state"
     assert (spark_brand.sketch(key) == local_brand.sketch(key)).all()
     assert (spark_partner.sketch(key) == local_partner.sketch(key)).all()
+
+
+def test_the_jobs_run_on_the_standalone_cluster(spark, cluster, spark_lists):
+    """The module's jobs ran in the worker's one executor, not in the driver."""
+    url, directory = cluster
+    assert spark.sparkContext.master == url
+    executor_logs = list((directory / "work").glob("app-*/*/stderr"))
+    assert len(executor_logs) == 1
+    assert re.search(r"Executor: Finished task", executor_logs[0].read_text(errors="replace"))
 
 
 def test_spark_sessions_release_the_single_machine_report(
