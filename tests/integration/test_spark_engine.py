@@ -1,17 +1,15 @@
 """The Spark engine prepares the same lists and releases the same report as the
 single-machine engine, with the same errors on bad input.
 
-The in-process tests run on a standalone Spark cluster that the module starts on loopback
-(a master and a worker with one core, each a separate JVM, executors in a third); the CLI
-test runs both parties' Spark jobs in local mode, Spark's default. A standalone worker with
-one core serves one application at a time, so the two CLIs could not share it.
+These tests run on a standalone Spark cluster that the module starts on loopback (a master
+and a worker with one core, each a separate JVM, the executor a third);
+test_spark_cli.py runs both CLIs in local mode, Spark's default.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -24,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from support import BRAND_COLUMNS, partner_args, start_server, stop_server
+from support import BRAND_COLUMNS
 
-from cleanroom.demo import synthetic_lists, write_demo_files
+from cleanroom.demo import synthetic_lists
 from cleanroom.errors import InputError
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.inprocess import run_in_process
@@ -44,16 +42,12 @@ pytestmark = [
     ),
 ]
 
-# Loopback only, no web UI, few shuffle partitions for small data.
-LOOPBACK_ARGS = (
+# The driver on loopback, no web UI, few shuffle partitions for small data, one small executor.
+DRIVER_ARGS = (
     "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
     " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4"
+    " --conf spark.executor.memory=512m --conf spark.cores.max=1"
 )
-SPARK_ENV = {
-    "SPARK_LOCAL_IP": "127.0.0.1",
-    "PYSPARK_PYTHON": sys.executable,
-    "PYSPARK_SUBMIT_ARGS": f"{LOOPBACK_ARGS} pyspark-shell",  # local mode
-}
 CLUSTER_START_SECONDS = 180
 
 
@@ -65,7 +59,9 @@ def wait_for_log(process: subprocess.Popen, log: Path, pattern: str) -> re.Match
         if match:
             return match
         if process.poll() is not None:
-            raise AssertionError(f"{log.name}: exited with {process.returncode}:\n{log.read_text()}")
+            raise AssertionError(
+                f"{log.name}: exited with {process.returncode}:\n{log.read_text()}"
+            )
         time.sleep(0.2)
     raise AssertionError(f"{log.name}: no {pattern!r} within {CLUSTER_START_SECONDS} s")
 
@@ -147,9 +143,9 @@ def spark(cluster):
 
     url, _ = cluster
     env = {
-        **SPARK_ENV,
-        "PYSPARK_SUBMIT_ARGS": f"--master {url} {LOOPBACK_ARGS}"
-        " --conf spark.executor.memory=512m --conf spark.cores.max=1 pyspark-shell",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_SUBMIT_ARGS": f"--master {url} {DRIVER_ARGS} pyspark-shell",
     }
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
@@ -217,6 +213,15 @@ def spark_lists(spark, files, contract, scratch):
     partner.close()
 
 
+@pytest.fixture(scope="module")
+def local_lists(files, contract):
+    """The same files prepared by the single-machine engine: what Spark must reproduce."""
+    crm, audience = str(files / "crm.parquet"), str(files / "audience.parquet")
+    return prepare_brand_list(crm, BRAND_COLUMNS, contract), prepare_partner_list(
+        audience, None, contract
+    )
+
+
 def without_session_fields(report: dict) -> dict:
     return {
         key: value
@@ -233,11 +238,9 @@ def released(contract, brand_list, partner_list, directory, tag) -> dict:
     return without_session_fields(brand.report)
 
 
-def test_spark_prepares_the_same_lists_as_the_local_engine(files, contract, spark_lists):
+def test_spark_prepares_the_same_lists_as_the_local_engine(contract, spark_lists, local_lists):
     spark_brand, spark_partner = spark_lists
-    crm, audience = str(files / "crm.parquet"), str(files / "audience.parquet")
-    local_brand = prepare_brand_list(crm, BRAND_COLUMNS, contract)
-    local_partner = prepare_partner_list(audience, None, contract)
+    local_brand, local_partner = local_lists
     assert local_brand.quality["email"]["duplicates"] > 100  # de-duplication is exercised
     assert spark_brand.quality == local_brand.quality
     assert spark_brand.size == local_brand.size
@@ -260,12 +263,10 @@ def test_the_jobs_run_on_the_standalone_cluster(spark, cluster, spark_lists):
 
 
 def test_spark_sessions_release_the_single_machine_report(
-    files, contract, spark_lists, scratch, tmp_path
+    contract, spark_lists, local_lists, scratch, tmp_path
 ):
     spark_brand, spark_partner = spark_lists
-    crm, audience = str(files / "crm.parquet"), str(files / "audience.parquet")
-    local_brand = prepare_brand_list(crm, BRAND_COLUMNS, contract)
-    local_partner = prepare_partner_list(audience, None, contract)
+    local_brand, local_partner = local_lists
     expected = released(contract, local_brand, local_partner, tmp_path, "local")
     assert expected["overlap"]["total"] > 300
     assert released(contract, spark_brand, spark_partner, tmp_path, "spark") == expected
@@ -335,40 +336,3 @@ def test_spark_bad_input_fails_like_the_local_engine(spark, files, contract, tmp
         assert audience_path in str(remote.value)
     else:
         assert str(remote.value) == str(local.value)
-
-
-def test_cli_engine_spark_on_both_sides_matches_the_local_engine(tmp_path):
-    """``cleanroom serve --engine spark`` and ``cleanroom-client run --engine spark`` as real
-    processes over mutual TLS, on Parquet files, release the local engine's figures."""
-    write_demo_files(tmp_path, brand_records=1200, partner_records=2000, min_set_size=20)
-    contract = tmp_path / "contract.toml"
-    contract.write_text(contract.read_text().replace('"discrete_laplace"', '"none"'))
-    pd.read_csv(tmp_path / "crm.csv", dtype=str).to_parquet(tmp_path / "crm.parquet")
-    pd.read_csv(tmp_path / "audience.csv").to_parquet(tmp_path / "audience.parquet")
-    config = tmp_path / "brand.toml"
-    config.write_text(config.read_text().replace("crm.csv", "crm.parquet"))
-
-    def session(engine: str, out: str) -> dict:
-        server, port = start_server(tmp_path, SPARK_ENV, extra=("--engine", engine))
-        try:
-            args = partner_args(port, "--out", out, "--engine", engine, "--quiet")
-            args[args.index("audience.csv")] = "audience.parquet"
-            result = subprocess.run(
-                args,
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                env={**os.environ, **SPARK_ENV},
-            )
-        finally:
-            stop_server(server)
-        assert result.returncode == 0, result.stderr
-        return json.loads((tmp_path / out).read_text())
-
-    local = session("local", "local.json")
-    remote = session("spark", "spark.json")
-    assert remote["overlap"] == local["overlap"]
-    assert remote["overlap"]["total"] > 200
-    assert remote["attributes"] == local["attributes"]
-    assert remote["partner_size"] == local["partner_size"]
