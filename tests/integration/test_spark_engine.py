@@ -9,6 +9,7 @@ test_spark_cli.py runs both CLIs in local mode, Spark's default.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import re
@@ -35,7 +36,6 @@ from cleanroom.store.state import StateStore
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.spark,
-    pytest.mark.xdist_group("spark"),  # one cluster and one Spark session for the module
     pytest.mark.skipif(
         shutil.which("java") is None and not os.environ.get("JAVA_HOME"),
         reason="the Spark engine needs Java 17+ and none is installed (no java on PATH, no JAVA_HOME)",
@@ -49,6 +49,7 @@ DRIVER_ARGS = (
     " --conf spark.executor.memory=512m --conf spark.cores.max=1"
 )
 CLUSTER_START_SECONDS = 180
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def wait_for_log(process: subprocess.Popen, log: Path, pattern: str) -> re.Match[str]:
@@ -80,6 +81,14 @@ def stop_daemon(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+def detach_and_die_with_parent() -> None:
+    """In the daemon before exec: its own process group (so teardown reaches its executors)
+    and, on Linux, SIGTERM when the test process dies, even by SIGKILL."""
+    os.setsid()
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def standalone_cluster(directory: Path) -> Iterator[str]:
     """A Spark standalone master and one worker (1 core, 1 GiB) on loopback, ports chosen by
@@ -105,7 +114,7 @@ def standalone_cluster(directory: Path) -> Iterator[str]:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so teardown reaches executors
+                preexec_fn=detach_and_die_with_parent,
             )
         daemons.append(process)
         return process, log
