@@ -86,12 +86,12 @@ def check_seconds(value: object, what: str) -> float:
 
 
 def check_workers(value: object) -> int | None:
-    """``--workers``: 0 (or None) means every core, else that many processes."""
+    """``--workers``: 0 (or None) means every core, else that many threads."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InputError(
-            f"--workers: must be 0 (every core) or a number of processes, not {value!r}"
+            f"--workers: must be 0 (every core) or a number of threads, not {value!r}"
         )
     return value or None
 

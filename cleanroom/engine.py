@@ -1,69 +1,80 @@
-"""Where the per-record cryptography of a session runs: in this process, or on every core.
+"""Where the per-record cryptography of a session runs: in this process, on every core.
 
 Every heavy step of the protocol is a pure function of a key and a batch (hash to curve and
 exponentiate, exponentiate, encrypt indicators, validate and sum ciphertexts), so the state
-machines hand batches to an :class:`Engine` and get futures back. The partner starts
-exponentiating the brand's first chunk while later chunks are still arriving, and so on
-for every round. Worker processes are started with ``spawn`` (never ``fork``: the parent
-runs gRPC threads) on first use, and batches too small to be worth the round trip run
-inline.
+machines hand batches to an :class:`Engine` and get futures back. The batch functions call
+the native core (``cleanroom._native``), which releases the GIL and spreads each batch over
+``workers`` rayon threads. The engine runs them on one background thread, so the partner
+exponentiates the brand's first chunk while later chunks are still arriving, and so on for
+every round. There are no worker processes: nothing is pickled, no key leaves the process,
+nothing outlives a killed party, and a plain script needs no ``__main__`` guard.
 """
 
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from threading import Lock
 from typing import Any, TypeVar
 
 import numpy as np
 
+from cleanroom import _native
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.crypto.elgamal import ElGamalPrivateKey, add, check_encodings, sum_by_mask
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 
 R = TypeVar("R")
-INLINE_BELOW = 2048  # elements: below this a batch is not worth starting or feeding a worker
+INLINE_BELOW = (
+    2048  # elements: below this a batch runs on the caller's thread, not in the background
+)
+IN_FLIGHT = 2  # jobs of a map submitted ahead: one computing while the next is queued
 
 
 class Engine:
-    """Runs batch functions inline (``workers=1``) or in a pool of worker processes."""
+    """Runs batch functions on a background thread whose native calls use ``workers``
+    threads (``workers=1``: inline on the caller's thread, one core)."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
-        self._pool: ProcessPoolExecutor | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._lock = Lock()
 
-    def _executor(self) -> ProcessPoolExecutor:
+    def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    self.workers, mp_context=multiprocessing.get_context("spawn")
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(
+                    1,
+                    thread_name_prefix="cleanroom-engine",
+                    initializer=_native.bind_threads,
+                    initargs=(self.workers,),
                 )
-            return self._pool
+            return self._thread
 
     def submit(self, size: int, fn: Callable[..., R], *args: Any) -> Future[R]:
-        """Run ``fn(*args)`` on a worker (or inline for a batch of ``size`` < INLINE_BELOW)."""
+        """Run ``fn(*args)`` in the background (or inline for a batch of ``size`` < INLINE_BELOW)."""
         if self.workers > 1 and size >= INLINE_BELOW:
             return self._executor().submit(fn, *args)
         done: Future[R] = Future()
+        previous = _native.bind_threads(self.workers)
         try:
             done.set_result(fn(*args))
         except BaseException as exc:
             done.set_exception(exc)
+        finally:
+            _native.bind_threads(previous)
         return done
 
     def map(self, fn: Callable[..., R], jobs: Iterable[tuple[int, tuple[Any, ...]]]) -> Iterator[R]:
-        """Results of ``fn(*args)`` for each ``(size, args)`` job, in order, at most two per
-        worker in flight, so memory stays bounded however long the input is."""
-        pending: deque[Future[R]] = deque()
+        """Results of ``fn(*args)`` for each ``(size, args)`` job, in order, at most
+        IN_FLIGHT ahead, so memory stays bounded however long the input is."""
         jobs = iter(jobs)
-        for size, args in itertools.islice(jobs, 2 * self.workers):
-            pending.append(self.submit(size, fn, *args))
+        pending: deque[Future[R]] = deque(
+            self.submit(size, fn, *args) for size, args in itertools.islice(jobs, IN_FLIGHT)
+        )
         while pending:
             result = pending.popleft().result()
             for size, args in itertools.islice(jobs, 1):
@@ -72,15 +83,15 @@ class Engine:
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(cancel_futures=True)
-                self._pool = None
+            if self._thread is not None:
+                self._thread.shutdown(cancel_futures=True)
+                self._thread = None
 
 
 INLINE = Engine(workers=1)
 
 
-# -- the batch functions the workers run (module level, so they pickle by name) -------------
+# -- the batch functions the engine runs ------------------------------------------------------
 
 
 def hash_and_encrypt(cipher: CommutativeCipher, messages: Sequence[bytes], dst: bytes) -> bytes:

@@ -72,8 +72,8 @@ class CryptoError(ProtocolError):
         super().__init__("invalid cryptographic element received from the peer")
 
     def __reduce__(self) -> tuple[type[CryptoError], tuple[()]]:
-        """Raised on worker processes too: unpickle without the message argument, or the
-        process pool breaks for every later session."""
+        """Raised on Spark executors too: unpickle without the message argument, or the job
+        fails with a TypeError instead of this error."""
         return (type(self), ())
 
 

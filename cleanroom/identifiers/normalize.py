@@ -50,7 +50,6 @@ from __future__ import annotations
 import binascii
 import hashlib
 import importlib
-import itertools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +59,7 @@ import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cleanroom import _native
 from cleanroom.errors import ContractError, InputError
 
 
@@ -353,18 +353,17 @@ def to_string_array(values: Any) -> pa.Array:
 
 
 def _digests_of(strings: pa.Array) -> list[bytes]:
-    """SHA-256 of every (non-null) UTF-8 string in *strings*, straight from Arrow buffers."""
+    """SHA-256 of every (non-null) UTF-8 string in *strings*, straight from Arrow buffers,
+    natively (native/src/sha256.rs)."""
     n = len(strings)
     if n == 0:
         return []
     offsets_dtype = np.int64 if pa.types.is_large_string(strings.type) else np.int32
     buffers = strings.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=offsets_dtype)[
-        strings.offset : strings.offset + n + 1
-    ].tolist()
-    data = memoryview(buffers[2]) if buffers[2] is not None else memoryview(b"")
-    h = _sha256
-    return [h(data[a:b]).digest() for a, b in itertools.pairwise(offsets)]
+    offsets = np.frombuffer(buffers[1], dtype=offsets_dtype)[strings.offset : strings.offset + n + 1]
+    data = buffers[2].to_pybytes() if buffers[2] is not None else b""
+    packed = _native.sha256_spans(data, offsets.astype("<i8").tobytes())
+    return [packed[i : i + 32] for i in range(0, len(packed), 32)]
 
 
 def _to_numpy_bool(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -22,13 +22,13 @@ on purpose the protection is the semi-honest assumption, not this check.
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cleanroom import _native
 from cleanroom.errors import PolicyError
 
 if TYPE_CHECKING:
@@ -36,29 +36,17 @@ if TYPE_CHECKING:
     from cleanroom.store.state import StateStore
 
 BUCKETS = 1 << 16
-_EMPTY = b"-"
 
 
 def list_sketch(digests: Sequence[Sequence[bytes | None]], key: bytes) -> np.ndarray:
-    """Bucket counts of the records (a record is the tuple of its digests, one per key)."""
-    counts = np.zeros(BUCKETS, dtype=np.uint32)
-    if not digests or not len(digests[0]):
-        return counts
-    buckets = np.fromiter(
-        (
-            int.from_bytes(
-                hashlib.blake2b(
-                    b"|".join(d or _EMPTY for d in record), key=key, digest_size=4
-                ).digest(),
-                "little",
-            )
-            % BUCKETS
-            for record in zip(*digests, strict=True)
-        ),
-        dtype=np.int64,
-        count=len(digests[0]),
-    )
-    np.add.at(counts, buckets, 1)
+    """Bucket counts of the records (a record is the tuple of its digests, one per key).
+
+    Natively (native/src/sketch.rs), on the calling engine's threads: record r is counted in
+    bucket int.from_bytes(blake2b(b"|".join(d or b"-" for d in record), key=key,
+    digest_size=4), "little") % BUCKETS.
+    """
+    counts = np.frombuffer(_native.list_sketch(digests, key), dtype="<u4").astype(np.uint32)
+    assert len(counts) == BUCKETS
     return counts
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from cleanroom import _native
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
@@ -59,33 +60,27 @@ class Phase(enum.Enum):
 
 
 class _MatchTable:
-    """Truncated Z elements of one match key, sorted, with the segment of each."""
+    """Truncated Z elements of one match key, with the segment of each; looked up natively
+    (a sorted table and binary search, native/src/lookup.rs)."""
 
     def __init__(self) -> None:
         self._parts: list[tuple[bytes, int]] = []
-        self.sorted: np.ndarray = np.empty(0, dtype=f"S{TRUNCATED_SIZE}")
-        self.segment_of: np.ndarray = np.empty(0, dtype=np.int8)
+        self._table = _native.MatchTable(b"", b"", TRUNCATED_SIZE)
 
     def add(self, packed: bytes, segment: int) -> None:
         self._parts.append((packed, segment))
 
     def freeze(self) -> None:
-        values = np.frombuffer(b"".join(p for p, _ in self._parts), dtype=f"S{TRUNCATED_SIZE}")
-        segments = np.concatenate(
-            [np.full(len(p) // TRUNCATED_SIZE, s, dtype=np.int8) for p, s in self._parts]
-            or [np.empty(0, dtype=np.int8)]
+        values = b"".join(p for p, _ in self._parts)
+        segments = b"".join(
+            np.full(len(p) // TRUNCATED_SIZE, s, dtype=np.int8).tobytes() for p, s in self._parts
         )
-        order = np.argsort(values, kind="stable")
-        self.sorted, self.segment_of = values[order], segments[order]
+        self._table = _native.MatchTable(values, segments, TRUNCATED_SIZE)
         self._parts = []
 
     def lookup(self, values: np.ndarray) -> np.ndarray:
         """Segment index of each value, or -1 where it is not in the table."""
-        if not len(self.sorted):
-            return np.full(len(values), -1, dtype=np.int8)
-        position = np.minimum(np.searchsorted(self.sorted, values), len(self.sorted) - 1)
-        found = self.sorted[position] == values
-        return np.where(found, self.segment_of[position], -1).astype(np.int8)
+        return np.frombuffer(self._table.lookup(values.tobytes()), dtype=np.int8)
 
 
 class BrandSession:

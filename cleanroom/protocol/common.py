@@ -7,8 +7,10 @@ import secrets
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
+import numpy as np
 from google.protobuf.message import Message
 
+from cleanroom import _native
 from cleanroom.contract import Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
@@ -78,8 +80,14 @@ def split_elements(packed: bytes, size: int, what: str, *, last: bool) -> int:
 
 
 def shuffled(items: list[T]) -> list[T]:
-    secrets.SystemRandom().shuffle(items)
-    return items
+    """The items in a secret random order (native Fisher-Yates on a CSPRNG seeded by the OS)."""
+    order = np.frombuffer(_native.permutation(len(items)), dtype="<u8")
+    return [items[i] for i in order.tolist()]
+
+
+def shuffled_packed(packed: bytes, size: int) -> bytes:
+    """The ``size``-byte items of ``packed`` in a secret random order, as :func:`shuffled`."""
+    return _native.shuffle_packed(packed, size)
 
 
 def truncate(packed: bytes) -> bytes:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import enum
 import json
 import re
-import secrets
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -45,6 +44,7 @@ from cleanroom.protocol.common import (
     chunks,
     group_index,
     pieces,
+    shuffled_packed,
     split_elements,
     truncate,
 )
@@ -274,8 +274,7 @@ class PartnerSession:
     def _reshuffled(self, g: int) -> Iterator[pb.PartnerMessage]:
         packed = b"".join(truncate(part.result()) for part in self._z_parts[g])
         self._z_parts[g] = []
-        elements = pieces(packed, TRUNCATED_SIZE)
-        secrets.SystemRandom().shuffle(elements)
+        elements = pieces(shuffled_packed(packed, TRUNCATED_SIZE), TRUNCATED_SIZE)
         segment, key = divmod(g, self._keys)
         parts = list(chunks(elements, ELEMENTS_PER_CHUNK)) or [[]]
         for i, part in enumerate(parts):

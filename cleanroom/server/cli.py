@@ -54,7 +54,7 @@ def serve(
     config: Annotated[Path, typer.Option("--config", help="brand server config (TOML)")],
     insecure: Annotated[bool, typer.Option("--insecure", help="plain TCP, loopback only")] = False,
     workers: Annotated[
-        int, typer.Option("--workers", help="processes for the crypto (default: every core)")
+        int, typer.Option("--workers", help="threads for the crypto (default: every core)")
     ] = 0,
     engine_name: Annotated[
         str, typer.Option("--engine", help="local, or spark: the CRM's per-record work on Spark")
@@ -122,6 +122,26 @@ def demo(
     from cleanroom.demo import run_demo
 
     run_demo(directory, brand_records=brand_records, partner_records=partner_records, quiet=quiet)
+
+
+@app.command()
+def doctor(
+    workers: Annotated[
+        int, typer.Option("--workers", help="threads a session would use (default: every core)")
+    ] = 0,
+    output_format: FormatOption = "table",
+) -> None:
+    """Check the native core: its version, the active X25519 path and why, the thread count."""
+    from cleanroom.native import describe
+
+    check_format(output_format)
+    facts = describe(check_workers(workers))
+    if output_format == "json":
+        print_json(facts)
+        return
+    print(f"native core   cleanroom._native {facts['native_core']}")
+    print(f"x25519        {facts['x25519_path']}: {facts['x25519_reason']}")
+    print(f"threads       {facts['threads']}")
 
 
 @contract_app.command("hash")

@@ -71,7 +71,7 @@ def run(
         typer.Option("--connect-timeout", help="seconds the server has to answer at the start"),
     ] = DEFAULT_CONNECT_TIMEOUT,
     workers: Annotated[
-        int, typer.Option("--workers", help="processes for the crypto (default: every core)")
+        int, typer.Option("--workers", help="threads for the crypto (default: every core)")
     ] = 0,
     engine: Annotated[
         str,

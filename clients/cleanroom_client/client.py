@@ -125,7 +125,7 @@ class Client:
     ) -> None:
         """``connect_timeout``: seconds the server has to answer before the session starts;
         ``idle_timeout``: seconds a session may go without a message either way;
-        ``workers``: processes for the per-record crypto (default or 0: every core);
+        ``workers``: threads for the per-record crypto (default or 0: every core);
         ``engine="spark"``: prepare and encrypt the audience as Spark jobs
         (:mod:`cleanroom.spark`), the audience being a Parquet or CSV path, ``table:NAME``
         or a Spark DataFrame; ``spark_scratch``: where those jobs write each session's

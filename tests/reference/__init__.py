@@ -1,0 +1,1 @@
+"""Pure-Python implementations kept as oracles for the native core (cleanroom._native)."""
