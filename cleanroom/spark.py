@@ -24,13 +24,19 @@ this party's own elements under that key until the session has streamed them; bo
 on this party's cluster. On a shared cluster turn on Spark's RPC and spill encryption
 (``spark.network.crypto.enabled``, ``spark.io.encryption.enabled``): docs/threat-model.md.
 The exponentiations of the *peer's* stream (rounds 2 and 3) arrive over gRPC at the
-session's process and run on its local worker pool, as with the local engine.
+session's process and run there, as with the local engine.
+
+Every kernel hands whole Arrow buffers to the native batch functions
+(:func:`~cleanroom.crypto.hash_to_curve.hash_to_curve_batch`,
+:meth:`~cleanroom.crypto.commutative.CommutativeCipher.encrypt`): packed 32-byte values in,
+packed values out, no Python loop per row.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import secrets
 import shutil
@@ -69,7 +75,6 @@ from cleanroom.protocol.common import (
     chunk_sizes,
     dummy_message,
     element_message,
-    pieces,
 )
 from cleanroom.protocol.lists import (
     EncryptedRecords,
@@ -177,20 +182,49 @@ def _prepare_batches(plan: _Plan, batches: Iterable[pa.RecordBatch]) -> Iterator
         yield pa.RecordBatch.from_pydict(columns)
 
 
+def _packed(column: pa.Array, size: int) -> bytes:
+    """The values of a binary column without nulls, each *size* bytes, back to back: one
+    buffer for a native batch function (a value of another length is an error)."""
+    fixed = column.cast(pa.binary(size))
+    start = fixed.offset * size
+    packed: bytes = fixed.buffers()[1][start : start + len(fixed) * size].to_pybytes()
+    return packed
+
+
+def _unpacked(packed: bytes, size: int) -> pa.Array:
+    """A binary column of the *size*-byte values packed in *packed*, without a copy per row."""
+    fixed = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(size), len(packed) // size, [None, pa.py_buffer(packed)]
+    )
+    return fixed.cast(pa.binary())
+
+
+def _messages(key: str, digests: pa.Array) -> list[bytes]:
+    """element_message(key, digest) of every digest, joined by Arrow, not per row in Python."""
+    prefix = element_message(key, b"")
+    joined = pc.binary_join_element_wise(pa.scalar(prefix), digests, pa.scalar(b""))
+    messages: list[bytes] = joined.to_pylist()
+    return messages
+
+
+def _scattered(values: pa.Array, present: np.ndarray) -> pa.Array:
+    """*values* at the rows where *present* is true, null elsewhere."""
+    index = np.cumsum(present) - 1
+    return values.take(pa.array(index, pa.int64(), mask=~present))
+
+
 def _hash_batches(
     keys: tuple[str, ...], dst: bytes, batches: Iterable[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
-    """Add ``p{k}``: H(key:digest) on the curve for every present digest (RFC 9380)."""
+    """Add ``p{k}``: H(key:digest) on the curve for every present digest (RFC 9380), one
+    native batch per key and record batch."""
     for batch in batches:
         columns = {name: batch.column(name) for name in batch.schema.names}
         for k, key in enumerate(keys):
-            digests = batch.column(f"k{k}").to_pylist()
-            present = [i for i, d in enumerate(digests) if d is not None]
-            packed = hash_to_curve_batch([element_message(key, digests[i]) for i in present], dst)
-            points: list[bytes | None] = [None] * len(digests)
-            for i, point in zip(present, pieces(packed, ELEMENT_SIZE), strict=True):
-                points[i] = point
-            columns[f"p{k}"] = pa.array(points, pa.binary())
+            digests = batch.column(f"k{k}")
+            present = np.asarray(digests.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            packed = hash_to_curve_batch(_messages(key, digests.filter(present)), dst)
+            columns[f"p{k}"] = _scattered(_unpacked(packed, ELEMENT_SIZE), present)
         yield pa.RecordBatch.from_pydict(columns)
 
 
@@ -210,7 +244,8 @@ def _sketch_batches(
 def _encrypt_brand_batches(
     cipher: CommutativeCipher, keys: int, batches: Iterable[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
-    """``(group, element)`` for every present key of every record: E_b(H(key:digest))."""
+    """``(group, element)`` for every present key of every record: E_b(H(key:digest)), one
+    native batch per record batch."""
     for batch in batches:
         segments = batch.column("segment").to_numpy(zero_copy_only=False).astype(np.int32)
         groups: list[np.ndarray] = []
@@ -219,13 +254,12 @@ def _encrypt_brand_batches(
             column = batch.column(f"p{k}")
             present = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
             groups.append(segments[present] * keys + k)
-            points += column.filter(pa.array(present)).to_pylist()
-        packed = cipher.encrypt(b"".join(points)) if points else b""
-        elements = pieces(packed, ELEMENT_SIZE)
+            points.append(_packed(column.filter(present), ELEMENT_SIZE))
+        packed = b"".join(points)
         yield pa.RecordBatch.from_pydict(
             {
                 "group": pa.array(np.concatenate(groups) if groups else [], pa.int32()),
-                "element": pa.array(elements, pa.binary()),
+                "element": _unpacked(cipher.encrypt(packed) if packed else b"", ELEMENT_SIZE),
             }
         )
 
@@ -238,20 +272,22 @@ def _encrypt_partner_batches(
     batches: Iterable[pa.RecordBatch],
 ) -> Iterator[pa.RecordBatch]:
     """``(record, a0..)``: a record's E_a(H(...)) slots, a fresh random element where a key
-    is missing, and its attribute bits."""
+    is missing, and its attribute bits; one native batch per record batch."""
     for batch in batches:
-        slots = [batch.column(f"p{k}").to_pylist() for k in range(keys)]
-        missing = [(r, k) for k in range(keys) for r, point in enumerate(slots[k]) if point is None]
-        if missing:
-            dummies = hash_to_curve_batch([dummy_message() for _ in missing], dst)
-            for (r, k), dummy in zip(missing, pieces(dummies, ELEMENT_SIZE), strict=True):
-                slots[k][r] = dummy
-        packed = cipher.encrypt(
-            b"".join(slots[k][r] for r in range(batch.num_rows) for k in range(keys))
-        )
-        columns: dict[str, pa.Array] = {
-            "record": pa.array(pieces(packed, keys * ELEMENT_SIZE), pa.binary())
-        }
+        slots = np.zeros((batch.num_rows, keys, ELEMENT_SIZE), dtype=np.uint8)
+        for k in range(keys):
+            column = batch.column(f"p{k}")
+            present = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+            points = _packed(column.filter(present), ELEMENT_SIZE)
+            slots[present, k] = np.frombuffer(points, dtype=np.uint8).reshape(-1, ELEMENT_SIZE)
+            missing = int(batch.num_rows - present.sum())
+            if missing:
+                dummies = hash_to_curve_batch([dummy_message() for _ in range(missing)], dst)
+                slots[~present, k] = np.frombuffer(dummies, dtype=np.uint8).reshape(
+                    -1, ELEMENT_SIZE
+                )
+        packed = cipher.encrypt(slots.tobytes()) if batch.num_rows else b""
+        columns: dict[str, pa.Array] = {"record": _unpacked(packed, keys * ELEMENT_SIZE)}
         for j in range(attributes):
             columns[f"a{j}"] = batch.column(f"a{j}")
         yield pa.RecordBatch.from_pydict(columns)
@@ -354,27 +390,35 @@ class SparkBrandList(SparkList):
             self.frame.mapInArrow(partial, "group int, element binary"), "group", "element"
         )
         try:
-            pending: list[bytes] = []
+            pending = bytearray()
             current = 0
             groups = len(contract.segments) * keys
+            full = ELEMENTS_PER_CHUNK * ELEMENT_SIZE
 
             def flush(group: int, last: bool) -> GroupChunk:
                 segment, key = divmod(group, keys)
-                chunk = b"".join(pending)
+                chunk = bytes(pending)
                 pending.clear()
                 return segment, key, last, chunk
 
             for part in _Scratch.parts(job):
                 for batch in part.iter_batches(columns=["group", "element"]):
-                    for group, element in zip(
-                        batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True
-                    ):
-                        while group > current:  # groups in order, empty ones included
+                    group_of = batch.column(0).to_numpy(zero_copy_only=False)
+                    elements = memoryview(_packed(batch.column(1), ELEMENT_SIZE))
+                    bounds = [0, *(np.flatnonzero(np.diff(group_of)) + 1).tolist(), len(group_of)]
+                    for start, end in itertools.pairwise(bounds):  # runs of a group
+                        if start == end:
+                            continue
+                        while group_of[start] > current:  # groups in order, empty ones too
                             yield flush(current, last=True)
                             current += 1
-                        pending.append(element)
-                        if len(pending) == ELEMENTS_PER_CHUNK:
-                            yield flush(current, last=False)
+                        run = elements[start * ELEMENT_SIZE : end * ELEMENT_SIZE]
+                        while run:
+                            room = full - len(pending)
+                            pending += run[:room]
+                            run = run[room:]
+                            if len(pending) == full:
+                                yield flush(current, last=False)
             while current < groups:
                 yield flush(current, last=True)
                 current += 1
@@ -409,23 +453,28 @@ class SparkPartnerList(SparkList):
             _Scratch.remove(job)
             raise
         matrix = np.stack(bits, axis=1) if bits else np.zeros((self.size, 0), dtype=bool)
-        return EncryptedRecords(matrix, self._record_chunks(job, chunk_sizes(self.size, contract)))
+        chunks = self._record_chunks(job, chunk_sizes(self.size, contract), keys * ELEMENT_SIZE)
+        return EncryptedRecords(matrix, chunks)
 
     @staticmethod
-    def _record_chunks(job: str, sizes: Sequence[int]) -> Iterator[bytes]:
+    def _record_chunks(job: str, sizes: Sequence[int], record_size: int) -> Iterator[bytes]:
+        """The records of the scratch files, packed into chunks of *sizes* records."""
         try:
-            pending: list[bytes] = []
+            pending = bytearray()
             wanted = iter(sizes)
-            size = next(wanted)
+            size = next(wanted) * record_size
             for part in _Scratch.parts(job):
                 for batch in part.iter_batches(columns=["record"]):
-                    for record in batch.column(0).to_pylist():
-                        pending.append(record)
+                    records = memoryview(_packed(batch.column(0), record_size))
+                    while records and size > 0:
+                        room = size - len(pending)
+                        pending += records[:room]
+                        records = records[room:]
                         if len(pending) == size:
-                            yield b"".join(pending)
+                            yield bytes(pending)
                             pending.clear()
-                            size = next(wanted, -1)
-            if size == 0:  # an empty list still sends its one empty chunk
+                            size = next(wanted, 0) * record_size
+            if not sizes[0]:  # an empty list still sends its one empty chunk
                 yield b""
         finally:
             _Scratch.remove(job)

@@ -1,19 +1,31 @@
-"""The Spark engine (Spark local mode) prepares the same lists and releases the same report
-as the single-machine engine, with the same errors on bad input."""
+"""The Spark engine prepares the same lists and releases the same report as the
+single-machine engine, with the same errors on bad input.
+
+These tests run on a standalone Spark cluster that the module starts on loopback (a master
+and a worker with one core, each a separate JVM, the executor a third);
+test_spark_cli.py runs both CLIs in local mode, Spark's default.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
-import json
 import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
-from support import BRAND_COLUMNS, partner_args, start_server, stop_server
+from support import BRAND_COLUMNS
 
-from cleanroom.demo import synthetic_lists, write_demo_files
+from cleanroom.demo import synthetic_lists
 from cleanroom.errors import InputError
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.inprocess import run_in_process
@@ -30,28 +42,134 @@ pytestmark = [
     ),
 ]
 
-# Local mode on loopback only, no web UI, few shuffle partitions for small data.
-SPARK_ENV = {
-    "SPARK_LOCAL_IP": "127.0.0.1",
-    "PYSPARK_SUBMIT_ARGS": "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
-    " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4 pyspark-shell",
-}
+# The driver on loopback, no web UI, few shuffle partitions for small data, one small executor.
+DRIVER_ARGS = (
+    "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
+    " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4"
+    " --conf spark.executor.memory=512m --conf spark.cores.max=1"
+)
+CLUSTER_START_SECONDS = 180
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def wait_for_log(process: subprocess.Popen, log: Path, pattern: str) -> re.Match[str]:
+    """The first match of *pattern* in the daemon's log; fails if it exits or takes too long."""
+    deadline = time.monotonic() + CLUSTER_START_SECONDS
+    while time.monotonic() < deadline:
+        match = re.search(pattern, log.read_text(errors="replace"))
+        if match:
+            return match
+        if process.poll() is not None:
+            raise AssertionError(
+                f"{log.name}: exited with {process.returncode}:\n{log.read_text()}"
+            )
+        time.sleep(0.2)
+    raise AssertionError(f"{log.name}: no {pattern!r} within {CLUSTER_START_SECONDS} s")
+
+
+def stop_daemon(process: subprocess.Popen) -> None:
+    """SIGTERM to the daemon's process group (its executors included), SIGKILL if it lingers."""
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):  # an executor that outlived its worker
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def detach_and_die_with_parent() -> None:
+    """In the daemon before exec: its own process group (so teardown reaches its executors)
+    and, on Linux, SIGTERM when the test process dies, even by SIGKILL."""
+    os.setsid()
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def standalone_cluster(directory: Path) -> Iterator[str]:
+    """A Spark standalone master and one worker (1 core, 1 GiB) on loopback, ports chosen by
+    the OS and read from the logs; yields the master URL and stops both whatever happens."""
+    import pyspark
+
+    spark_class = str(Path(pyspark.__file__).parent / "bin" / "spark-class")
+    env = {
+        **os.environ,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",  # no REST server on 6066
+    }
+    daemons: list[subprocess.Popen] = []
+
+    def launch(name: str, *args: str) -> tuple[subprocess.Popen, Path]:
+        log = directory / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [spark_class, *args],
+                cwd=directory,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=detach_and_die_with_parent,
+            )
+        daemons.append(process)
+        return process, log
+
+    loopback = ("--host", "127.0.0.1", "--port", "0", "--webui-port", "0")
+    try:
+        master, log = launch("master", "org.apache.spark.deploy.master.Master", *loopback)
+        url = wait_for_log(master, log, r"Starting Spark master at (spark://127\.0\.0\.1:\d+)")[1]
+        worker, log = launch(
+            "worker",
+            "org.apache.spark.deploy.worker.Worker",
+            *loopback,
+            *("--cores", "1", "--memory", "1g", "--work-dir", str(directory / "work"), url),
+        )
+        wait_for_log(worker, log, r"Successfully registered with master")
+        yield url
+    finally:
+        for process in reversed(daemons):
+            stop_daemon(process)
 
 
 @pytest.fixture(scope="module")
-def spark():
+def cluster(tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """The standalone cluster's master URL and its directory (logs, the worker's work dir)."""
+    directory = tmp_path_factory.mktemp("spark-cluster")
+    with standalone_cluster(directory) as url:
+        yield url, directory
+
+
+@pytest.fixture(scope="module")
+def spark(cluster):
+    """One Spark session for the module, its executors on the standalone cluster; the
+    master comes from PYSPARK_SUBMIT_ARGS as a user would set it (docs/howto/spark.md)."""
     from cleanroom.spark import start_spark
 
-    saved = {name: os.environ.get(name) for name in SPARK_ENV}
-    os.environ.update(SPARK_ENV)
-    session = start_spark("cleanroom-tests")
-    yield session
-    session.stop()
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    url, _ = cluster
+    env = {
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_SUBMIT_ARGS": f"--master {url} {DRIVER_ARGS} pyspark-shell",
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        session = start_spark("cleanroom-tests")
+        try:
+            yield session
+        finally:
+            session.stop()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +222,15 @@ def spark_lists(spark, files, contract, scratch):
     partner.close()
 
 
+@pytest.fixture(scope="module")
+def local_lists(files, contract):
+    """The same files prepared by the single-machine engine: what Spark must reproduce."""
+    crm, audience = str(files / "crm.parquet"), str(files / "audience.parquet")
+    return prepare_brand_list(crm, BRAND_COLUMNS, contract), prepare_partner_list(
+        audience, None, contract
+    )
+
+
 def without_session_fields(report: dict) -> dict:
     return {
         key: value
@@ -120,11 +247,9 @@ def released(contract, brand_list, partner_list, directory, tag) -> dict:
     return without_session_fields(brand.report)
 
 
-def test_spark_prepares_the_same_lists_as_the_local_engine(files, contract, spark_lists):
+def test_spark_prepares_the_same_lists_as_the_local_engine(contract, spark_lists, local_lists):
     spark_brand, spark_partner = spark_lists
-    crm, audience = str(files / "crm.parquet"), str(files / "audience.parquet")
-    local_brand = prepare_brand_list(crm, BRAND_COLUMNS, contract)
-    local_partner = prepare_partner_list(audience, None, contract)
+    local_brand, local_partner = local_lists
     assert local_brand.quality["email"]["duplicates"] > 100  # de-duplication is exercised
     assert spark_brand.quality == local_brand.quality
     assert spark_brand.size == local_brand.size
@@ -137,13 +262,20 @@ def test_spark_prepares_the_same_lists_as_the_local_engine(files, contract, spar
     assert (spark_partner.sketch(key) == local_partner.sketch(key)).all()
 
 
+def test_the_jobs_run_on_the_standalone_cluster(spark, cluster, spark_lists):
+    """The module's jobs ran in the worker's one executor, not in the driver."""
+    url, directory = cluster
+    assert spark.sparkContext.master == url
+    executor_logs = list((directory / "work").glob("app-*/*/stderr"))
+    assert len(executor_logs) == 1
+    assert re.search(r"Executor: Finished task", executor_logs[0].read_text(errors="replace"))
+
+
 def test_spark_sessions_release_the_single_machine_report(
-    files, contract, spark_lists, scratch, tmp_path
+    contract, spark_lists, local_lists, scratch, tmp_path
 ):
     spark_brand, spark_partner = spark_lists
-    crm, audience = str(files / "crm.parquet"), str(files / "audience.parquet")
-    local_brand = prepare_brand_list(crm, BRAND_COLUMNS, contract)
-    local_partner = prepare_partner_list(audience, None, contract)
+    local_brand, local_partner = local_lists
     expected = released(contract, local_brand, local_partner, tmp_path, "local")
     assert expected["overlap"]["total"] > 300
     assert released(contract, spark_brand, spark_partner, tmp_path, "spark") == expected
@@ -213,40 +345,3 @@ def test_spark_bad_input_fails_like_the_local_engine(spark, files, contract, tmp
         assert audience_path in str(remote.value)
     else:
         assert str(remote.value) == str(local.value)
-
-
-def test_cli_engine_spark_on_both_sides_matches_the_local_engine(tmp_path):
-    """``cleanroom serve --engine spark`` and ``cleanroom-client run --engine spark`` as real
-    processes over mutual TLS, on Parquet files, release the local engine's figures."""
-    write_demo_files(tmp_path, brand_records=1200, partner_records=2000, min_set_size=20)
-    contract = tmp_path / "contract.toml"
-    contract.write_text(contract.read_text().replace('"discrete_gaussian"', '"none"'))
-    pd.read_csv(tmp_path / "crm.csv", dtype=str).to_parquet(tmp_path / "crm.parquet")
-    pd.read_csv(tmp_path / "audience.csv").to_parquet(tmp_path / "audience.parquet")
-    config = tmp_path / "brand.toml"
-    config.write_text(config.read_text().replace("crm.csv", "crm.parquet"))
-
-    def session(engine: str, out: str) -> dict:
-        server, port = start_server(tmp_path, SPARK_ENV, extra=("--engine", engine))
-        try:
-            args = partner_args(port, "--out", out, "--engine", engine, "--quiet")
-            args[args.index("audience.csv")] = "audience.parquet"
-            result = subprocess.run(
-                args,
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                env={**os.environ, **SPARK_ENV},
-            )
-        finally:
-            stop_server(server)
-        assert result.returncode == 0, result.stderr
-        return json.loads((tmp_path / out).read_text())
-
-    local = session("local", "local.json")
-    remote = session("spark", "spark.json")
-    assert remote["overlap"] == local["overlap"]
-    assert remote["overlap"]["total"] > 200
-    assert remote["attributes"] == local["attributes"]
-    assert remote["partner_size"] == local["partner_size"]
