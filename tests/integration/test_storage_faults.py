@@ -65,7 +65,7 @@ def database_files(path: Path) -> list[Path]:
 def site(tmp_path):
     write_demo_files(tmp_path, brand_records=400, partner_records=600, min_set_size=20)
     contract = tmp_path / "contract.toml"
-    contract.write_text(contract.read_text().replace('"discrete_laplace"', '"none"'))
+    contract.write_text(contract.read_text().replace('"discrete_gaussian"', '"none"'))
     return tmp_path
 
 
