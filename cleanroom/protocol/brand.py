@@ -50,12 +50,10 @@ from cleanroom.protocol.common import (
     ELEMENTS_PER_CHUNK,
     TRUNCATED_SIZE,
     Transcript,
-    chunks,
-    dummy_message,
+    dummy_messages,
     group_index,
-    pieces,
     records_per_chunk,
-    shuffled,
+    shuffled_packed,
     split_elements,
     truncate,
 )
@@ -292,12 +290,13 @@ class BrandSession:
             if not last:
                 continue
             pad = self._padding[segment * self._keys + key]
-            held.append(hash_and_encrypt(self._cipher, [dummy_message() for _ in range(pad)], dst))
-            group = shuffled(pieces(b"".join(held), ELEMENT_SIZE))
+            held.append(hash_and_encrypt(self._cipher, dummy_messages(pad), dst))
+            group = shuffled_packed(b"".join(held), ELEMENT_SIZE)
             held = []
-            parts = list(chunks(group, ELEMENTS_PER_CHUNK)) or [[]]
-            for i, part in enumerate(parts):
-                yield segment, key, i == len(parts) - 1, b"".join(part)
+            step = ELEMENTS_PER_CHUNK * ELEMENT_SIZE
+            starts = range(0, len(group), step) or range(1)
+            for i, start in enumerate(starts):
+                yield segment, key, i == len(starts) - 1, group[start : start + step]
 
     # -- round 2 -----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import secrets
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any

@@ -241,7 +241,7 @@ def test_a_recorded_head_exposes_a_truncated_log(tmp_path, make_contract):
 def test_a_session_aborted_before_its_charge_never_spends(tmp_path, make_contract):
     """The late Ctrl-C: the numbers were still being made when the session was aborted;
     the charge that follows is refused, and the abort tells the truth about the budget."""
-    contract = make_contract(epsilon=1.0, epsilon_total=2.0)
+    contract = make_contract(mechanism="discrete_laplace", epsilon=1.0, epsilon_total=2.0)
     store = StateStore(tmp_path / "s.db")
     store.begin_session("s1", contract, "peer")
     store.abort_session("s1", contract.id, "the partner interrupted the session (Ctrl-C)")

@@ -30,7 +30,7 @@ def test_each_sqlite_failure_names_the_database_and_the_fix(tmp_path, cause, fix
 
 def test_a_failed_write_is_rolled_back_and_reported(tmp_path, make_contract, monkeypatch):
     store = StateStore(tmp_path / "s.db")
-    contract = make_contract()
+    contract = make_contract(mechanism="discrete_laplace")
     store.begin_session("s1", contract, "peer")
     entries = store.audit_entries()
     original = StateStore._append_audit
@@ -61,7 +61,7 @@ def test_a_session_charged_before_its_process_died_is_aborted_at_the_next_start(
     tmp_path, make_contract, monkeypatch
 ):
     store = StateStore(tmp_path / "s.db")
-    contract = make_contract()
+    contract = make_contract(mechanism="discrete_laplace")
     store.begin_session("charged", contract, "peer")
     store.charge("charged", contract)
     store.begin_session("reserved", contract, "peer")
