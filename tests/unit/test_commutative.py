@@ -123,9 +123,9 @@ def test_every_failure_looks_the_same() -> None:
     assert len(messages) == 1
 
 
-def test_pickle_keeps_the_key_for_worker_processes(points: bytes) -> None:
+def test_pickle_keeps_the_key_for_spark_executors(points: bytes) -> None:
     cipher = CommutativeCipher.generate()
-    clone = pickle.loads(pickle.dumps(cipher))  # noqa: S301 - our own pickle, as a pool sends it
+    clone = pickle.loads(pickle.dumps(cipher))  # noqa: S301 - our own pickle, as Spark sends it
     assert clone is not cipher
     assert clone.encrypt(points) == cipher.encrypt(points)
 
