@@ -23,10 +23,9 @@ pub use x25519::Invalid;
 pub(crate) mod python {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
+    use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
     use pyo3::prelude::*;
-    use pyo3::types::PyBytes;
-
-    use pyo3::exceptions::PyValueError;
+    use pyo3::types::{PyBytes, PyString};
 
     use crate::{crypto_mb, h2c, lookup, sha256, shuffle, sketch, threads, x25519};
 
@@ -50,7 +49,7 @@ pub(crate) mod python {
 
     fn key32(key: &[u8]) -> PyResult<[u8; 32]> {
         key.try_into()
-            .map_err(|_| pyo3::exceptions::PyValueError::new_err("an X25519 key is 32 bytes"))
+            .map_err(|_| PyValueError::new_err("an X25519 key is 32 bytes"))
     }
 
     /// X25519(key, u) for each 32-byte u of `packed`, validated; packed in the same order.
@@ -88,19 +87,15 @@ pub(crate) mod python {
 
     /// Borrow each item of a sequence of `bytes` (immutable, so readable without the GIL).
     fn borrowed_messages<'py>(messages: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
-        if messages.is_instance_of::<PyBytes>()
-            || messages.is_instance_of::<pyo3::types::PyString>()
-        {
-            return Err(pyo3::exceptions::PyTypeError::new_err(
+        if messages.is_instance_of::<PyBytes>() || messages.is_instance_of::<PyString>() {
+            return Err(PyTypeError::new_err(
                 "hash_to_curve_batch takes a sequence of bytes, not one bytes or str",
             ));
         }
         let mut held = Vec::with_capacity(messages.len().unwrap_or(0));
         for item in messages.try_iter()? {
             held.push(item?.cast_into::<PyBytes>().map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err(
-                    "hash_to_curve_batch takes a sequence of bytes",
-                )
+                PyTypeError::new_err("hash_to_curve_batch takes a sequence of bytes")
             })?);
         }
         Ok(held)
@@ -182,7 +177,7 @@ pub(crate) mod python {
     fn permutation<'py>(py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
         let order = py
             .detach(|| shuffle::permutation(n))
-            .map_err(|_| pyo3::exceptions::PyOSError::new_err("the OS provided no randomness"))?;
+            .map_err(|_| PyOSError::new_err("the OS provided no randomness"))?;
         let packed: Vec<u8> = order.iter().flat_map(|i| i.to_le_bytes()).collect();
         Ok(PyBytes::new(py, &packed))
     }
@@ -199,7 +194,7 @@ pub(crate) mod python {
         }
         let out = py
             .detach(|| shuffle::shuffle_packed(packed, size))
-            .map_err(|_| pyo3::exceptions::PyOSError::new_err("the OS provided no randomness"))?;
+            .map_err(|_| PyOSError::new_err("the OS provided no randomness"))?;
         Ok(PyBytes::new(py, &out))
     }
 
@@ -223,9 +218,11 @@ pub(crate) mod python {
                 digests.push(if item.is_none() {
                     None
                 } else {
-                    Some(item.cast_into::<PyBytes>().map_err(|_| {
-                        pyo3::exceptions::PyTypeError::new_err("a sketch digest is bytes or None")
-                    })?)
+                    Some(
+                        item.cast_into::<PyBytes>().map_err(|_| {
+                            PyTypeError::new_err("a sketch digest is bytes or None")
+                        })?,
+                    )
                 });
             }
             held.push(digests);
