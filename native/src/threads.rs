@@ -1,8 +1,9 @@
 //! Which rayon pool a batch runs on: one pool per thread count, chosen per calling thread.
 //!
 //! An `Engine(workers=N)` binds the Python thread that runs its batches to a pool of N
-//! threads (`bind`), so `--workers N` sets how many cores a party uses. One thread runs the
-//! batch on the calling thread itself: no pool, no extra OS thread.
+//! threads (`bind`), so `--workers N` sets how many cores a party uses. Every batch runs
+//! inside its pool (`install`), even with one thread: a parallel iterator started outside
+//! any pool would run on rayon's global pool, which has a thread per core.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -52,12 +53,21 @@ fn pool(threads: usize) -> Arc<ThreadPool> {
         .clone()
 }
 
-/// Run `work` on the calling thread's pool (`threads` taken from the caller, before any
-/// thread switch), or inline when it is one thread.
+/// Run `work` on the pool of `threads` threads (taken from the caller's binding before the
+/// GIL is released).
 pub fn run<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
-    if threads <= 1 {
-        work()
-    } else {
-        pool(threads).install(work)
+    pool(threads.max(1)).install(work)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_uses_exactly_the_bound_thread_count() {
+        for threads in [1, 3] {
+            let used = run(threads, || rayon::current_num_threads());
+            assert_eq!(used, threads);
+        }
     }
 }
