@@ -118,6 +118,8 @@ def cpu_and_wall(run: Callable[[], object], count: int) -> tuple[float, float]:
 
 
 def elgamal_rows(clear_table: Callable[[], None] | None = None) -> list[tuple[str, float, float]]:
+    from functools import partial
+
     import numpy as np
 
     from cleanroom.crypto import elgamal
@@ -132,6 +134,10 @@ def elgamal_rows(clear_table: Callable[[], None] | None = None) -> list[tuple[st
     n = ELGAMAL_RECORDS
     packed = key.encrypt_indicators(rng.integers(0, 2, n))
     ct = public.encrypt(5)
+
+    def decrypt_all(ciphertexts: list[bytes], bound: int) -> list[int]:
+        return [key.decrypt(c, bound) for c in ciphertexts]
+
     rows = [
         (
             "encrypt_indicators",
@@ -154,7 +160,7 @@ def elgamal_rows(clear_table: Callable[[], None] | None = None) -> list[tuple[st
         rows.append(
             (
                 f"sum_by_mask k={k} {share:.0%} /record",
-                *cpu_and_wall(lambda masks=masks: elgamal.sum_by_mask(packed, masks), n),
+                *cpu_and_wall(partial(elgamal.sum_by_mask, packed, masks), n),
             )
         )
     for bound in (10**6, 10**8):
@@ -168,7 +174,7 @@ def elgamal_rows(clear_table: Callable[[], None] | None = None) -> list[tuple[st
         rows.append(
             (
                 f"decrypt |m| uniform <= {bound:.0e}",
-                *cpu_and_wall(lambda cts=cts, b=bound: [key.decrypt(c, b) for c in cts], len(cts)),
+                *cpu_and_wall(partial(decrypt_all, cts, bound), len(cts)),
             )
         )
     return rows

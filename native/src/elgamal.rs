@@ -14,6 +14,8 @@ pub mod bsgs;
 pub mod python;
 pub mod sum;
 
+use std::sync::LazyLock;
+
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{Identity, IsIdentity};
@@ -271,9 +273,9 @@ pub fn add(a: &[u8], b: &[u8]) -> Result<[u8; 64]> {
 /// Both points mapped onto the prime-order subgroup, plaintext unchanged: Q = P + T becomes
 /// [8^-1 mod l]([8]Q) = P. Three doublings kill any torsion T; the scalar undoes the 8 on P.
 pub fn clear_torsion(ciphertext: &[u8]) -> Result<[u8; 64]> {
-    let inverse_of_eight = Scalar::from(8u64).invert();
+    static INVERSE_OF_EIGHT: LazyLock<Scalar> = LazyLock::new(|| Scalar::from(8u64).invert());
     let [c1, c2] = decode_ciphertext(ciphertext)?;
-    let project = |q: EdwardsPoint| q.mul_by_cofactor() * inverse_of_eight;
+    let project = |q: EdwardsPoint| q.mul_by_cofactor() * *INVERSE_OF_EIGHT;
     Ok(encode_ciphertext(&project(c1), &project(c2)))
 }
 

@@ -126,16 +126,13 @@ pub fn plan(masks: &Masks, records: std::ops::Range<usize>) -> Vec<Group> {
         for start in (0..k).step_by(g) {
             let stop = (start + g).min(k);
             let naive_cost: u64 = naive[start..stop].iter().sum();
-            let bucketed = stop - start > 1 && {
-                let cost =
-                    bucketed_cost(&masks.patterns(start, stop, records.clone()), stop - start);
-                cost < naive_cost
-            };
-            total += if bucketed {
+            let cost_bucketed = if stop - start > 1 {
                 bucketed_cost(&masks.patterns(start, stop, records.clone()), stop - start)
             } else {
-                naive_cost
+                u64::MAX
             };
+            let bucketed = cost_bucketed < naive_cost;
+            total += naive_cost.min(cost_bucketed);
             groups.push(Group {
                 start,
                 stop,
