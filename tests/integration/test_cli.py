@@ -326,3 +326,22 @@ def test_both_parties_sign_the_report_and_tampering_is_detected(site, tmp_path):
         check=False,
     )
     assert broken.returncode == 9 and "differs from the one released" in broken.stderr
+
+
+def test_partner_run_prints_readable_tables_to_a_pipe(site, tmp_path):
+    directory, port = site
+    args = [a for a in partner_args(port, "--out", str(tmp_path / "r.json")) if a != "--quiet"]
+    result = subprocess.run(
+        args,
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Input quality · audience.csv (stays on this machine)" in out
+    assert "{'" not in out and "Audience attributes" in out
+    email = next(line.split() for line in out.splitlines() if line.split()[:1] == ["email"])
+    assert email[1] == "2,500"  # rows of the audience
