@@ -364,3 +364,22 @@ def test_a_semicolon_latin1_audience_needs_only_its_encoding(site, tmp_path):
     assert json.loads(exported.stdout)["exported"] == 50
     bad = run(*args, "--delimiter", "ab", cwd=directory, check=False)
     assert bad.returncode == 3 and "--delimiter 'ab': not a delimiter" in bad.stderr
+
+
+def test_partner_run_prints_readable_tables_to_a_pipe(site, tmp_path):
+    directory, port = site
+    args = [a for a in partner_args(port, "--out", str(tmp_path / "r.json")) if a != "--quiet"]
+    result = subprocess.run(
+        args,
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Input quality · audience.csv (stays on this machine)" in out
+    assert "{'" not in out and "Audience attributes" in out
+    email = next(line.split() for line in out.splitlines() if line.split()[:1] == ["email"])
+    assert email[1] == "2,500"  # rows of the audience
