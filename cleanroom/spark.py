@@ -24,12 +24,14 @@ this party's own elements under that key until the session has streamed them; bo
 on this party's cluster. On a shared cluster turn on Spark's RPC and spill encryption
 (``spark.network.crypto.enabled``, ``spark.io.encryption.enabled``): docs/threat-model.md.
 The exponentiations of the *peer's* stream (rounds 2 and 3) arrive over gRPC at the
-session's process and run there, as with the local engine.
+session's process and run there on its native threads (``--workers``), as with the local
+engine.
 
 Every kernel hands whole Arrow buffers to the native batch functions
 (:func:`~cleanroom.crypto.hash_to_curve.hash_to_curve_batch`,
 :meth:`~cleanroom.crypto.commutative.CommutativeCipher.encrypt`): packed 32-byte values in,
-packed values out, no Python loop per row.
+packed values out, no Python loop per row, on as many native threads as Spark gave the
+task cores.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ import pyarrow.parquet as pq
 from cleanroom.contract import Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
-from cleanroom.engine import Engine
+from cleanroom.engine import Engine, encrypt
 from cleanroom.errors import InputError
 from cleanroom.identifiers import MAX_EXAMPLES, KeyQuality, check_invalid_fraction, mask
 from cleanroom.identifiers.normalize import digest_array
@@ -213,19 +215,36 @@ def _scattered(values: pa.Array, present: np.ndarray) -> pa.Array:
     return values.take(pa.array(index, pa.int64(), mask=~present))
 
 
+@contextlib.contextmanager
+def _task_engine() -> Iterator[Engine]:
+    """The native threads of one Spark task: as many as Spark gave the task CPUs
+    (``spark.task.cpus``, default 1), so that the tasks an executor runs side by side do not
+    each take every core of the machine. Outside a task (tests), every core."""
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    engine = Engine(workers=context.cpus() if context is not None else None)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
 def _hash_batches(
     keys: tuple[str, ...], dst: bytes, batches: Iterable[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
     """Add ``p{k}``: H(key:digest) on the curve for every present digest (RFC 9380), one
     native batch per key and record batch."""
-    for batch in batches:
-        columns = {name: batch.column(name) for name in batch.schema.names}
-        for k, key in enumerate(keys):
-            digests = batch.column(f"k{k}")
-            present = np.asarray(digests.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            packed = hash_to_curve_batch(_messages(key, digests.filter(present)), dst)
-            columns[f"p{k}"] = _scattered(_unpacked(packed, ELEMENT_SIZE), present)
-        yield pa.RecordBatch.from_pydict(columns)
+    with _task_engine() as engine:
+        for batch in batches:
+            columns = {name: batch.column(name) for name in batch.schema.names}
+            for k, key in enumerate(keys):
+                digests = batch.column(f"k{k}")
+                present = np.asarray(digests.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+                messages = _messages(key, digests.filter(present))
+                packed = engine.submit(len(messages), hash_to_curve_batch, messages, dst).result()
+                columns[f"p{k}"] = _scattered(_unpacked(packed, ELEMENT_SIZE), present)
+            yield pa.RecordBatch.from_pydict(columns)
 
 
 def _sketch_batches(
@@ -233,11 +252,14 @@ def _sketch_batches(
 ) -> Iterator[pa.RecordBatch]:
     """One row per partition: its set-difference sketch (summed by the driver)."""
     counts = np.zeros(BUCKETS, dtype=np.uint64)
-    for batch in batches:
-        digests = [batch.column(f"k{k}").to_pylist() for k in range(keys)]
-        # a brand's records carry their segment label in the sketch (privacy/setdiff.py)
-        labels = batch.column("segment").to_pylist() if "segment" in batch.schema.names else None
-        counts += list_sketch(digests, key, labels)
+    with _task_engine() as engine:
+        for batch in batches:
+            digests = [batch.column(f"k{k}").to_pylist() for k in range(keys)]
+            # a brand's records carry their segment label in the sketch (privacy/setdiff.py)
+            labels = (
+                batch.column("segment").to_pylist() if "segment" in batch.schema.names else None
+            )
+            counts += engine.submit(batch.num_rows, list_sketch, digests, key, labels).result()
     yield pa.RecordBatch.from_pydict({"sketch": pa.array([counts.astype("<u8").tobytes()])})
 
 
@@ -246,22 +268,26 @@ def _encrypt_brand_batches(
 ) -> Iterator[pa.RecordBatch]:
     """``(group, element)`` for every present key of every record: E_b(H(key:digest)), one
     native batch per record batch."""
-    for batch in batches:
-        segments = batch.column("segment").to_numpy(zero_copy_only=False).astype(np.int32)
-        groups: list[np.ndarray] = []
-        points: list[bytes] = []
-        for k in range(keys):
-            column = batch.column(f"p{k}")
-            present = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            groups.append(segments[present] * keys + k)
-            points.append(_packed(column.filter(present), ELEMENT_SIZE))
-        packed = b"".join(points)
-        yield pa.RecordBatch.from_pydict(
-            {
-                "group": pa.array(np.concatenate(groups) if groups else [], pa.int32()),
-                "element": _unpacked(cipher.encrypt(packed) if packed else b"", ELEMENT_SIZE),
-            }
-        )
+    with _task_engine() as engine:
+        for batch in batches:
+            segments = batch.column("segment").to_numpy(zero_copy_only=False).astype(np.int32)
+            groups: list[np.ndarray] = []
+            points: list[bytes] = []
+            for k in range(keys):
+                column = batch.column(f"p{k}")
+                present = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+                groups.append(segments[present] * keys + k)
+                points.append(_packed(column.filter(present), ELEMENT_SIZE))
+            packed = b"".join(points)
+            size = len(packed) // ELEMENT_SIZE
+            yield pa.RecordBatch.from_pydict(
+                {
+                    "group": pa.array(np.concatenate(groups) if groups else [], pa.int32()),
+                    "element": _unpacked(
+                        engine.submit(size, encrypt, cipher, packed).result(), ELEMENT_SIZE
+                    ),
+                }
+            )
 
 
 def _encrypt_partner_batches(
@@ -273,24 +299,28 @@ def _encrypt_partner_batches(
 ) -> Iterator[pa.RecordBatch]:
     """``(record, a0..)``: a record's E_a(H(...)) slots, a fresh random element where a key
     is missing, and its attribute bits; one native batch per record batch."""
-    for batch in batches:
-        slots = np.zeros((batch.num_rows, keys, ELEMENT_SIZE), dtype=np.uint8)
-        for k in range(keys):
-            column = batch.column(f"p{k}")
-            present = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-            points = _packed(column.filter(present), ELEMENT_SIZE)
-            slots[present, k] = np.frombuffer(points, dtype=np.uint8).reshape(-1, ELEMENT_SIZE)
-            missing = int(batch.num_rows - present.sum())
-            if missing:
-                dummies = hash_to_curve_batch([dummy_message() for _ in range(missing)], dst)
-                slots[~present, k] = np.frombuffer(dummies, dtype=np.uint8).reshape(
-                    -1, ELEMENT_SIZE
-                )
-        packed = cipher.encrypt(slots.tobytes()) if batch.num_rows else b""
-        columns: dict[str, pa.Array] = {"record": _unpacked(packed, keys * ELEMENT_SIZE)}
-        for j in range(attributes):
-            columns[f"a{j}"] = batch.column(f"a{j}")
-        yield pa.RecordBatch.from_pydict(columns)
+    with _task_engine() as engine:
+        for batch in batches:
+            slots = np.zeros((batch.num_rows, keys, ELEMENT_SIZE), dtype=np.uint8)
+            for k in range(keys):
+                column = batch.column(f"p{k}")
+                present = np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+                points = _packed(column.filter(present), ELEMENT_SIZE)
+                slots[present, k] = np.frombuffer(points, dtype=np.uint8).reshape(-1, ELEMENT_SIZE)
+                missing = [dummy_message() for _ in range(batch.num_rows - int(present.sum()))]
+                if missing:
+                    dummies = engine.submit(
+                        len(missing), hash_to_curve_batch, missing, dst
+                    ).result()
+                    slots[~present, k] = np.frombuffer(dummies, dtype=np.uint8).reshape(
+                        -1, ELEMENT_SIZE
+                    )
+            size = batch.num_rows * keys
+            packed = engine.submit(size, encrypt, cipher, slots.tobytes()).result()
+            columns: dict[str, pa.Array] = {"record": _unpacked(packed, keys * ELEMENT_SIZE)}
+            for j in range(attributes):
+                columns[f"a{j}"] = batch.column(f"a{j}")
+            yield pa.RecordBatch.from_pydict(columns)
 
 
 class _Scratch:
