@@ -37,7 +37,14 @@ FRAME_COLUMNS = (
 )
 
 #: The ``privacy.interval_999`` entries: 99.9% noise half-widths per kind of number.
-HALFWIDTH_FIELDS = ("overlap", "attribute_count", "partner_count")
+HALFWIDTH_FIELDS = (
+    "overlap",
+    "overlap_total",
+    "attribute_count",
+    "partner_count",
+    "brand_size",
+    "partner_size",
+)
 
 
 def _is_missing(value: Any) -> bool:
@@ -124,10 +131,12 @@ def segment_overlap(report: Mapping[str, Any], segment: str) -> int | None:
 
 
 def noise_halfwidths(report: Mapping[str, Any]) -> dict[str, int | None]:
-    """``privacy.interval_999`` as ``{overlap, attribute_count, partner_count}``.
+    """``privacy.interval_999`` as ``{overlap, overlap_total, attribute_count,
+    partner_count, brand_size, partner_size}``.
 
     A value is None when the report does not give it (an overlap-only report has no
-    attribute intervals; a report from before intervals were released has none).
+    attribute intervals; a report from before intervals were released has none; before
+    protocol version 2 the sizes were exact and had none).
     """
     privacy = report.get("privacy") if isinstance(report, Mapping) else None
     intervals = privacy.get("interval_999") if isinstance(privacy, Mapping) else None
@@ -149,18 +158,21 @@ def index_range(
 ) -> tuple[float | None, float | None]:
     """The lowest and highest index when each noisy input is within its 99.9% interval.
 
-    Holds with probability at least 99.7% (three intervals, union bound). The high end
-    is None (unbounded) when the overlap's or partner_count's interval reaches 0, and
-    both are None when an input or a half-width is missing.
+    Holds with probability at least 99.6% (four intervals, union bound; the partner
+    size's counts as 0 where the report gives none, as before protocol version 2, when
+    sizes were exact). The high end is None (unbounded) when the overlap's or
+    partner_count's interval reaches 0, and both are None when an input or a half-width is
+    missing.
     """
     w_c = halfwidths.get("attribute_count")
     w_o = halfwidths.get("overlap")
     w_p = halfwidths.get("partner_count")
+    w_s = halfwidths.get("partner_size") or 0
     values = (count, overlap, partner_count, partner_size, w_c, w_o, w_p)
     if any(_is_missing(v) for v in values):
         return None, None
-    low = lift_index(max(count - w_c, 0), overlap + w_o, partner_count + w_p, partner_size)  # type: ignore[operator]
-    high = lift_index(count + w_c, overlap - w_o, partner_count - w_p, partner_size)  # type: ignore[operator]
+    low = lift_index(max(count - w_c, 0), overlap + w_o, partner_count + w_p, partner_size - w_s)  # type: ignore[operator]
+    high = lift_index(count + w_c, overlap - w_o, partner_count - w_p, partner_size + w_s)  # type: ignore[operator]
     return low, high
 
 

@@ -100,20 +100,23 @@ def summary_table(report: Mapping[str, Any]) -> Table:
     by_segment = overlap.get("by_segment") or {}
     by_key = overlap.get("by_key") or {}
 
+    halfwidths = noise_halfwidths(report)
     if isinstance(brand_size, Mapping):
         total_brand = sum(v for v in brand_size.values() if v is not None)
         table.add_row("Brand customers", _num(total_brand), f"{len(brand_size)} segment(s)")
         for name, size in brand_size.items():
-            table.add_row(f"  {name}", _num(size), "")
+            table.add_row(f"  {name}", _with_noise(size, halfwidths["brand_size"]), "")
     else:
-        table.add_row("Brand customers", _num(brand_size), "")
-    table.add_row("Partner audience", _num(partner_size), "users")
+        table.add_row("Brand customers", _with_noise(brand_size, halfwidths["brand_size"]), "")
+    table.add_row(
+        "Partner audience", _with_noise(partner_size, halfwidths["partner_size"]), "users"
+    )
     table.add_section()
     total = overlap.get("total")
-    noise = noise_halfwidths(report)["overlap"]
+    noise = halfwidths["overlap"]
     table.add_row(
         "Matched users",
-        _with_noise(total, noise),
+        _with_noise(total, halfwidths["overlap_total"] or noise),
         f"{_pct(total, partner_size)} of the partner audience",
     )
     for name, count in by_segment.items():
@@ -132,11 +135,23 @@ def summary_table(report: Mapping[str, Any]) -> Table:
     privacy = report.get("privacy") or {}
     table.add_section()
     table.add_row("Privacy noise", str(privacy.get("mechanism", "?")), "")
-    table.add_row(
-        "Privacy budget (ε)",
-        f"{_eps(privacy.get('epsilon_spent'))} spent",
-        f"{_eps(privacy.get('epsilon_remaining'))} remaining",
-    )
+    if privacy.get("rho_spent") is not None:  # zCDP ledger: rho adds up, epsilon does not
+        table.add_row(
+            "Privacy budget (ρ)",
+            f"{_eps(privacy.get('rho_spent'))} spent",
+            f"{_eps(privacy.get('rho_remaining'))} remaining",
+        )
+        table.add_row(
+            "  as (ε, δ)",
+            f"ε {_eps(privacy.get('epsilon_spent'))} so far",
+            f"δ = {_eps(privacy.get('delta'))}; ε at δ does not add across sessions",
+        )
+    else:
+        table.add_row(
+            "Privacy budget (ε)",
+            f"{_eps(privacy.get('epsilon_spent'))} spent",
+            f"{_eps(privacy.get('epsilon_remaining'))} remaining",
+        )
     return table
 
 

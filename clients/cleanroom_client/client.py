@@ -487,21 +487,23 @@ def _interruption(session: PartnerSession, store: StateStore) -> str:
     if session_id is None or store.session_status(session_id) is None:
         return "before the session started: no privacy budget was spent"
     spent = store.epsilon_spent_by(session_id)
+    unit = session.contract.ledger_unit
     if session.report is not None:
         return (
-            f"after session {session_id} had finished: it spent epsilon {spent:g}, and its "
+            f"after session {session_id} had finished: it spent {unit} {spent:g}, and its "
             f"report is stored in {store.path}; `cleanroom report export --state {store.path} "
             f"--session {session_id} --out report.json` writes it"
         )
     if not spent:
         return (
             f"during session {session_id}: it was aborted and no privacy budget was spent "
-            "(budget is spent only once this side's noisy counts leave, and they had not)"
+            "(budget is spent only once this side's records and dummy matches leave, and they "
+            "had not)"
         )
     return (
-        f"during session {session_id}: it was aborted, but epsilon {spent:g} of contract "
-        f"'{session.contract.id}' was spent because this side's noisy counts were already "
-        f"on their way to the brand ({store.epsilon_remaining(session.contract):g} left)"
+        f"during session {session_id}: it was aborted, but {unit} {spent:g} of contract "
+        f"'{session.contract.id}' was spent because this side's records and dummy matches "
+        f"had already left for the brand ({store.epsilon_remaining(session.contract):g} left)"
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 from cleanroom_client.client import INTERRUPTED
 from support import partner_args, start_server, stop_server
 
+from cleanroom.contract import parse_contract
 from cleanroom.demo import write_demo_files
 from cleanroom.store.state import StateStore
 
@@ -69,16 +70,19 @@ def brand_abort_reason(directory, seen: int, wait: float = 15.0) -> str:
 
 
 @pytest.mark.parametrize(
-    ("pause_at", "opened", "spent"),
+    ("pause_at", "opened", "sessions_spent"),
     [
-        ("partner:hello_reply", False, 0.0),  # the brand answered; no session here yet
-        ("partner:brand_elements", True, 0.0),
-        ("partner:indicators", True, 0.0),  # our records left; our noisy counts not yet
-        ("partner:release", True, 1.0),  # our noisy counts left: budget spent before Ctrl-C
+        ("partner:hello_reply", False, 0),  # the brand answered; no session here yet
+        ("partner:brand_elements", True, 0),  # our records (and dummies) not yet sent
+        ("partner:indicators", True, 1),  # our records and dummies left: budget spent
+        ("partner:release", True, 1),
     ],
 )
-def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, opened, spent):
+def test_ctrl_c_says_what_happened_and_spends_nothing_after(
+    site, pause_at, opened, sessions_spent
+):
     directory, port = site
+    contract = parse_contract((directory / "contract.toml").read_bytes())
     store = StateStore(directory / "partner-state.db")
     before = store.epsilon_spent(CONTRACT_ID) if store.path.exists() else 0.0
     entries = len(store.audit_entries()) if store.path.exists() else 0
@@ -96,7 +100,9 @@ def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, open
     new = store.audit_entries()[entries:]
     aborts = [e for e in new if e["event"] == "abort"]
     assert [e["detail"]["reason"] for e in aborts] == [INTERRUPTED]
-    assert store.epsilon_spent(CONTRACT_ID) == pytest.approx(before + spent)
+    assert store.epsilon_spent(CONTRACT_ID) == pytest.approx(
+        before + sessions_spent * contract.ledger_per_session
+    )
     if pause_at != "partner:release":  # (by then the brand had released its report)
         assert INTERRUPTED in brand_abort_reason(directory, brand_entries)  # it is told why
     if not opened:
@@ -105,10 +111,13 @@ def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, open
     session_id = aborts[0]["session_id"]
     assert store.session_status(session_id) == "aborted"
     assert f"during session {session_id}: it was aborted" in line
-    if spent:
-        assert f"but epsilon 1 of contract '{CONTRACT_ID}' was spent because" in line
-        assert "noisy counts were already on their way to the brand" in line
-        assert f"({10 - before - 1:g} left)" in line
+    if sessions_spent:
+        charge = f"{contract.ledger_unit} {contract.ledger_per_session:g}"
+        assert f"but {charge} of contract '{CONTRACT_ID}' was spent because" in line
+        assert "records and dummy matches had already left for the brand" in line
+        left = store.epsilon_remaining(contract)
+        assert left == pytest.approx(contract.ledger_total - before - contract.ledger_per_session)
+        assert f"({left:g} left)" in line
     else:
         assert "no privacy budget was spent" in line
         assert not any(e["event"] == "budget-spent" for e in new)
