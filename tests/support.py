@@ -102,7 +102,10 @@ def tool(name: str) -> str:
 
 
 def start_server(
-    directory: Path, env: dict[str, str] | None = None, extra: Sequence[str] = ()
+    directory: Path,
+    env: dict[str, str] | None = None,
+    extra: Sequence[str] = (),
+    start_seconds: float = 120,
 ) -> tuple[subprocess.Popen[str], int]:
     """``cleanroom serve`` as a real process; returns it and the port it bound."""
     server = subprocess.Popen(
@@ -113,7 +116,7 @@ def start_server(
         env={**os.environ, **(env or {})},
     )
     assert server.stderr is not None
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + start_seconds
     while time.monotonic() < deadline:
         line = server.stderr.readline()
         match = re.search(r"listening on [\d.]+:(\d+)", line)

@@ -25,12 +25,14 @@ pytestmark = [
     ),
 ]
 
-# Local mode on loopback only, no web UI, few shuffle partitions for small data.
+# Local mode on loopback only, no web UI, few shuffle partitions for small data; a
+# short-lived JVM: quick compilation only, one garbage collector thread.
 SPARK_ENV = {
     "SPARK_LOCAL_IP": "127.0.0.1",
     "PYSPARK_PYTHON": sys.executable,
     "PYSPARK_SUBMIT_ARGS": "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
-    " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4 pyspark-shell",
+    " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4"
+    " --driver-java-options '-XX:TieredStopAtLevel=1 -XX:+UseSerialGC' pyspark-shell",
 }
 
 
@@ -46,7 +48,8 @@ def test_cli_engine_spark_on_both_sides_matches_the_local_engine(tmp_path):
     config.write_text(config.read_text().replace("crm.csv", "crm.parquet"))
 
     def session(engine: str, out: str) -> dict:
-        server, port = start_server(tmp_path, SPARK_ENV, extra=("--engine", engine))
+        # a Spark server starts a JVM and prepares its CRM before it listens
+        server, port = start_server(tmp_path, SPARK_ENV, ("--engine", engine), start_seconds=600)
         try:
             args = partner_args(port, "--out", out, "--engine", engine, "--quiet")
             args[args.index("audience.csv")] = "audience.parquet"

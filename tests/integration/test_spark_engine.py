@@ -42,11 +42,14 @@ pytestmark = [
     ),
 ]
 
+# Short-lived JVMs: quick compilation only, one garbage collector thread.
+JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # The driver on loopback, no web UI, few shuffle partitions for small data, one small executor.
 DRIVER_ARGS = (
     "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
     " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4"
     " --conf spark.executor.memory=512m --conf spark.cores.max=1"
+    f" --driver-java-options '{JVM_OPTIONS}' --conf 'spark.executor.extraJavaOptions={JVM_OPTIONS}'"
 )
 CLUSTER_START_SECONDS = 180
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -101,6 +104,7 @@ def standalone_cluster(directory: Path) -> Iterator[str]:
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",  # no REST server on 6066
+        "SPARK_DAEMON_JAVA_OPTS": JVM_OPTIONS,
     }
     daemons: list[subprocess.Popen] = []
 
