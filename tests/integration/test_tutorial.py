@@ -168,14 +168,18 @@ def check_report_table(text: str, reader: Reader) -> None:
     """The table under "Read the report": exact figures equal the report's, noisy ones
     ("about N") lie within the report's 99.9% interval of N."""
     report = json.loads((reader.cwd / "partner" / "report.json").read_text())
+    intervals = report["privacy"]["interval_999"]
+    brand_segments = len(report["brand_size"])
+    # each row: the report's figures and the half-width of their noise
     figures = {
-        "Brand customers": [sum(report["brand_size"].values())],
-        "Partner audience": [report["partner_size"]],
-        "Matched users": [report["overlap"]["total"]],
-        "Matched on email / phone": [report["overlap"]["by_key"][k] for k in ("email", "phone")],
+        "Brand customers": (
+            [sum(report["brand_size"].values())],
+            brand_segments * intervals["brand_size"],
+        ),
+        "Partner audience": ([report["partner_size"]], intervals["partner_size"]),
+        "Matched users": ([report["overlap"]["total"]], intervals["overlap_total"]),
     }
-    half_width = report["privacy"]["interval_999"]["overlap"]
-    for line, actual in figures.items():
+    for line, (actual, half_width) in figures.items():
         row = re.search(rf"^\| {re.escape(line)} \| ([^|]+) \| ([^|]+) \|$", text, re.MULTILINE)
         assert row, f"the tutorial's report table has no row {line!r}"
         documented = [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", row[1])]
