@@ -190,9 +190,7 @@ def check_workers(value: object) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(
-            f"--workers: must be 0 (every core) or a number of threads, not {value!r}"
-        )
+        raise InputError(f"--workers: must be 0 (every core) or a number of threads, not {value!r}")
     return value or None
 
 

@@ -360,7 +360,9 @@ def _digests_of(strings: pa.Array) -> list[bytes]:
         return []
     offsets_dtype = np.int64 if pa.types.is_large_string(strings.type) else np.int32
     buffers = strings.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=offsets_dtype)[strings.offset : strings.offset + n + 1]
+    offsets = np.frombuffer(buffers[1], dtype=offsets_dtype)[
+        strings.offset : strings.offset + n + 1
+    ]
     data = buffers[2].to_pybytes() if buffers[2] is not None else b""
     packed = _native.sha256_spans(data, offsets.astype("<i8").tobytes())
     return [packed[i : i + 32] for i in range(0, len(packed), 32)]

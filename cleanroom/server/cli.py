@@ -200,7 +200,9 @@ def serve(
     if not quiet:  # one line per session: released, refused or aborted, and why
         configure_logging(log_format, sys.stderr)
     console: Console | JsonStatus = (
-        JsonStatus() if log_format == "json" and not quiet else output_console(stderr=True, quiet=quiet)
+        JsonStatus()
+        if log_format == "json" and not quiet
+        else output_console(stderr=True, quiet=quiet)
     )
     with console.status("reading and hashing the CRM"):
         spark = start_spark("cleanroom serve") if engine_name == "spark" else None

@@ -94,12 +94,18 @@ class ShuttingDown(ConnectionLostError):
     """The brand server was asked to stop (SIGTERM or Ctrl-C) during the session."""
 
 
-def _incoming(requests: Iterator[pb.PartnerMessage]) -> Iterator[pb.PartnerMessage]:
-    """The partner's messages, each within the size limit; a broken stream says so."""
+def _incoming(
+    requests: Iterator[pb.PartnerMessage], context: grpc.ServicerContext
+) -> Iterator[pb.PartnerMessage]:
+    """The partner's messages, each within the size limit; a broken stream says so. A
+    stream gRPC cancelled (over its size limit, a dropped connection) may end like a
+    half-close, so an ending on an inactive call counts as cancelled."""
     while True:
         try:
             message = next(requests)
         except StopIteration:
+            if not context.is_active():
+                raise _stream_cancelled() from None
             return
         except grpc.RpcError:
             raise _stream_cancelled() from None
@@ -260,7 +266,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         counted = False  # in cleanroom_sessions_started
         self.metrics.running.inc()
         try:
-            incoming = _incoming(request_iterator)
+            incoming = _incoming(request_iterator, context)
             first = self._first_message(incoming, context)
             offer = self._offer_for(first, context)
             session = BrandSession(

@@ -137,7 +137,7 @@ def summary_table(report: Mapping[str, Any]) -> Table:
     table.add_row("Privacy noise", str(privacy.get("mechanism", "?")), "")
     if privacy.get("rho_spent") is not None:  # zCDP ledger: rho adds up, epsilon does not
         table.add_row(
-            "Privacy budget (ρ)",
+            "Privacy budget (ρ)",  # noqa: RUF001  (rho, not p)
             f"{_eps(privacy.get('rho_spent'))} spent",
             f"{_eps(privacy.get('rho_remaining'))} remaining",
         )

@@ -78,9 +78,7 @@ def brand_abort_reason(directory, seen: int, wait: float = 15.0) -> str:
         ("partner:release", True, 1),
     ],
 )
-def test_ctrl_c_says_what_happened_and_spends_nothing_after(
-    site, pause_at, opened, sessions_spent
-):
+def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, opened, sessions_spent):
     directory, port = site
     contract = parse_contract((directory / "contract.toml").read_bytes())
     store = StateStore(directory / "partner-state.db")
