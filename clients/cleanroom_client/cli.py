@@ -30,6 +30,45 @@ from cleanroom.errors import InputError, Interrupted, StorageError
 DEFAULT_STATE = "partner-state.db"
 DEFAULT_CONNECT_TIMEOUT = 15.0
 
+# Options that `run` and `recover` share: the same files, described once.
+ContractOption = Annotated[
+    Path,
+    typer.Option(
+        "--contract", help="the contract, byte-identical to the brand's copy", metavar="FILE"
+    ),
+]
+TlsCertOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        help="your certificate, the one the contract pins for the partner "
+        "[required unless --insecure]",
+        metavar="FILE",
+    ),
+]
+TlsKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-key",
+        help="your private key (unencrypted PEM) [required unless --insecure]",
+        metavar="FILE",
+    ),
+]
+ServerCertOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--server-cert",
+        help="the brand's certificate, the one the contract pins for the brand "
+        "[required unless --insecure]",
+        metavar="FILE",
+    ),
+]
+StateOption = Annotated[
+    Path,
+    typer.Option(
+        "--state", help="partner state database: sessions, budget, reports, audit", metavar="FILE"
+    ),
+]
 DelimiterOption = Annotated[
     str | None,
     typer.Option(
@@ -80,12 +119,7 @@ def run(
     server: Annotated[
         str, typer.Option("--server", help="the brand's server, HOST:PORT", metavar="HOST:PORT")
     ],
-    contract: Annotated[
-        Path,
-        typer.Option(
-            "--contract", help="the contract, byte-identical to the brand's copy", metavar="FILE"
-        ),
-    ],
+    contract: ContractOption,
     audience: Annotated[
         Path,
         typer.Option(
@@ -111,40 +145,10 @@ def run(
     ] = [],  # noqa: B006
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = "utf-8",
-    tls_cert: Annotated[
-        Path | None,
-        typer.Option(
-            "--tls-cert",
-            help="your certificate, the one the contract pins for the partner "
-            "[required unless --insecure]",
-            metavar="FILE",
-        ),
-    ] = None,
-    tls_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--tls-key",
-            help="your private key (unencrypted PEM) [required unless --insecure]",
-            metavar="FILE",
-        ),
-    ] = None,
-    server_cert: Annotated[
-        Path | None,
-        typer.Option(
-            "--server-cert",
-            help="the brand's certificate, the one the contract pins for the brand "
-            "[required unless --insecure]",
-            metavar="FILE",
-        ),
-    ] = None,
-    state: Annotated[
-        Path,
-        typer.Option(
-            "--state",
-            help="partner state database: sessions, budget, reports, audit",
-            metavar="FILE",
-        ),
-    ] = Path(DEFAULT_STATE),
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    server_cert: ServerCertOption = None,
+    state: StateOption = Path(DEFAULT_STATE),
     insecure: Annotated[
         bool, typer.Option("--insecure", help="plain TCP without TLS; loopback servers only")
     ] = False,
@@ -280,17 +284,17 @@ def run(
 def recover(
     report: Annotated[
         Path,
-        typer.Option("--report", help="the report file (run's --out, or the brand's export)"),
+        typer.Option(
+            "--report",
+            help="the report file (run's --out, or the brand's export)",
+            metavar="FILE",
+        ),
     ],
-    contract: Annotated[Path, typer.Option("--contract", help="the session's contract")],
-    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="your certificate")] = None,
-    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="your private key")] = None,
-    server_cert: Annotated[
-        Path | None, typer.Option("--server-cert", help="the brand's pinned certificate")
-    ] = None,
-    state: Annotated[Path, typer.Option("--state", help="partner state database")] = Path(
-        DEFAULT_STATE
-    ),
+    contract: ContractOption,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    server_cert: ServerCertOption = None,
+    state: StateOption = Path(DEFAULT_STATE),
     insecure: Annotated[
         bool, typer.Option("--insecure", help="no signatures (a session run with --insecure)")
     ] = False,
