@@ -222,7 +222,7 @@ def lift_figure(report: Mapping[str, Any], *, top: int = DEFAULT_TOP) -> Figure:
     FigureCanvasAgg(fig)
     fig.set_facecolor("white")
     # A last, shorter row spanning every column holds the legend and the footnote.
-    grid = fig.add_gridspec(rows + 1, columns, height_ratios=[panel_height] * rows + [0.6])
+    grid = fig.add_gridspec(rows + 1, columns, height_ratios=[panel_height] * rows + [0.8])
     axes: list[Any] = []
     for i in range(len(panels)):
         axes.append(
@@ -400,13 +400,16 @@ def _footnote(report: Mapping[str, Any], order: list[str], total: Any) -> str:
     eps = privacy.get("epsilon_spent")
     w_c = noise_halfwidths(report)["attribute_count"]
     seg_bits = " · ".join(f"{s} {_fmt(segment_overlap(report, s))}" for s in order)
+    delta = privacy.get("delta")
     noise = f"privacy noise: {privacy.get('mechanism', '?')}" + (
-        f", ε = {eps:g}" if isinstance(eps, (int, float)) else ""
+        f", ε {eps:.3g} spent so far" if isinstance(eps, (int, float)) else ""
     )
+    if isinstance(delta, (int, float)) and delta > 0:
+        noise += f" (δ = {delta:g})"
     if w_c:
         noise += f", each count {PLUS_MINUS}{w_c:,} (99.9%); whiskers: the index's 99.9% range"
     return (
         f"Index = share among matched users ÷ share among all partner users {TIMES} 100\n"
         f"{_fmt(total)} of {_fmt(report.get('partner_size'))} partner users matched ({seg_bits})"
-        f" · {noise}"
+        f"\n{noise}"
     )
