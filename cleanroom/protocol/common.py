@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
-from typing import TypeVar
 
 import numpy as np
 from google.protobuf.message import Message
@@ -28,8 +26,6 @@ TRUNCATED_SIZE = 12
 #: The X25519 base point G (u = 9, RFC 7748): the brand publishes B = X25519(b, G) and the
 #: partner A = X25519(a, G) only enters its dummies (docs/protocol.md#dummy-matches).
 BASE_POINT = bytes([9]) + bytes(31)
-
-T = TypeVar("T")
 
 
 def records_per_chunk(contract: Contract) -> int:
@@ -104,11 +100,6 @@ def split_elements(packed: bytes, size: int, what: str, *, last: bool) -> int:
     if not packed and not last:
         raise ProtocolError(f"{what}: empty, and not the last chunk of its stream")
     return len(packed) // size
-
-
-def shuffled(items: Sequence[T]) -> list[T]:
-    """The items in a secret random order (:func:`random_permutation`)."""
-    return [items[i] for i in random_permutation(len(items)).tolist()]
 
 
 def shuffled_packed(packed: bytes, size: int) -> bytes:

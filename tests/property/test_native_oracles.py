@@ -28,7 +28,7 @@ from cleanroom.crypto.hash_to_curve import (
 from cleanroom.errors import CryptoError
 from cleanroom.identifiers.normalize import _digests_of
 from cleanroom.privacy.setdiff import list_sketch
-from cleanroom.protocol.common import TRUNCATED_SIZE, shuffled, shuffled_packed
+from cleanroom.protocol.common import TRUNCATED_SIZE, random_permutation, shuffled_packed
 
 P = 2**255 - 19
 keys = st.binary(min_size=32, max_size=32)
@@ -154,6 +154,10 @@ def test_match_lookup_matches_the_oracle(
     )
     found = np.frombuffer(native.lookup(b"".join(values)), dtype=np.int8).tolist()
     assert found == records.match_lookup(table, values)
+
+
+def shuffled(items: list[int]) -> list[int]:
+    return [items[i] for i in random_permutation(len(items)).tolist()]
 
 
 def test_shuffles_are_permutations_and_vary() -> None:
