@@ -24,7 +24,7 @@ from benchmarks.run import ATTRIBUTES, write_lists
 from cleanroom.contract import parse_contract
 from cleanroom.demo import contract_text
 from cleanroom.engine import INLINE
-from cleanroom.protocol import lists
+from cleanroom.lists import local as lists
 from cleanroom.protocol.common import ELEMENT_SIZE, TRUNCATED_SIZE, shuffled_packed, truncate
 
 

@@ -1391,7 +1391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
-        from cleanroom.server.certs import init_certificate
+        from cleanroom.identity import init_certificate
 
         certs = workdir / "certs"
         if certs.exists():

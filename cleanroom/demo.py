@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from cleanroom.cli_support import Phases, output_console, write_atomically
-from cleanroom.io import write_table
-from cleanroom.server.certs import init_certificate
+from cleanroom.identity import init_certificate
+from cleanroom.lists.tables import write_table
 
 SEGMENTS = ("loyal", "lapsed", "prospect")
 ATTRIBUTES = (
@@ -221,11 +221,11 @@ def write_demo_files(
 def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet: bool) -> None:
     from cleanroom_client import Client
 
+    from cleanroom.brand.config import load_server_config
+    from cleanroom.brand.servicer import build_server
     from cleanroom.engine import Engine
-    from cleanroom.server.config import load_server_config
-    from cleanroom.server.service import build_server
-    from cleanroom.stats.plot import plot_lift
-    from cleanroom.stats.render import print_report, quality_table
+    from cleanroom.report.plot import plot_lift
+    from cleanroom.report.render import print_report, quality_table
     from cleanroom.store.state import StateStore
 
     console = output_console(quiet=quiet)

@@ -9,7 +9,7 @@ import pytest
 
 from cleanroom.contract import Contract, parse_contract
 from cleanroom.demo import contract_text
-from cleanroom.server.certs import init_certificate
+from cleanroom.identity import init_certificate
 from cleanroom.store.state import StateStore
 
 BRAND_FP = "a" * 64

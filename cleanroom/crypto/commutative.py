@@ -29,7 +29,7 @@ class CommutativeCipher:
     """One party's commutative cipher for one session; the key never leaves the object.
 
     Pickling carries the key, so that Spark can run ``encrypt`` in its executors
-    (cleanroom/spark.py). That is the only reason to pickle it: never persist or log a pickle.
+    (cleanroom/lists/spark/__init__.py). That is the only reason to pickle it: never persist or log a pickle.
     """
 
     __slots__ = ("_key",)

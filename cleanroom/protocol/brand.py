@@ -36,6 +36,7 @@ from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.engine import INLINE, Engine, encrypt, encrypt_indicators, hash_and_encrypt
 from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
+from cleanroom.lists.local import OwnBrandList
 from cleanroom.privacy.accounting import (
     brand_budget,
     group_patterns,
@@ -57,8 +58,7 @@ from cleanroom.protocol.common import (
     split_elements,
     truncate,
 )
-from cleanroom.protocol.lists import OwnBrandList
-from cleanroom.stats.report import ReleasedCounts, build_report, dumps
+from cleanroom.report.document import ReleasedCounts, build_report, dumps
 from cleanroom.store.state import StateStore
 
 

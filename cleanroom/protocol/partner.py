@@ -41,6 +41,7 @@ from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.engine import INLINE, Engine, add_sums, check_and_sum, encrypt
 from cleanroom.errors import CleanroomError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
+from cleanroom.lists.local import EncryptedRecords, OwnPartnerList
 from cleanroom.privacy.accounting import brand_budget, group_patterns, partner_budget, patterns
 from cleanroom.privacy.setdiff import check_set_difference, pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
@@ -55,8 +56,7 @@ from cleanroom.protocol.common import (
     split_elements,
     truncate,
 )
-from cleanroom.protocol.lists import EncryptedRecords, OwnPartnerList
-from cleanroom.stats.report import dumps
+from cleanroom.report.document import dumps
 from cleanroom.store.state import StateStore
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")

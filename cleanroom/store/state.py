@@ -169,7 +169,7 @@ def with_own_signature(
 ) -> dict[str, dict[str, str]]:
     """The given signatures plus this party's own over the canonical report, made as its role."""
     from cleanroom.crypto.signing import sign_report
-    from cleanroom.stats.report import dumps
+    from cleanroom.report.document import dumps
 
     signed = dict(signatures or {})
     if sign_as is not None:
@@ -506,7 +506,7 @@ class StateStore:
         figure in the report is read inside the same transaction that spends it. Signatures
         (given, and this party's own made with ``sign_as``) are stored in the same transaction.
         """
-        from cleanroom.stats.report import dumps
+        from cleanroom.report.document import dumps
 
         with self._transaction() as db:
             self._charge(db, session_id, contract)
@@ -590,7 +590,7 @@ class StateStore:
         ``budget-spent`` entries. Run :meth:`verify_audit` first. Returns what was checked.
         """
         from cleanroom.crypto.signing import verify_report_signature
-        from cleanroom.stats.report import dumps
+        from cleanroom.report.document import dumps
 
         released: dict[str, dict[str, Any]] = {}
         spent: dict[str, float] = {}

@@ -38,7 +38,7 @@ from cleanroom.errors import (
 )
 
 if TYPE_CHECKING:
-    from cleanroom.stats.report import Report
+    from cleanroom.report.document import Report
     from cleanroom_client.client import Client, UnsavedReportError
 
 
@@ -50,7 +50,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(client, name)
     if name == "Report":
-        from cleanroom.stats.report import Report
+        from cleanroom.report.document import Report
 
         return Report
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -217,7 +217,7 @@ def run(
     check_workers(workers)
     if not out.parent.exists():
         raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
-    from cleanroom.io import csv_dialect
+    from cleanroom.lists.tables import csv_dialect
 
     dialect = csv_dialect(delimiter, encoding, style="cli")
     with reporting_interrupts():
@@ -266,7 +266,7 @@ def run(
     if output_format == "json":
         print_json({**json.loads(report.to_json()), "input_quality": prepared.quality})
     elif not quiet:
-        from cleanroom.stats.render import print_report, quality_table
+        from cleanroom.report.render import print_report, quality_table
 
         console = output_console()
         print_report(report.to_dict(), console)
@@ -302,7 +302,7 @@ def recover(
     """Record a released report the state database lacks (after a storage error, or the
     brand's `cleanroom report export` of a session whose client died): checks the brand's
     signature, adds yours, charges the budget if it was not yet."""
-    from cleanroom.stats.report import Report
+    from cleanroom.report.document import Report
     from cleanroom_client.client import Client
 
     if not state.exists():
@@ -377,9 +377,9 @@ def lookalike(
     import numpy as np
     import pandas as pd
 
-    from cleanroom.io import boolean_column, csv_dialect, load_table, write_table
-    from cleanroom.stats.lookalike import LookalikeModel, audience_ids, select_top
-    from cleanroom.stats.report import Report
+    from cleanroom.lists.tables import boolean_column, csv_dialect, load_table, write_table
+    from cleanroom.report.document import Report
+    from cleanroom.report.lookalike import LookalikeModel, audience_ids, select_top
 
     check_format(output_format)
     dialect = csv_dialect(delimiter, encoding, style="cli")

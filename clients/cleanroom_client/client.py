@@ -26,6 +26,13 @@ import pyarrow as pa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cleanroom import errors
+from cleanroom.brand.config import DEFAULT_IDLE_TIMEOUT, is_loopback
+from cleanroom.brand.servicer import (
+    ERROR_METADATA,
+    MESSAGE_OPTIONS,
+    NO_COMPRESSION,
+    SERVICE_NAME,
+)
 from cleanroom.cli_support import check_engine, check_seconds, check_workers
 from cleanroom.contract import Contract, load_contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE
@@ -44,13 +51,7 @@ from cleanroom.errors import (
     StorageError,
 )
 from cleanroom.faults import crash_point
-from cleanroom.io import CsvDialect
-from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
-from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
-from cleanroom.protocol.lists import PartnerList, TableSource, prepare_partner_list
-from cleanroom.protocol.partner import PartnerSession
-from cleanroom.protocol.pump import Pump
-from cleanroom.server.certs import (
+from cleanroom.identity import (
     check_pinned,
     load_certificate,
     load_key_pair,
@@ -58,16 +59,15 @@ from cleanroom.server.certs import (
     require_signing_key,
     server_name,
 )
-from cleanroom.server.config import DEFAULT_IDLE_TIMEOUT, is_loopback
-from cleanroom.server.service import (
-    ERROR_METADATA,
-    MESSAGE_OPTIONS,
-    NO_COMPRESSION,
-    SERVICE_NAME,
-)
-from cleanroom.spark import SparkPartnerList, prepare_partner_list_spark, start_spark
-from cleanroom.stats.report import Report, dumps
+from cleanroom.lists.local import PartnerList, TableSource, prepare_partner_list
+from cleanroom.lists.spark import SparkPartnerList, prepare_partner_list_spark, start_spark
+from cleanroom.lists.tables import CsvDialect
+from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
+from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
+from cleanroom.protocol.partner import PartnerSession
+from cleanroom.report.document import Report, dumps
 from cleanroom.store.state import StateStore, with_own_signature
+from cleanroom.transport.pump import Pump
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -191,7 +191,7 @@ class Client:
         ``idle_timeout``: seconds a session may go without a message either way;
         ``workers``: threads for the per-record crypto (default or 0: every core);
         ``engine="spark"``: prepare and encrypt the audience as Spark jobs
-        (:mod:`cleanroom.spark`), the audience being a Parquet or CSV path, ``table:NAME``
+        (:mod:`cleanroom.lists.spark`), the audience being a Parquet or CSV path, ``table:NAME``
         or a Spark DataFrame; ``spark_scratch``: where those jobs write each session's
         elements (default: a local temporary directory)."""
         self.server = server
@@ -248,7 +248,7 @@ class Client:
         dialect: CsvDialect | None = None,
     ) -> PartnerList | SparkPartnerList:
         """Read, validate and hash the audience on this side (no network). ``dialect``
-        (:func:`cleanroom.io.csv_dialect`) gives a CSV file's delimiter and encoding; by
+        (:func:`cleanroom.lists.tables.csv_dialect`) gives a CSV file's delimiter and encoding; by
         default the file is UTF-8 and its delimiter is detected."""
         crash_point("partner", "prepare")
         if self.engine == "spark":

@@ -15,12 +15,12 @@ import pytest
 from cleanroom_client import Client
 from support import partner_args, tool
 
+from cleanroom.brand.config import load_server_config
+from cleanroom.brand.servicer import build_server
 from cleanroom.contract import PROTOCOL_VERSION, load_contract
 from cleanroom.errors import AuthenticationError, ConnectionLostError, InputError
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
-from cleanroom.server.config import load_server_config
-from cleanroom.server.service import build_server
 from cleanroom.store.state import StateStore
 
 

@@ -13,11 +13,11 @@ import pytest
 
 from cleanroom.demo import synthetic_lists
 from cleanroom.engine import INLINE, Engine
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.inprocess import run_in_process
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.store.state import StateStore
+from cleanroom.transport.inprocess import run_in_process
 
 BRAND_COLUMNS = {
     "email": "email",
@@ -77,8 +77,8 @@ from cleanroom.contract import parse_contract
 from cleanroom.demo import contract_text, synthetic_lists
 from cleanroom.engine import Engine
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.inprocess import run_in_process
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
+from cleanroom.transport.inprocess import run_in_process
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.store.state import StateStore
 

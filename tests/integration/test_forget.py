@@ -10,11 +10,11 @@ import pytest
 
 from cleanroom.demo import synthetic_lists
 from cleanroom.identifiers import normalize
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.inprocess import run_in_process
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
+from cleanroom.transport.inprocess import run_in_process
 
 BRAND_COLUMNS = {
     "email": "email",

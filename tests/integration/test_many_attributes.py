@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 
 from cleanroom.demo import synthetic_lists
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.inprocess import run_in_process
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
+from cleanroom.transport.inprocess import run_in_process
 
 BRAND_COLUMNS = {
     "email": "email",

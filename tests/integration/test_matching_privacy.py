@@ -17,14 +17,14 @@ import pandas as pd
 
 from cleanroom.contract import Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.privacy import accounting
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.common import TRUNCATED_SIZE, truncate
-from cleanroom.protocol.inprocess import run_in_process
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.store.state import StateStore
+from cleanroom.transport.inprocess import run_in_process
 
 BRAND_COLUMNS = {"email": "email", "phone": "phone", "segment": "tier"}
 

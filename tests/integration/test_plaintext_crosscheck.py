@@ -17,12 +17,12 @@ import pytest
 
 from cleanroom.demo import ATTRIBUTES, SEGMENTS, synthetic_lists
 from cleanroom.identifiers import digest
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.privacy import accounting
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.inprocess import run_in_process
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.store.state import StateStore
+from cleanroom.transport.inprocess import run_in_process
 
 BRAND_COLUMNS = {
     "email": "email",

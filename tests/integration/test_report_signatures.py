@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from support import tool
 
-from cleanroom.server.certs import fingerprint, load_certificate
+from cleanroom.identity import fingerprint, load_certificate
 
 pytestmark = pytest.mark.slow
 

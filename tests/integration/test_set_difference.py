@@ -8,11 +8,11 @@ import pytest
 
 from cleanroom.demo import synthetic_lists
 from cleanroom.errors import PolicyError, ProtocolError
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.privacy.setdiff import difference, list_sketch
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.inprocess import run_in_process
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
+from cleanroom.transport.inprocess import run_in_process
 
 BRAND_COLUMNS = {
     "email": "email",

@@ -30,11 +30,11 @@ from support import BRAND_COLUMNS
 
 from cleanroom.demo import synthetic_lists
 from cleanroom.errors import InputError
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.inprocess import run_in_process
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.store.state import StateStore
+from cleanroom.transport.inprocess import run_in_process
 
 pytestmark = [
     pytest.mark.slow,
@@ -175,7 +175,7 @@ def start_spark_with_one_retry(start_spark: Callable[[str], Any]) -> Any:
 def spark(cluster):
     """One Spark session for the module, its executors on the standalone cluster; the
     master comes from PYSPARK_SUBMIT_ARGS as a user would set it (docs/howto/spark.md)."""
-    from cleanroom.spark import start_spark
+    from cleanroom.lists.spark import start_spark
 
     url, _ = cluster
     env = {
@@ -236,7 +236,7 @@ def scratch(tmp_path_factory):
 @pytest.fixture(scope="module")
 def spark_lists(spark, files, contract, scratch):
     """Both lists prepared once by Spark, shared by the tests that only read them."""
-    from cleanroom.spark import prepare_brand_list_spark, prepare_partner_list_spark
+    from cleanroom.lists.spark import prepare_brand_list_spark, prepare_partner_list_spark
 
     brand = prepare_brand_list_spark(
         spark, str(files / "crm.parquet"), BRAND_COLUMNS, contract, str(scratch)
@@ -339,7 +339,7 @@ def test_spark_stream_order_is_the_order_of_the_encrypted_values(contract, spark
     ["segment label", "attribute value", "invalid emails", "missing column"],
 )
 def test_spark_bad_input_fails_like_the_local_engine(spark, files, contract, tmp_path, damage):
-    from cleanroom.spark import prepare_brand_list_spark, prepare_partner_list_spark
+    from cleanroom.lists.spark import prepare_brand_list_spark, prepare_partner_list_spark
 
     crm = pd.read_parquet(files / "crm.parquet")
     audience = pd.read_parquet(files / "audience.parquet")

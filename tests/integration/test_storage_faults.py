@@ -24,8 +24,8 @@ from support import partner_args, start_server, stop_server, tool
 
 from cleanroom.demo import write_demo_files
 from cleanroom.faults import CRASH_EXIT_CODE
-from cleanroom.server.certs import verify_signed_report
-from cleanroom.stats.report import Report
+from cleanroom.identity import verify_signed_report
+from cleanroom.report.document import Report
 from cleanroom.store.state import StateStore
 
 pytestmark = pytest.mark.slow

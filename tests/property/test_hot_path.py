@@ -15,7 +15,9 @@ from cleanroom.contract import parse_contract
 from cleanroom.demo import contract_text
 from cleanroom.engine import INLINE
 from cleanroom.identifiers import drop_repeats
-from cleanroom.protocol import common, lists
+from cleanroom.lists import local as lists
+from cleanroom.lists.local import BrandList, PartnerList
+from cleanroom.protocol import common
 from cleanroom.protocol.common import (
     ELEMENT_SIZE,
     ELEMENTS_PER_CHUNK,
@@ -27,7 +29,6 @@ from cleanroom.protocol.common import (
     shuffled_packed,
     truncate,
 )
-from cleanroom.protocol.lists import BrandList, PartnerList
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

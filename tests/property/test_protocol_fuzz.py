@@ -26,17 +26,17 @@ from hypothesis import strategies as st
 from support import state_rows
 
 from cleanroom import errors
+from cleanroom.brand.servicer import CleanRoomService, Offer
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.crypto.elgamal import ElGamalPrivateKey
 from cleanroom.demo import synthetic_lists
 from cleanroom.errors import CleanroomError
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.inprocess import run_in_process
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
-from cleanroom.server.service import CleanRoomService, Offer
 from cleanroom.store.state import StateStore
+from cleanroom.transport.inprocess import run_in_process
 
 BRAND_COLUMNS = {
     "email": "email",

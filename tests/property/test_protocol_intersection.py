@@ -37,11 +37,11 @@ from hypothesis import strategies as st
 from cleanroom.contract import Contract, parse_contract
 from cleanroom.demo import contract_text
 from cleanroom.identifiers import KEY_KINDS, MATCH_KEY_OF, digest
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.inprocess import run_in_process
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.store.state import StateStore
+from cleanroom.transport.inprocess import run_in_process
 
 PEOPLE = 12  # few people, so lists share and repeat identifiers often
 ATTRIBUTES = ("interest_travel", "parent")

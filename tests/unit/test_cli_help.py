@@ -16,11 +16,11 @@ from cleanroom_client import cli as partner_cli
 from cleanroom_client.cli import app as partner_app
 from rich.console import Console
 
+from cleanroom.brand.cli import app as brand_app
 from cleanroom.cli_support import reporting_interrupts, run_app
 from cleanroom.demo import write_demo_files
 from cleanroom.errors import Interrupted
-from cleanroom.server.cli import app as brand_app
-from cleanroom.stats.render import quality_table
+from cleanroom.report.render import quality_table
 
 APPS = {"cleanroom": brand_app, "cleanroom-client": partner_app}
 HEAVY = ("grpc", "pandas", "pyarrow", "matplotlib", "pyspark", "numpy", "opendp", "pydantic")
@@ -98,8 +98,8 @@ def test_help_imports_nothing_heavy():
     for module, argv in (
         ("cleanroom_client.cli", ["cleanroom-client", "--help"]),
         ("cleanroom_client.cli", ["cleanroom-client", "run", "--help"]),
-        ("cleanroom.server.cli", ["cleanroom", "--help"]),
-        ("cleanroom.server.cli", ["cleanroom", "report", "plot", "--help"]),
+        ("cleanroom.brand.cli", ["cleanroom", "--help"]),
+        ("cleanroom.brand.cli", ["cleanroom", "report", "plot", "--help"]),
     ):
         code = (
             f"import sys\nsys.argv = {argv!r}\nfrom {module} import main\n"

@@ -11,7 +11,7 @@ import pytest
 import typer.main
 from cleanroom_client.cli import app as client_app
 
-from cleanroom.server.cli import app as server_app
+from cleanroom.brand.cli import app as server_app
 
 REFERENCE = Path(__file__).parents[2] / "docs" / "reference" / "cli.md"
 OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")

@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cleanroom import errors
+from cleanroom.brand.config import load_server_config
+from cleanroom.brand.servicer import ERROR_METADATA
 from cleanroom.cli_support import check_seconds, check_workers
 from cleanroom.demo import brand_config_text, contract_text
 from cleanroom.errors import (
@@ -28,9 +30,7 @@ from cleanroom.errors import (
     PolicyError,
     ProtocolError,
 )
-from cleanroom.server.certs import fingerprint, init_certificate, load_certificate, load_key_pair
-from cleanroom.server.config import load_server_config
-from cleanroom.server.service import ERROR_METADATA
+from cleanroom.identity import fingerprint, init_certificate, load_certificate, load_key_pair
 
 SERVER = "127.0.0.1:50051"
 ADDRESS = "failed to connect to all addresses; last error: "

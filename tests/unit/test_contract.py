@@ -238,7 +238,7 @@ def test_contract_check_names_the_field_and_exits_4(tmp_path):
         [
             sys.executable,
             "-c",
-            "from cleanroom.server.cli import main; main()",
+            "from cleanroom.brand.cli import main; main()",
             "contract",
             "check",
             str(path),

@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cleanroom.brand.config import load_server_config
+from cleanroom.brand.servicer import prepare_offers
 from cleanroom.demo import write_demo_files
 from cleanroom.errors import InputError
-from cleanroom.io import csv_dialect
-from cleanroom.server.config import load_server_config
-from cleanroom.server.service import prepare_offers
+from cleanroom.lists.tables import csv_dialect
 
 
 def rewrite(source: Path, target: Path, *, sep: str, encoding: str) -> Path:

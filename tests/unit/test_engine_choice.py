@@ -24,9 +24,9 @@ def test_a_scratch_directory_needs_the_spark_engine():
 
 
 def test_a_catalog_table_needs_the_spark_engine(tmp_path):
+    from cleanroom.brand.config import load_server_config
+    from cleanroom.brand.servicer import prepare_offers
     from cleanroom.demo import write_demo_files
-    from cleanroom.server.config import load_server_config
-    from cleanroom.server.service import prepare_offers
 
     write_demo_files(tmp_path, brand_records=50, partner_records=50)
     config = tmp_path / "brand.toml"

@@ -1,4 +1,4 @@
-"""Unit tests for cleanroom.io.tables: loading, column casting, atomic writes."""
+"""Unit tests for cleanroom.lists.tables: loading, column casting, atomic writes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from cleanroom.errors import InputError
-from cleanroom.io import (
+from cleanroom.lists import tables as tables_module
+from cleanroom.lists.tables import (
     boolean_column,
     csv_dialect,
     load_table,
@@ -22,7 +23,6 @@ from cleanroom.io import (
     string_column,
     write_table,
 )
-from cleanroom.io import tables as tables_module
 
 CSV_TEXT = (
     "email,phone,interest_travel,tier\n"

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from cleanroom.errors import InputError
-from cleanroom.protocol.lists import prepare_brand_list, prepare_partner_list
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 
 ATTRIBUTES = ("interest_travel", "parent")
 

@@ -14,8 +14,9 @@ import pytest
 from support import report_cell as cell
 
 from cleanroom.errors import InputError
-from cleanroom.stats.index import lift_index, report_to_frame
-from cleanroom.stats.lookalike import (
+from cleanroom.report.document import dumps
+from cleanroom.report.index import lift_index, report_to_frame
+from cleanroom.report.lookalike import (
     MAX_LIFT,
     POOLED,
     LookalikeModel,
@@ -23,7 +24,6 @@ from cleanroom.stats.lookalike import (
     report_sha256,
     select_top,
 )
-from cleanroom.stats.report import dumps
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 from cleanroom_client.cli import app as partner_app
 from support import report_cell as cell
 
+from cleanroom.brand.cli import app as brand_app
 from cleanroom.cli_support import run_app
-from cleanroom.server.cli import app as brand_app
-from cleanroom.stats.lookalike import report_sha256
+from cleanroom.report.lookalike import report_sha256
 
 
 @pytest.fixture

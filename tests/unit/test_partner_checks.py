@@ -7,9 +7,9 @@ import pytest
 from cleanroom.crypto.elgamal import ElGamalPrivateKey
 from cleanroom.demo import synthetic_lists
 from cleanroom.errors import CryptoError, PolicyError, ProtocolError
+from cleanroom.lists.local import prepare_partner_list
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import BASE_POINT
-from cleanroom.protocol.lists import prepare_partner_list
 from cleanroom.protocol.partner import PartnerSession
 
 

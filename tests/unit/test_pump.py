@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 import pytest
 
 from cleanroom.errors import ConnectionLostError, CryptoError
-from cleanroom.protocol.pump import Pump
+from cleanroom.transport.pump import Pump
 
 
 class Machine:

@@ -16,7 +16,8 @@ from matplotlib.patches import Rectangle
 from rich.console import Console
 
 from cleanroom.errors import InputError
-from cleanroom.stats.plot import (
+from cleanroom.report.document import Report
+from cleanroom.report.plot import (
     ABOVE,
     ABOVE_MUTED,
     BELOW,
@@ -29,8 +30,7 @@ from cleanroom.stats.plot import (
     pretty_attribute,
     x_limit,
 )
-from cleanroom.stats.render import print_report, report_tables
-from cleanroom.stats.report import Report
+from cleanroom.report.render import print_report, report_tables
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -305,7 +305,7 @@ def test_a_range_past_the_axis_ends_in_an_arrow(report):
 
 
 def test_panels_follow_the_contract_not_the_alphabet(report):
-    from cleanroom.stats.report import dumps
+    from cleanroom.report.document import dumps
 
     stored = json.loads(dumps(report))  # a stored report's keys are sorted by name
     assert list(stored["overlap"]["by_segment"]) == ["lapsed", "loyal"]

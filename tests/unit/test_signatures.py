@@ -22,7 +22,7 @@ from cleanroom.crypto.signing import (
     verify_report_signature,
 )
 from cleanroom.errors import AuthenticationError, IntegrityError
-from cleanroom.server.certs import (
+from cleanroom.identity import (
     POSSESSION_URI,
     SIGNING_KEY_URI,
     init_certificate,
@@ -30,7 +30,7 @@ from cleanroom.server.certs import (
     signing_public_key,
     verify_signed_report,
 )
-from cleanroom.stats.report import Report, dumps
+from cleanroom.report.document import Report, dumps
 from cleanroom.store.state import StateStore
 
 

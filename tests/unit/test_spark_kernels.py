@@ -10,8 +10,8 @@ import pyarrow as pa
 
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
+from cleanroom.lists.spark import _encrypt_brand_batches, _encrypt_partner_batches, _hash_batches
 from cleanroom.protocol.common import element_message
-from cleanroom.spark import _encrypt_brand_batches, _encrypt_partner_batches, _hash_batches
 
 DST = b"cleanroom-test-dst"
 KEYS = ("email", "phone")

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cleanroom.crypto.signing import sign_report
 from cleanroom.errors import IntegrityError, PolicyError, ProtocolError
-from cleanroom.stats.report import dumps
+from cleanroom.report.document import dumps
 from cleanroom.store.state import StateStore
 
 

@@ -53,8 +53,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cleanroom.errors import InputError
-from cleanroom.stats.index import attribute_cells, segment_overlap, segments
-from cleanroom.stats.report import dumps
+from cleanroom.report.document import dumps
+from cleanroom.report.index import attribute_cells, segment_overlap, segments
 
 #: The ``segment`` of a model pooled over all segments (``from_report(segment=None)``).
 POOLED = "*"

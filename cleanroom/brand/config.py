@@ -11,8 +11,7 @@ from typing import Any
 from cleanroom.cli_support import check_seconds
 from cleanroom.contract import Contract, load_contract
 from cleanroom.errors import AuthenticationError, InputError
-from cleanroom.io.tables import TABLE_PREFIX, CsvDialect, csv_dialect
-from cleanroom.server.certs import (
+from cleanroom.identity import (
     check_pinned,
     fingerprint,
     load_certificate,
@@ -20,6 +19,7 @@ from cleanroom.server.certs import (
     require_distinct_signing_keys,
     require_signing_key,
 )
+from cleanroom.lists.tables import TABLE_PREFIX, CsvDialect, csv_dialect
 
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_SESSION_TIMEOUT = 86400.0  # a day: far above an honest 100M-row session on one machine

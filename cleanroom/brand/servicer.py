@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from cleanroom import errors
+from cleanroom.brand.config import DEFAULT_HELLO_TIMEOUT, ServerConfig
+from cleanroom.brand.observability import UNKNOWN_CONTRACT, SessionMetrics, reason_label
 from cleanroom.contract import Contract
 from cleanroom.crypto.signing import signing_key_from_tls_key
 from cleanroom.engine import INLINE, Engine
@@ -44,18 +46,16 @@ from cleanroom.errors import (
     ProtocolError,
     StorageError,
 )
-from cleanroom.io import CsvDialect
+from cleanroom.identity import fingerprint_of_pem, require_signing_key
+from cleanroom.lists.local import OwnBrandList, prepare_brand_list
+from cleanroom.lists.spark import prepare_brand_list_spark
+from cleanroom.lists.tables import CsvDialect
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.common import MAX_MESSAGE_BYTES
-from cleanroom.protocol.lists import OwnBrandList, prepare_brand_list
-from cleanroom.protocol.pump import Pump
-from cleanroom.server.certs import fingerprint_of_pem, require_signing_key
-from cleanroom.server.config import DEFAULT_HELLO_TIMEOUT, ServerConfig
-from cleanroom.server.observability import UNKNOWN_CONTRACT, SessionMetrics, reason_label
-from cleanroom.spark import prepare_brand_list_spark
 from cleanroom.store.state import StateStore
+from cleanroom.transport.pump import Pump
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -443,7 +443,7 @@ def prepare_offers(
     config: ServerConfig, spark: SparkSession | None = None, scratch: str | None = None
 ) -> dict[str, Offer]:
     """Prepare the CRM once per contract's rules (profile, keys, segments): in this process's
-    memory, or, given a Spark session, as a persisted Spark frame (:mod:`cleanroom.spark`)."""
+    memory, or, given a Spark session, as a persisted Spark frame (:mod:`cleanroom.lists.spark`)."""
     offers: dict[str, Offer] = {}
     for entry in config.contracts:
         contract = entry.contract

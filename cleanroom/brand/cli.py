@@ -35,7 +35,7 @@ from cleanroom.errors import InputError, IntegrityError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from cleanroom.server.service import Offer
+    from cleanroom.brand.servicer import Offer
 
 app = typer.Typer(name="cleanroom", **TYPER_SETTINGS)
 contract_app = typer.Typer(help="Inspect and check contracts.", **TYPER_SETTINGS)
@@ -74,7 +74,7 @@ def main_options(version: VersionOption = False) -> None:
 
 def print_crm_quality(offers: dict[str, Offer], console: Console) -> None:
     """Per contract, the CRM's input-quality table: the same one the partner gets of its list."""
-    from cleanroom.stats.render import quality_table
+    from cleanroom.report.render import quality_table
 
     for offer in offers.values():
         contract = offer.contract
@@ -183,11 +183,11 @@ def serve(
     Example:
       cleanroom serve --config brand.toml
     """
+    from cleanroom.brand.config import check_listen, check_log_format, load_server_config
+    from cleanroom.brand.observability import SessionMetrics, configure_logging
+    from cleanroom.brand.servicer import build_server, prepare_offers
     from cleanroom.engine import Engine
-    from cleanroom.server.config import check_listen, check_log_format, load_server_config
-    from cleanroom.server.observability import SessionMetrics, configure_logging
-    from cleanroom.server.service import build_server, prepare_offers
-    from cleanroom.spark import SparkList, start_spark
+    from cleanroom.lists.spark import SparkList, start_spark
 
     check_engine(engine_name, spark_scratch)
     check_workers(workers)
@@ -380,8 +380,8 @@ def crm_check(
     Example:
       cleanroom crm check --config brand.toml
     """
-    from cleanroom.server.config import load_server_config
-    from cleanroom.server.service import prepare_offers
+    from cleanroom.brand.config import load_server_config
+    from cleanroom.brand.servicer import prepare_offers
 
     check_format(output_format)
     offers = prepare_offers(load_server_config(config))
@@ -408,7 +408,7 @@ def certs_init(
     Example:
       cleanroom certs init certs --name acme --host brand.example.com
     """
-    from cleanroom.server.certs import init_certificate
+    from cleanroom.identity import init_certificate
 
     cert, key, fingerprint = init_certificate(directory, name, host)
     output_console(stderr=True).print(f"wrote {cert} and {key} (keep the key private)")
@@ -418,8 +418,8 @@ def certs_init(
 @report_app.command("show")
 def report_show(file: ReportArgument, output_format: FormatOption = "table") -> None:
     """Print a report: overlap, then the attribute index table sorted by index."""
-    from cleanroom.stats.render import print_report
-    from cleanroom.stats.report import Report
+    from cleanroom.report.document import Report
+    from cleanroom.report.render import print_report
 
     report = Report.load(file)
     if check_format(output_format) == "json":
@@ -449,8 +449,8 @@ def report_plot(
     Example:
       cleanroom report plot report.json --out lift.png
     """
-    from cleanroom.stats.plot import plot_lift
-    from cleanroom.stats.report import Report
+    from cleanroom.report.document import Report
+    from cleanroom.report.plot import plot_lift
 
     path = plot_lift(Report.load(file).to_dict(), out, top=top)
     output_console(stderr=True).print(f"wrote {path}")
@@ -470,8 +470,8 @@ def report_model(
     """The lookalike model derived from the report alone (the partner derives the same)."""
     from rich.markup import escape
 
-    from cleanroom.stats.lookalike import LookalikeModel
-    from cleanroom.stats.report import Report
+    from cleanroom.report.document import Report
+    from cleanroom.report.lookalike import LookalikeModel
 
     model = LookalikeModel.from_report(
         Report.load(file).to_dict(), segment, smoothing=smoothing, noise_multiple=noise_multiple
@@ -512,7 +512,7 @@ def report_export(
       cleanroom report export --state partner-state.db --out report.json
     """
     from cleanroom.cli_support import write_atomically
-    from cleanroom.stats.report import Report
+    from cleanroom.report.document import Report
     from cleanroom.store.state import StateStore
 
     if not state.exists():
@@ -546,8 +546,8 @@ def report_verify(
     Example:
       cleanroom report verify report.json --brand-cert acme.crt --partner-cert newsco.crt
     """
-    from cleanroom.server.certs import verify_signed_report
-    from cleanroom.stats.report import Report
+    from cleanroom.identity import verify_signed_report
+    from cleanroom.report.document import Report
 
     report = Report.load(file)
     verify_signed_report(report, {"brand": brand_cert, "partner": partner_cert})

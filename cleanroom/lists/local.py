@@ -31,7 +31,7 @@ from cleanroom.identifiers import (
     digest_column,
     drop_repeats,
 )
-from cleanroom.io import (
+from cleanroom.lists.tables import (
     CsvDialect,
     boolean_column,
     load_table,
@@ -58,7 +58,7 @@ GroupChunk = tuple[int, int, bool, bytes]  # (segment, key, last chunk of the gr
 
 class OwnList(Protocol):
     """What a session needs of its own side's prepared list, wherever the list lives (this
-    process, or a Spark cluster: :mod:`cleanroom.spark`)."""
+    process, or a Spark cluster: :mod:`cleanroom.lists.spark`)."""
 
     quality: dict[str, dict[str, int]]
     source: str

@@ -62,14 +62,20 @@ from cleanroom.engine import Engine, encrypt
 from cleanroom.errors import InputError
 from cleanroom.identifiers import MAX_EXAMPLES, KeyQuality, check_invalid_fraction, mask
 from cleanroom.identifiers.normalize import digest_array
-from cleanroom.io import string_column
-from cleanroom.io.tables import (
+from cleanroom.lists.local import (
+    EncryptedRecords,
+    GroupChunk,
+    check_mapping,
+    key_columns,
+)
+from cleanroom.lists.tables import (
     TABLE_PREFIX,
     bad_boolean_error,
     bad_segment_error,
     boolean_values,
     check_segment_column_configured,
     segment_labels,
+    string_column,
 )
 from cleanroom.privacy.setdiff import BUCKETS, list_sketch
 from cleanroom.protocol.common import (
@@ -77,12 +83,6 @@ from cleanroom.protocol.common import (
     chunk_sizes,
     dummy_message,
     element_message,
-)
-from cleanroom.protocol.lists import (
-    EncryptedRecords,
-    GroupChunk,
-    check_mapping,
-    key_columns,
 )
 
 if TYPE_CHECKING:
@@ -520,7 +520,7 @@ def prepare_brand_list_spark(
     contract: Contract,
     scratch: str | None = None,
 ) -> SparkBrandList:
-    """The Spark counterpart of :func:`cleanroom.protocol.lists.prepare_brand_list`."""
+    """The Spark counterpart of :func:`cleanroom.lists.local.prepare_brand_list`."""
     check_mapping(columns, contract, extra=("segment",))
     frame, source = read_source(spark, source)
     segment = columns.get("segment")
@@ -545,7 +545,7 @@ def prepare_partner_list_spark(
     contract: Contract,
     scratch: str | None = None,
 ) -> SparkPartnerList:
-    """The Spark counterpart of :func:`cleanroom.protocol.lists.prepare_partner_list`."""
+    """The Spark counterpart of :func:`cleanroom.lists.local.prepare_partner_list`."""
     columns = dict(columns or {})
     check_mapping(columns, contract, extra=())
     frame, source = read_source(spark, source)

@@ -1,9 +1,9 @@
 """A lift chart of a report: one horizontal bar panel per segment, saved as a landscape PNG.
 
 Each bar carries its index's 99.9% range (from the report's ``privacy.interval_999`` via
-:mod:`cleanroom.stats.index`; nothing is recomputed here), panels follow the contract's
+:mod:`cleanroom.report.index`; nothing is recomputed here), panels follow the contract's
 segment order, and a bar is pale exactly when the terminal table marks its cell as within
-the noise (:func:`cleanroom.stats.index.within_noise`). :func:`lift_panels` is what the
+the noise (:func:`cleanroom.report.index.within_noise`). :func:`lift_panels` is what the
 chart draws, as data.
 
 Uses matplotlib's object API with the Agg canvas (no pyplot, no display, no global
@@ -30,7 +30,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from cleanroom.errors import InputError
-from cleanroom.stats.index import (
+from cleanroom.report.index import (
     noise_halfwidths,
     report_to_frame,
     segment_overlap,

@@ -22,7 +22,7 @@ from cleanroom.crypto.signing import (
     verify_report_signature,
 )
 from cleanroom.errors import AuthenticationError, InputError, IntegrityError
-from cleanroom.stats.report import Report
+from cleanroom.report.document import Report
 
 VALIDITY = dt.timedelta(days=825)
 SIGNING_KEY_URI = "urn:cleanroom:ed25519:"

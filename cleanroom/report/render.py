@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from cleanroom.stats.index import noise_halfwidths, report_to_frame, segment_overlap, segments
+from cleanroom.report.index import noise_halfwidths, report_to_frame, segment_overlap, segments
 
 SUPPRESSED = "suppressed"
 DASH = "\u2013"  # en dash: no value
@@ -160,7 +160,7 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
 
     Each count carries its 99.9% noise interval and each index the range it spans when
     all three of its inputs are within theirs; a cell within the noise (its range
-    includes 100: :func:`~cleanroom.stats.index.within_noise`, as on the lift chart) is
+    includes 100: :func:`~cleanroom.report.index.within_noise`, as on the lift chart) is
     greyed and marked, and shares pushed past 100% by noise are capped and marked.
     """
     frame = report_to_frame(report)

@@ -22,7 +22,7 @@ from cleanroom.errors import InputError
 from cleanroom.privacy import accounting
 from cleanroom.privacy.accounting import SideBudget
 from cleanroom.privacy.noise import epsilon_of_rho, interval_of_sum
-from cleanroom.stats.index import lift_index, report_to_frame
+from cleanroom.report.index import lift_index, report_to_frame
 
 
 @dataclass(frozen=True)
