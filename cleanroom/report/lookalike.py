@@ -46,7 +46,7 @@ import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -358,7 +358,8 @@ def _cap(weight: float) -> float:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return result
 
 
 def _calibrate(scores: np.ndarray, rate: float) -> float:
@@ -375,7 +376,7 @@ def _calibrate(scores: np.ndarray, rate: float) -> float:
             low = mid
         else:
             high = mid
-    return (low + high) / 2
+    return float((low + high) / 2)
 
 
 def audience_ids(table: pa.Table, column: str, source_name: str) -> np.ndarray:
@@ -387,8 +388,9 @@ def audience_ids(table: pa.Table, column: str, source_name: str) -> np.ndarray:
     values = table.column(column).combine_chunks()
     empty = values.is_null()
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)
-        empty = pc.or_(empty, pc.fill_null(blank, True))
+        text = cast(pa.StringArray, values)
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), pa.scalar(0, pa.int32()))
+        empty = pc.or_(empty, pc.fill_null(blank, pa.scalar(True)))
     empty_rows = np.flatnonzero(empty.to_numpy(zero_copy_only=False))
     if empty_rows.size:
         raise InputError(
