@@ -389,8 +389,11 @@ def audience_ids(table: pa.Table, column: str, source_name: str) -> np.ndarray:
     empty = values.is_null()
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         text = cast(pa.StringArray, values)
-        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), pa.scalar(0, pa.int32()))
-        empty = pc.or_(empty, pc.fill_null(blank, pa.scalar(True)))
+        length = pc.utf8_length(pc.utf8_trim_whitespace(text))
+        blank = cast(
+            pa.BooleanArray, pc.fill_null(pc.equal(length, pa.scalar(0, pa.int32())), True)
+        )
+        empty = pc.or_(empty, blank)
     empty_rows = np.flatnonzero(empty.to_numpy(zero_copy_only=False))
     if empty_rows.size:
         raise InputError(
