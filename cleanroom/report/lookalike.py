@@ -391,7 +391,8 @@ def audience_ids(table: pa.Table, column: str, source_name: str) -> np.ndarray:
         text = cast(pa.StringArray, values)
         length = pc.utf8_length(pc.utf8_trim_whitespace(text))
         blank = cast(
-            pa.BooleanArray, pc.fill_null(pc.equal(length, pa.scalar(0, pa.int32())), True)
+            pa.BooleanArray,
+            pc.fill_null(pc.equal(length, pa.scalar(0, pa.int32())), pa.scalar(True)),
         )
         empty = pc.or_(empty, blank)
     empty_rows = np.flatnonzero(empty.to_numpy(zero_copy_only=False))
