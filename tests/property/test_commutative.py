@@ -1,4 +1,4 @@
-"""Properties of H and E_k that the PSI rests on (DESIGN sections 4 and 5).
+"""Properties of H and E_k that the PSI rests on (docs/protocol.md).
 
 That the PSI count equals the plain intersection is checked on the real protocol, sessions
 and all, in test_protocol_intersection.py.

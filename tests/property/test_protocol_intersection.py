@@ -7,7 +7,7 @@ missing columns and empty cells, invalid values, raw and pre-hashed forms of one
 phone (in one record or in different ones, spelled differently), several segments and several key kinds in a
 random priority order. Every released count must equal the plain computation below, which
 uses only the project's scalar ``digest`` (the lists go through the vectorised path) and
-reads the rules from DESIGN §3 and §5 and docs/howto/brand.md:
+reads the rules from docs/protocol.md and docs/howto/brand.md:
 
 - per match key, a record's identifier is its raw value when that is valid, else its
   pre-hashed value (raw and pre-hashed columns are coalesced per row);
