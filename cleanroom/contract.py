@@ -53,6 +53,22 @@ MAX_NOISE_BOUND = 2**39
 #: a contract whose ``privacy.epsilon_match`` would need more is refused.
 MAX_DUMMY_RECORDS = 2**20
 
+#: Floating-point slack when budget amounts add up: a ledger is a sum of many session shares.
+BUDGET_SLACK = 1e-9
+
+
+def budget_allows(total: float, committed: float, per_session: float) -> bool:
+    """Whether one more session spending ``per_session`` fits in ``total`` beside the
+    ``committed`` amount (spent or reserved): the one budget inequality, for the contract's
+    own terms and for every ledger."""
+    return committed + per_session <= total + BUDGET_SLACK
+
+
+def budget_left(total: float, committed: float) -> float:
+    """What a budget of ``total`` has left once ``committed`` is spent or reserved."""
+    return max(0.0, total - committed)
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 
@@ -317,7 +333,7 @@ class _Validator:
         epsilon_total = self.get(privacy, "privacy", "epsilon_total", float)
         if not 0 < epsilon < float("inf"):
             raise self.fail("privacy.epsilon_per_session", "must be a finite number greater than 0")
-        if not epsilon <= epsilon_total < float("inf"):
+        if not (epsilon_total < float("inf") and budget_allows(epsilon_total, 0.0, epsilon)):
             raise self.fail(
                 "privacy.epsilon_total", "must be finite and at least epsilon_per_session"
             )

@@ -147,6 +147,19 @@ def dumps(report: dict[str, Any]) -> bytes:
     return json.dumps(report, sort_keys=True, indent=2).encode() + b"\n"
 
 
+#: Role ("brand", "partner") -> that party's report-signing public key and its signature
+#: over the canonical report bytes, both in hex.
+Signatures = dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SignedReport:
+    """A released report with the signatures stored alongside it."""
+
+    report: dict[str, Any]
+    signatures: Signatures
+
+
 class Report:
     """A released report, as the client library returns it."""
 

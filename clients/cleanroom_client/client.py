@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import pandas as pd
@@ -52,6 +52,7 @@ from cleanroom.errors import (
 )
 from cleanroom.faults import crash_point
 from cleanroom.identity import (
+    ReportSigner,
     check_pinned,
     load_certificate,
     load_key_pair,
@@ -64,9 +65,10 @@ from cleanroom.lists.spark import SparkPartnerList, prepare_partner_list_spark, 
 from cleanroom.lists.tables import CsvDialect
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
+from cleanroom.protocol.common import ReportVerifier
 from cleanroom.protocol.partner import PartnerSession
-from cleanroom.report.document import Report, dumps
-from cleanroom.store.state import StateStore, with_own_signature
+from cleanroom.report.document import Report, SignedReport, dumps
+from cleanroom.store.state import StateStore
 from cleanroom.transport.pump import Pump
 
 if TYPE_CHECKING:
@@ -133,30 +135,21 @@ class _PartnerStore(StateStore):
     ours was spent when our noisy sums left), so a failed write must not lose it: the
     session still acknowledges the release, and the caller gets the report to keep."""
 
-    unsaved: tuple[dict[str, Any], dict[str, dict[str, str]], StorageError] | None = None
+    unsaved: StorageError | None = None
 
-    def commit_release(  # type: ignore[override]
+    def commit_release(
         self,
         session_id: str,
         contract: Contract,
-        report: dict[str, Any],
-        transcript_sha256: str,
+        release: SignedReport | Callable[[float], SignedReport],
         list_sketch: bytes | None = None,
-        signatures: dict[str, dict[str, str]] | None = None,
-        sign_as: tuple[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> SignedReport:
+        assert not callable(release)  # the partner stores the report the brand released
         try:
-            return super().commit_release(
-                session_id, contract, report, transcript_sha256, list_sketch, signatures, sign_as
-            )
+            return super().commit_release(session_id, contract, release, list_sketch)
         except StorageError as error:
-            self.unsaved = (report, with_own_signature(report, signatures, sign_as), error)
-            return report
-
-    def signatures(self, session_id: str) -> dict[str, dict[str, str]]:
-        if self.unsaved is not None and self.unsaved[0]["session_id"] == session_id:
-            return self.unsaved[1]
-        return super().signatures(session_id)
+            self.unsaved = error
+            return release
 
 
 def _abort(session: PartnerSession, error: BaseException) -> None:
@@ -299,8 +292,8 @@ class Client:
             self.contract,
             prepared,
             store,
-            signer=self._signer,
-            brand_key=self._brand_key,
+            signer=None if self._signer is None else ReportSigner(self._signer, "partner"),
+            peer_key=None if self._brand_key is None else ReportVerifier(self._brand_key, "brand"),
             engine=engine,
         )
         try:
@@ -329,11 +322,11 @@ class Client:
         report = Report(
             session.report,
             input_quality=prepared.quality,
-            signatures=store.signatures(session.report["session_id"]),
+            signatures=session.signatures,
         )
         if store.unsaved is not None:
             raise UnsavedReportError(
-                f"{store.unsaved[2]}; the brand released session {report.session_id} and "
+                f"{store.unsaved}; the brand released session {report.session_id} and "
                 "spent its budget on it, but the report could not be recorded here",
                 report,
             )
@@ -392,15 +385,9 @@ class Client:
                     f"{source}: {self.state} holds a different report for session {session_id}"
                 )
         else:
-            sign_as = None if self._signer is None else ("partner", self._signer)
-            store.commit_release(
-                session_id,
-                self.contract,
-                data,
-                data["transcript_sha256"],
-                signatures=signatures,
-                sign_as=sign_as,
-            )
+            if self._signer is not None:
+                signatures["partner"] = ReportSigner(self._signer, "partner").sign(dumps(data))
+            store.commit_release(session_id, self.contract, SignedReport(data, signatures))
             store.audit(
                 "recovered", session_id=session_id, contract_id=self.contract.id, source=source
             )
@@ -486,7 +473,7 @@ def _interruption(session: PartnerSession, store: StateStore) -> str:
     session_id = session.session_id
     if session_id is None or store.session_status(session_id) is None:
         return "before the session started: no privacy budget was spent"
-    spent = store.epsilon_spent_by(session_id)
+    spent = store.budget_spent_by(session_id)
     unit = session.contract.ledger_unit
     if session.report is not None:
         return (
@@ -503,7 +490,7 @@ def _interruption(session: PartnerSession, store: StateStore) -> str:
     return (
         f"during session {session_id}: it was aborted, but {unit} {spent:g} of contract "
         f"'{session.contract.id}' was spent because this side's records and dummy matches "
-        f"had already left for the brand ({store.epsilon_remaining(session.contract):g} left)"
+        f"had already left for the brand ({store.budget_remaining(session.contract):g} left)"
     )
 
 

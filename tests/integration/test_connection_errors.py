@@ -67,7 +67,7 @@ def client_for(site, address: str, **overrides: object) -> Client:
 
 def nothing_spent(site) -> bool:
     partner = StateStore(site.directory / "partner-state.db")
-    return partner.epsilon_spent("acme-x-newsco-demo") == 0
+    return partner.budget_spent("acme-x-newsco-demo") == 0
 
 
 def test_a_silent_server_is_a_connection_error_not_a_certificate_one(site, silent_port):

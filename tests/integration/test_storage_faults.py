@@ -183,7 +183,7 @@ def test_a_brand_that_cannot_record_its_release_tells_the_partner(deploy, monkey
     assert "try again later" in str(lost.value)
     brand = site.brand_store()
     # charged when HelloReply left (its noisy sizes), before the failed release
-    assert brand.epsilon_spent(CONTRACT_ID) == 1.0 and brand.latest_report_session() is None
+    assert brand.budget_spent(CONTRACT_ID) == 1.0 and brand.latest_report_session() is None
 
 
 INJECT_AT_RELEASE = """
@@ -311,7 +311,7 @@ def test_a_partner_that_died_before_storing_recovers_the_brands_copy(site):
     report = Report.load(site / "brand-copy.json")
     assert set(report.signatures) == {"brand", "partner"}
     assert partner.report(session_id) == report.to_dict()
-    assert partner.epsilon_spent(CONTRACT_ID) == 1  # charged once, when its sums left
+    assert partner.budget_spent(CONTRACT_ID) == 1  # charged once, when its sums left
 
 
 def test_recover_refuses_a_session_this_state_never_ran(site, tmp_path):
