@@ -301,7 +301,7 @@ ContractArgument = Annotated[Path, typer.Argument(help="a contract (TOML)", meta
 @contract_app.command("hash")
 def contract_hash(file: ContractArgument) -> None:
     """Print the contract's SHA-256 (both parties must see the same)."""
-    from cleanroom.contract import load_contract
+    from cleanroom.privacy.calibration import load_contract
 
     print(load_contract(file).sha256)
 
@@ -314,7 +314,7 @@ def contract_check(file: ContractArgument, output_format: FormatOption = "table"
     Example:
       cleanroom contract check contract.toml
     """
-    from cleanroom.contract import load_contract
+    from cleanroom.privacy.calibration import load_contract
 
     contract = load_contract(file)
     contract.check_not_expired()

@@ -1,4 +1,4 @@
-"""The report both parties receive (DESIGN §7, docs/reference/report.md).
+"""The report both parties receive (docs/reference/report.md).
 
 The brand assembles it from numbers that already carry noise from the side whose rows
 they describe, applies ``min_overlap`` suppression, and sends it; the partner checks it
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cleanroom.contract import PROTOCOL_VERSION, Contract
+from cleanroom.contract import DISCRETE_GAUSSIAN, NO_NOISE, PROTOCOL_VERSION, Contract
 from cleanroom.errors import InputError
 from cleanroom.privacy import accounting
 from cleanroom.privacy.accounting import SideBudget
@@ -102,7 +102,7 @@ def privacy_block(
 ) -> dict[str, Any]:
     """What was spent, in the ledger's unit and as (epsilon, delta), and the exact 99.9%
     half-width of the noise on each kind of released number (docs/privacy.md)."""
-    gaussian = contract.mechanism == "discrete_gaussian"
+    gaussian = contract.mechanism == DISCRETE_GAUSSIAN
     dummy = partner.sizes
     cells = accounting.first_segment_cells(contract)
     patterns = accounting.patterns(contract)
@@ -121,7 +121,7 @@ def privacy_block(
         "epsilon_spent": as_epsilon(contract.ledger_per_session),
         "epsilon_remaining": as_epsilon(ledger_remaining),
         "epsilon_match": None
-        if contract.mechanism == "none"
+        if contract.mechanism == NO_NOISE
         else accounting.epsilon_match(contract),
         "dummies_per_pattern_mean": dummy.shift,
         "noise_scale": {

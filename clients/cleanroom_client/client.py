@@ -34,7 +34,7 @@ from cleanroom.brand.servicer import (
     SERVICE_NAME,
 )
 from cleanroom.cli_support import check_engine, check_seconds, check_workers
-from cleanroom.contract import Contract, load_contract
+from cleanroom.contract import Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
 from cleanroom.crypto.signing import signing_key_from_tls_key, verify_report_signature
@@ -63,6 +63,7 @@ from cleanroom.identity import (
 from cleanroom.lists.local import PartnerList, TableSource, prepare_partner_list
 from cleanroom.lists.spark import SparkPartnerList, prepare_partner_list_spark, start_spark
 from cleanroom.lists.tables import CsvDialect
+from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.common import ReportVerifier

@@ -17,8 +17,9 @@ from support import partner_args, tool
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.servicer import build_server
-from cleanroom.contract import PROTOCOL_VERSION, load_contract
+from cleanroom.contract import PROTOCOL_VERSION
 from cleanroom.errors import AuthenticationError, ConnectionLostError, InputError
+from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.store.state import StateStore

@@ -73,7 +73,7 @@ def test_engine_map_keeps_order_and_bounds_work_in_flight(pool):
 
 WORKLOAD = """
 import sys
-from cleanroom.contract import parse_contract
+from cleanroom.privacy.calibration import parse_contract
 from cleanroom.demo import contract_text, synthetic_lists
 from cleanroom.engine import Engine
 from cleanroom.protocol.brand import BrandSession

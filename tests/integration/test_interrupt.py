@@ -16,8 +16,8 @@ import pytest
 from cleanroom_client.client import INTERRUPTED
 from support import partner_args, start_server, stop_server
 
-from cleanroom.contract import parse_contract
 from cleanroom.demo import write_demo_files
+from cleanroom.privacy.calibration import parse_contract
 from cleanroom.store.state import StateStore
 
 pytestmark = pytest.mark.slow

@@ -24,9 +24,9 @@ from support import Deployment, hello_for, partner_args, raw_stub, tool
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.servicer import ERROR_METADATA, build_server
-from cleanroom.contract import load_contract
 from cleanroom.demo import write_demo_files
 from cleanroom.faults import CRASH_EXIT_CODE
+from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.store.state import StateStore
 

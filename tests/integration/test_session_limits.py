@@ -10,7 +10,7 @@ import grpc
 import pytest
 from support import hello_for, raw_stub
 
-from cleanroom.contract import load_contract
+from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.store.state import StateStore
 

@@ -221,8 +221,8 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def contract():
-    from cleanroom.contract import parse_contract
     from cleanroom.demo import contract_text
+    from cleanroom.privacy.calibration import parse_contract
 
     text = contract_text("a" * 64, "b" * 64, mechanism="none", min_set_size=10, min_overlap=0)
     return parse_contract(text.encode())

@@ -34,10 +34,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cleanroom.contract import Contract, parse_contract
+from cleanroom.contract import Contract
 from cleanroom.demo import contract_text
 from cleanroom.identifiers import KEY_KINDS, MATCH_KEY_OF, digest
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
+from cleanroom.privacy.calibration import parse_contract
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.store.state import StateStore
