@@ -512,7 +512,6 @@ def report_export(
       cleanroom report export --state partner-state.db --out report.json
     """
     from cleanroom.cli_support import write_atomically
-    from cleanroom.report.document import Report
     from cleanroom.store.state import StateStore
 
     if not state.exists():
@@ -524,7 +523,7 @@ def report_export(
         raise InputError(
             f"{state}: no stored report" + (f" for session {session}" if session else "")
         )
-    write_atomically(out, Report(stored, signatures=store.signatures(session_id)).to_json())
+    write_atomically(out, stored.to_json())
     output_console(stderr=True).print(f"wrote the report of session {session_id} to {out}")
 
 

@@ -381,7 +381,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         if session.report is not None:
             outcome = "released"
             self.metrics.released.labels(contract_id).inc()
-            self.metrics.partner_records.labels(contract_id).observe(session.report["partner_size"])
+            self.metrics.partner_records.labels(contract_id).observe(session.report.partner_size)
             if error is None:
                 message = f"{contract_id}: session {session_id} released its report"
             else:

@@ -6,6 +6,7 @@ noise could not be used. Load contracts here.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from opendp.mod import OpenDPException
@@ -21,7 +22,7 @@ from cleanroom.errors import ContractError
 from cleanroom.privacy import accounting
 
 
-def load_contract(path: str | Path) -> Contract:
+def load_contract(path: str | os.PathLike[str]) -> Contract:
     path = Path(path)
     try:
         data = path.read_bytes()

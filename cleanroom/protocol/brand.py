@@ -62,7 +62,8 @@ from cleanroom.protocol.common import (
     truncate,
 )
 from cleanroom.protocol.ports import SessionStore
-from cleanroom.report.document import ReleasedCounts, SignedReport, build_report, dumps
+from cleanroom.report.document import Report
+from cleanroom.report.release import ReleasedCounts, build_report
 
 
 class Phase(enum.Enum):
@@ -125,7 +126,7 @@ class BrandSession:
         self.peer = peer
         self.session_id = secrets.token_hex(16)
         self.phase = Phase.HELLO
-        self.report: dict[str, Any] | None = None
+        self.report: Report | None = None
         self.transcript = Transcript()
         self._engine = engine
         self._signer = signer
@@ -427,7 +428,7 @@ class BrandSession:
         )
         partner_size = self._records_seen - dummies.shift * patterns(self.contract)
 
-        def signed(ledger_remaining: float) -> SignedReport:
+        def signed(ledger_remaining: float) -> Report:
             report = build_report(
                 contract=self.contract,
                 session_id=self.session_id,
@@ -439,14 +440,15 @@ class BrandSession:
                 partner=self._partner_budget,
                 ledger_remaining=ledger_remaining,
             )
-            own = {} if self._signer is None else {"brand": self._signer.sign(dumps(report))}
-            return SignedReport(report, own)
+            if self._signer is None:
+                return report
+            return report.signed({"brand": self._signer.sign(report.signed_bytes())})
 
         released = self.store.commit_release(
             self.session_id, self.contract, signed, list_sketch=pack(self._sketch)
         )
-        self.report = released.report
-        self._report_bytes = dumps(self.report)
+        self.report = released
+        self._report_bytes = released.signed_bytes()
         signature = b""
         if self._signer is not None:
             signature = bytes.fromhex(released.signatures["brand"]["signature"])
@@ -459,7 +461,7 @@ class BrandSession:
     def _on_ack(self, ack: pb.ReleaseAck) -> Iterable[pb.BrandMessage]:
         assert self.report is not None
         self.phase = Phase.DONE
-        if ack.transcript_sha256 != self.report["transcript_sha256"]:
+        if ack.transcript_sha256 != self.report.transcript_sha256:
             self.store.audit(
                 "transcript-mismatch",
                 session_id=self.session_id,

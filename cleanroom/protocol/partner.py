@@ -23,7 +23,6 @@ are semantically secure under DDH, so it learns nothing about which records matc
 from __future__ import annotations
 
 import enum
-import json
 import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator
@@ -59,7 +58,7 @@ from cleanroom.protocol.common import (
     truncate,
 )
 from cleanroom.protocol.ports import SessionStore
-from cleanroom.report.document import SignedReport, dumps
+from cleanroom.report.document import Report
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -94,9 +93,7 @@ class PartnerSession:
         self.store = store
         self.phase = Phase.HELLO_REPLY
         self.session_id: str | None = None
-        self.report: dict[str, Any] | None = None
-        #: The signatures stored with the report: the brand's and this party's own.
-        self.signatures: dict[str, dict[str, str]] = {}
+        self.report: Report | None = None
         self.transcript = Transcript()
         self._engine = engine
         self._signer = signer
@@ -449,7 +446,7 @@ class PartnerSession:
 
     def _on_release(self, release: pb.Release) -> Iterable[pb.PartnerMessage]:
         report = _parse_report(release.report_json)
-        if dumps(report) != release.report_json:
+        if report.signed_bytes() != release.report_json:
             raise ProtocolError("the brand's release is not in canonical form")
         self._check_report(report)
         if self._peer_key is not None and not self._peer_key.verify(
@@ -464,20 +461,21 @@ class PartnerSession:
         if self._signer is not None:
             signatures["partner"] = self._signer.sign(release.report_json)
             signature = bytes.fromhex(signatures["partner"]["signature"])
-        self.store.commit_release(self.session_id, self.contract, SignedReport(report, signatures))
-        self.signatures = signatures
-        self.report = report
+        self.report = self.store.commit_release(
+            self.session_id, self.contract, report.signed(signatures)
+        )
         self.phase = Phase.DONE
         return [
             pb.PartnerMessage(
                 release_ack=pb.ReleaseAck(
-                    transcript_sha256=report["transcript_sha256"], partner_signature=signature
+                    transcript_sha256=report.transcript_sha256, partner_signature=signature
                 )
             )
         ]
 
-    def _check_report(self, report: dict[str, Any]) -> None:
+    def _check_report(self, report: Report) -> None:
         """The brand must release what this session computed: refuse a report that differs."""
+        document = report.document
         expected = {
             "contract_id": self.contract.id,
             "contract_sha256": self.contract.sha256,
@@ -489,9 +487,9 @@ class PartnerSession:
             "brand_size": dict(zip(self.contract.segments, self._brand_records, strict=True)),
         }
         for field, value in expected.items():
-            if report.get(field) != value:
+            if document.get(field) != value:
                 raise ProtocolError(f"the brand's report disagrees with this session on '{field}'")
-        cells = report.get("attributes")
+        cells = document.get("attributes")
         if (
             not isinstance(cells, list)
             or len(cells) != len(self.contract.attributes) * self._segments
@@ -514,11 +512,10 @@ class PartnerSession:
         return self.phase is Phase.DONE
 
 
-def _parse_report(data: bytes) -> dict[str, Any]:
+def _parse_report(data: bytes) -> Report:
     try:
-        report = json.loads(data)
+        return Report.parse(data)
     except ValueError:
         raise ProtocolError("the brand's release is not valid JSON") from None
-    if not isinstance(report, dict):
-        raise ProtocolError("the brand's release is not a JSON object")
-    return report
+    except TypeError:
+        raise ProtocolError("the brand's release is not a JSON object") from None

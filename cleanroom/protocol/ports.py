@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from cleanroom.contract import Contract
-from cleanroom.report.document import SignedReport
+from cleanroom.report.document import Report
 
 
 class Ledger(Protocol):
@@ -58,10 +58,10 @@ class ReportStore(Protocol):
         self,
         session_id: str,
         contract: Contract,
-        release: SignedReport | Callable[[float], SignedReport],
+        release: Report | Callable[[float], Report],
         list_sketch: bytes | None = None,
-    ) -> SignedReport:
-        """Charge the budget (if not yet) and store the signed report, atomically.
+    ) -> Report:
+        """Charge the budget (if not yet) and store the report with its signatures, atomically.
 
         ``release`` may be a function of the budget left after this session, so that the
         figure in the report is read in the same step that spends it. Also remembers

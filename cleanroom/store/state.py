@@ -46,7 +46,7 @@ from cleanroom.errors import (
     ProtocolError,
     StorageError,
 )
-from cleanroom.report.document import SignedReport, dumps
+from cleanroom.report.document import Report, dumps
 
 GENESIS = "0" * 64
 
@@ -477,9 +477,9 @@ class StateStore:
         self,
         session_id: str,
         contract: Contract,
-        release: SignedReport | Callable[[float], SignedReport],
+        release: Report | Callable[[float], Report],
         list_sketch: bytes | None = None,
-    ) -> SignedReport:
+    ) -> Report:
         """Spend the budget (if not yet spent) and store the signed report, atomically.
 
         ``release`` may be a function of the budget remaining after this session, so the
@@ -493,7 +493,7 @@ class StateStore:
                     (contract.id,),
                 ).fetchone()
                 release = release(budget_left(contract.ledger_total, spent))
-            report, transcript_sha256 = release.report, release.report["transcript_sha256"]
+            transcript_sha256 = release.transcript_sha256
             db.execute(
                 "INSERT INTO reports (session_id, contract_id, transcript_sha256, report_json,"
                 " signatures, stored_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -501,7 +501,7 @@ class StateStore:
                     session_id,
                     contract.id,
                     transcript_sha256,
-                    json.dumps(report, sort_keys=True),
+                    json.dumps(release.document, sort_keys=True),
                     json.dumps(release.signatures, sort_keys=True),
                     _now(),
                 ),
@@ -519,18 +519,19 @@ class StateStore:
                 contract.id,
                 {
                     "transcript_sha256": transcript_sha256,
-                    "report_sha256": hashlib.sha256(dumps(report)).hexdigest(),
+                    "report_sha256": hashlib.sha256(release.signed_bytes()).hexdigest(),
                     "signatures": release.signatures,
                 },
             )
         return release
 
-    def report(self, session_id: str) -> dict[str, Any] | None:
+    def report(self, session_id: str) -> Report | None:
+        """The session's stored report, with the signatures stored alongside it."""
         with self._connect() as db:
             row = db.execute(
-                "SELECT report_json FROM reports WHERE session_id = ?", (session_id,)
+                "SELECT report_json, signatures FROM reports WHERE session_id = ?", (session_id,)
             ).fetchone()
-        return json.loads(row[0]) if row else None
+        return Report(json.loads(row[0]), signatures=json.loads(row[1])) if row else None
 
     def add_signature(
         self, session_id: str, role: str, signature: bytes, public_key: bytes

@@ -68,7 +68,7 @@ from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.common import ReportVerifier
 from cleanroom.protocol.partner import PartnerSession
-from cleanroom.report.document import Report, SignedReport, dumps
+from cleanroom.report.document import Report, dumps
 from cleanroom.store.state import StateStore
 from cleanroom.transport.pump import Pump
 
@@ -142,9 +142,9 @@ class _PartnerStore(StateStore):
         self,
         session_id: str,
         contract: Contract,
-        release: SignedReport | Callable[[float], SignedReport],
+        release: Report | Callable[[float], Report],
         list_sketch: bytes | None = None,
-    ) -> SignedReport:
+    ) -> Report:
         assert not callable(release)  # the partner stores the report the brand released
         try:
             return super().commit_release(session_id, contract, release, list_sketch)
@@ -321,9 +321,9 @@ class Client:
             engine.close()
         assert session.report is not None
         report = Report(
-            session.report,
+            session.report.document,
             input_quality=prepared.quality,
-            signatures=session.signatures,
+            signatures=session.report.signatures,
         )
         if store.unsaved is not None:
             raise UnsavedReportError(
@@ -381,14 +381,14 @@ class Client:
             )
         stored = store.report(session_id)
         if stored is not None:
-            if stored != data:
+            if stored != Report(data):
                 raise IntegrityError(
                     f"{source}: {self.state} holds a different report for session {session_id}"
                 )
         else:
             if self._signer is not None:
                 signatures["partner"] = ReportSigner(self._signer, "partner").sign(dumps(data))
-            store.commit_release(session_id, self.contract, SignedReport(data, signatures))
+            store.commit_release(session_id, self.contract, Report(data, signatures=signatures))
             store.audit(
                 "recovered", session_id=session_id, contract_id=self.contract.id, source=source
             )

@@ -49,7 +49,7 @@ def released(contract, lists, tmp_path, brand_engine, partner_engine, tag):
         engine=partner_engine,
     )
     run_in_process(brand, partner)
-    report = dict(brand.report)
+    report = brand.report.to_dict()
     for field in ("session_id", "transcript_sha256", "released_at"):
         report.pop(field)
     return report

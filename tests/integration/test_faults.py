@@ -125,5 +125,5 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
         assert {sid for sid, status in statuses.items() if status == "aborted"} <= closed
     report = json.loads((site / "next.json").read_text())
     assert set(report.pop("signatures")) == {"brand", "partner"}
-    assert StateStore(site / "brand-state.db").report(report["session_id"]) == report
+    assert StateStore(site / "brand-state.db").report(report["session_id"]).to_dict() == report
     assert report["overlap"]["total"] > 0

@@ -19,9 +19,9 @@ def deployment(deploy):
 def test_session_over_mutual_tls_gives_both_sides_the_same_report(deployment):
     report = deployment.client().run(deployment.directory / "audience.csv")
     brand_copy = deployment.brand_store().report(report.session_id)
-    assert brand_copy == report.to_dict()
+    assert brand_copy == report
     partner_copy = StateStore(deployment.directory / "partner-state.db").report(report.session_id)
-    assert partner_copy == report.to_dict()
+    assert partner_copy == report
     assert report.overlap and report.overlap > 50
     assert report.to_pandas().shape[0] == 6 * 3
     assert deployment.brand_store().verify_audit() >= 4

@@ -108,7 +108,7 @@ def test_eight_concurrent_sessions_get_isolated_reports_and_a_correct_ledger(dep
     assert "budget" in str(errors[0])
     assert len({r.session_id for r in reports}) == 7
     for report in reports:
-        assert store.report(report.session_id) == report.to_dict()
+        assert store.report(report.session_id) == report
     # identical inputs and no noise: every session saw the same lists, isolated from the others
     assert len({r.overlap for r in reports}) == 1
     # the refused partner was refused at the start: it spent nothing and holds no reservation

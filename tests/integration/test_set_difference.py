@@ -33,7 +33,7 @@ def session(contract, crm, audience, stores):
     )
     partner = PartnerSession(contract, prepare_partner_list(audience, None, contract), stores[1])
     run_in_process(brand, partner)
-    return brand.report
+    return None if brand.report is None else brand.report.to_dict()
 
 
 def test_sketch_difference_counts_added_and_removed_records():

@@ -271,7 +271,7 @@ def released(contract, brand_list, partner_list, directory, tag) -> dict:
     partner = PartnerSession(contract, partner_list, StateStore(directory / f"p-{tag}.db"))
     run_in_process(brand, partner)
     assert brand.report == partner.report
-    return without_session_fields(brand.report)
+    return without_session_fields(brand.report.to_dict())
 
 
 def test_spark_prepares_the_same_lists_as_the_local_engine(contract, spark_lists, local_lists):

@@ -267,7 +267,7 @@ def run_session(case: Case) -> dict[str, object]:
         run_in_process(brand, partner)
     assert brand.report == partner.report
     assert brand.report is not None
-    return brand.report
+    return brand.report.to_dict()
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -31,7 +31,7 @@ from cleanroom.identity import (
     signing_public_key,
     verify_signed_report,
 )
-from cleanroom.report.document import Report, SignedReport, dumps
+from cleanroom.report.document import Report, dumps
 from cleanroom.store.state import StateStore
 
 
@@ -174,7 +174,7 @@ def test_the_state_refuses_a_report_signed_twice_by_one_key(tmp_path, make_contr
     store.commit_release(
         "s1",
         contract,
-        SignedReport(report, {"brand": ReportSigner(key, "brand").sign(dumps(report))}),
+        Report(report, signatures={"brand": ReportSigner(key, "brand").sign(dumps(report))}),
     )
     store.add_signature(
         "s1",

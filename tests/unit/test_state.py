@@ -13,13 +13,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cleanroom.crypto.signing import sign_report
 from cleanroom.errors import IntegrityError, PolicyError, ProtocolError
 from cleanroom.identity import ReportSigner
-from cleanroom.report.document import SignedReport, dumps
+from cleanroom.report.document import Report, dumps
 from cleanroom.store.state import StateStore
 
 
-def released(report: dict) -> SignedReport:
+def released(document: dict) -> Report:
     """A report to store, unsigned, with the transcript hash every report carries."""
-    return SignedReport({**report, "transcript_sha256": "t" * 64}, {})
+    return Report({**document, "transcript_sha256": "t" * 64})
 
 
 def test_budget_is_spent_once_per_session_and_refused_when_exhausted(tmp_path, make_contract):
@@ -169,17 +169,12 @@ def released_store(tmp_path, make_contract) -> StateStore:
     store.begin_session("s1", contract, "peer")
     own, peer = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     report = released({"overlap": {"total": 120}})
-    store.commit_release(
-        "s1",
-        contract,
-        SignedReport(
-            report.report, {"brand": ReportSigner(own, "brand").sign(dumps(report.report))}
-        ),
-    )
+    brand_signature = ReportSigner(own, "brand").sign(report.signed_bytes())
+    store.commit_release("s1", contract, report.signed({"brand": brand_signature}))
     store.add_signature(
         "s1",
         "partner",
-        sign_report(peer, dumps(report.report), role="partner"),
+        sign_report(peer, report.signed_bytes(), role="partner"),
         peer.public_key().public_bytes_raw(),
     )
     assert store.verify_records() == {"reports": 1, "signatures": 2, "ledger_entries": 1}
