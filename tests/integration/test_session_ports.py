@@ -186,3 +186,14 @@ def test_the_protocol_package_imports_no_storage_and_no_grpc() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert loaded.strip() == "[]"
+
+
+def test_the_store_loads_only_the_typed_report_of_the_report_package() -> None:
+    code = (
+        "import sys, cleanroom.store.state; "
+        "print(sorted(m for m in sys.modules if m.startswith(('cleanroom.report', 'pandas'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "['cleanroom.report', 'cleanroom.report.document']"
