@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import ATTRIBUTES, write_lists
-from cleanroom.contract import parse_contract
 from cleanroom.demo import contract_text
 from cleanroom.engine import INLINE
 from cleanroom.lists import local as lists
+from cleanroom.privacy.calibration import parse_contract
 from cleanroom.protocol.common import ELEMENT_SIZE, TRUNCATED_SIZE, shuffled_packed, truncate
 
 

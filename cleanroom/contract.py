@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import phonenumbers
 
 from cleanroom.errors import ContractError
+from cleanroom.identifiers.normalize import MATCH_KEYS, PROFILES
 
 PROTOCOL_VERSION = 2  # 2: dummy matches, padding and B (issue 9); 1 peers are refused at Hello
-MATCH_KEYS = ("email", "phone", "maid")
-NORMALIZATION_PROFILES = ("pair-1", "google-1")
-MECHANISMS = ("discrete_gaussian", "discrete_laplace", "none")
-DEFAULT_MECHANISM = "discrete_gaussian"
+#: The noise mechanisms a contract may name (docs/privacy.md); cleanroom.privacy implements them.
+DISCRETE_GAUSSIAN = "discrete_gaussian"
+DISCRETE_LAPLACE = "discrete_laplace"
+NO_NOISE = "none"
+MECHANISMS = (DISCRETE_GAUSSIAN, DISCRETE_LAPLACE, NO_NOISE)
+DEFAULT_MECHANISM = DISCRETE_GAUSSIAN
 SET_DIFFERENCE_ACTIONS = ("refuse", "flag")
 DEFAULT_SEGMENT = "all"
 MAX_SEGMENTS = 16
@@ -52,6 +55,22 @@ MAX_NOISE_BOUND = 2**39
 #: maximum), and the most padding elements a brand may add to one (segment, key) group:
 #: a contract whose ``privacy.epsilon_match`` would need more is refused.
 MAX_DUMMY_RECORDS = 2**20
+
+#: Floating-point slack when budget amounts add up: a ledger is a sum of many session shares.
+BUDGET_SLACK = 1e-9
+
+
+def budget_allows(total: float, committed: float, per_session: float) -> bool:
+    """Whether one more session spending ``per_session`` fits in ``total`` beside the
+    ``committed`` amount (spent or reserved): the one budget inequality, for the contract's
+    own terms and for every ledger."""
+    return committed + per_session <= total + BUDGET_SLACK
+
+
+def budget_left(total: float, committed: float) -> float:
+    """What a budget of ``total`` has left once ``committed`` is spent or reserved."""
+    return max(0.0, total - committed)
+
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
@@ -88,7 +107,8 @@ class Party:
 
 @dataclass(frozen=True)
 class Contract:
-    """A validated contract. Build it with :func:`load_contract` or :func:`parse_contract`."""
+    """A validated contract. Build it with :func:`cleanroom.privacy.calibration.load_contract`
+    or :func:`~cleanroom.privacy.calibration.parse_contract`."""
 
     id: str
     expires: dt.date
@@ -118,7 +138,7 @@ class Contract:
 
     @property
     def ledger_unit(self) -> str:
-        return "rho" if self.mechanism == "discrete_gaussian" else "epsilon"
+        return "rho" if self.mechanism == DISCRETE_GAUSSIAN else "epsilon"
 
     @property
     def overlap_only(self) -> bool:
@@ -143,18 +163,10 @@ def contract_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_contract(path: str | Path) -> Contract:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ContractError(f"contract file not found: {path}") from None
-    except OSError as exc:
-        raise ContractError(f"cannot read contract file {path}: {exc.strerror}") from None
-    return parse_contract(data, source=str(path))
-
-
-def parse_contract(data: bytes, source: str = "<contract>") -> Contract:
+def parse_terms(data: bytes, source: str = "<contract>") -> Contract:
+    """The contract's terms, each field checked; its ledger amounts are NaN (so no budget
+    check passes) until :func:`cleanroom.privacy.calibration.calibrate` sets them.
+    Sessions take a contract from :func:`cleanroom.privacy.calibration.load_contract`."""
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -253,10 +265,10 @@ class _Validator:
         if isinstance(expires, dt.datetime):
             raise self.fail("contract.expires", "must be a date (YYYY-MM-DD), not a date-time")
         normalization = self.get(head, "contract", "normalization", str)
-        if normalization not in NORMALIZATION_PROFILES:
+        if normalization not in PROFILES:
             raise self.fail(
                 "contract.normalization",
-                f"unknown profile {normalization!r}; allowed: {', '.join(NORMALIZATION_PROFILES)}",
+                f"unknown profile {normalization!r}; allowed: {', '.join(PROFILES)}",
             )
         region = self.get(head, "contract", "default_region", str).upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
@@ -317,14 +329,14 @@ class _Validator:
         epsilon_total = self.get(privacy, "privacy", "epsilon_total", float)
         if not 0 < epsilon < float("inf"):
             raise self.fail("privacy.epsilon_per_session", "must be a finite number greater than 0")
-        if not epsilon <= epsilon_total < float("inf"):
+        if not (epsilon_total < float("inf") and budget_allows(epsilon_total, 0.0, epsilon)):
             raise self.fail(
                 "privacy.epsilon_total", "must be finite and at least epsilon_per_session"
             )
-        if "delta" not in privacy and mechanism != "none":
+        if "delta" not in privacy and mechanism != NO_NOISE:
             needs = (
                 "the discrete Gaussian's (epsilon, delta) guarantee"
-                if mechanism == "discrete_gaussian"
+                if mechanism == DISCRETE_GAUSSIAN
                 else "the dummy matches and padding"
             )
             raise self.fail("privacy.delta", f"missing field: {needs} needs it (e.g. delta = 1e-9)")
@@ -357,81 +369,11 @@ class _Validator:
             epsilon_total=epsilon_total,
             delta=delta,
             epsilon_match=epsilon_match,
-            ledger_per_session=epsilon,
-            ledger_total=epsilon_total,
+            ledger_per_session=math.nan,
+            ledger_total=math.nan,
             sha256=sha256,
             source=self.source,
         )
-        return self.check_noise_is_usable(contract)
-
-    def check_noise_is_usable(self, contract: Contract) -> Contract:
-        """Calibrate both sides' noise now, and refuse (naming the field) what a session
-        could not run: no budget left for the release, more dummies or padding than
-        ``MAX_DUMMY_RECORDS``, or noise beyond ``MAX_NOISE_BOUND`` (the brand decrypts sums
-        up to 2**40; past it no count could be represented). Returns the contract with its
-        ledger amounts (rho under the Gaussian)."""
-        # Imported here: the privacy package imports this module (and OpenDP is slow to load).
-        import dataclasses
-
-        from opendp.mod import OpenDPException
-
-        from cleanroom.privacy import accounting
-
-        budget_fields = "privacy.epsilon_per_session / privacy.epsilon_total / privacy.delta"
-        # An absurdly small epsilon would stall every search below: the Laplace scale is
-        # L1 / epsilon and the Gaussian's is at least that large, so check it first.
-        scale = accounting.brand_sensitivity(contract)[0] / contract.epsilon_per_session
-        if contract.mechanism != "none" and scale > MAX_NOISE_BOUND:
-            raise self.fail(
-                "privacy.epsilon_per_session",
-                f"too small: the brand's noise scale would be {scale:.3g}, above "
-                f"{MAX_NOISE_BOUND} (2**39): its noise could not be represented",
-            )
-        try:
-            contract = dataclasses.replace(
-                contract,
-                ledger_per_session=accounting.ledger_per_session(contract),
-                ledger_total=accounting.ledger_total(contract),
-            )
-            if contract.mechanism == "none":
-                return contract
-            budgets = [("brand", accounting.brand_budget(contract))]
-            if not contract.overlap_only:
-                budgets.append(("partner", accounting.partner_budget(contract)))
-            else:
-                accounting.partner_budget(contract)  # its dummies are checked below
-            bounds = [(role, budget.release.bound()) for role, budget in budgets]
-        except ValueError:
-            raise self.fail(
-                "privacy.epsilon_match",
-                f"too large: {accounting.epsilon_match(contract):g} leaves nothing of the "
-                "session's budget for the released counts; lower it",
-            ) from None
-        except OpenDPException as exc:  # e.g. a discrete Gaussian with tiny epsilon and delta
-            raise self.fail(
-                budget_fields,
-                f"too small for OpenDP to calibrate the noise ({str(exc).strip()[:120]})",
-            ) from None
-        for role, bound in bounds:
-            if bound > MAX_NOISE_BOUND:
-                raise self.fail(
-                    "privacy.epsilon_per_session",
-                    f"too small for {len(contract.keys)} keys, {len(contract.segments)} segments "
-                    f"and {len(contract.attributes)} attributes: the {role}'s noise bound would "
-                    f"be {bound}, above {MAX_NOISE_BOUND} (2**39): its noise could not be "
-                    "represented (the brand decrypts sums up to 2**40)",
-                )
-        patterns = accounting.patterns(contract)
-        dummies = patterns * accounting.partner_budget(contract).sizes.maximum
-        padding = accounting.brand_budget(contract).sizes.maximum
-        if max(dummies, padding) > MAX_DUMMY_RECORDS:
-            raise self.fail(
-                "privacy.epsilon_match",
-                f"too small for {patterns} match patterns ({len(contract.segments)} segments + 1,"
-                f" to the power of {len(contract.keys)} keys): up to {max(dummies, padding)} dummy "
-                f"records or padding elements per session, above the limit {MAX_DUMMY_RECORDS}; "
-                "raise it, or use fewer segments or keys",
-            )
         return contract
 
 

@@ -262,7 +262,7 @@ def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet
     console.print(
         quality_table(report.input_quality, title="Partner input quality (stays with the partner)")
     )
-    same = "identical" if brand_copy == report.to_dict() else "DIFFERENT"
+    same = "identical" if brand_copy == report else "DIFFERENT"
     console.print(
         f"brand and partner hold {same} reports (transcript {report.to_dict()['transcript_sha256'][:16]}...)"
     )

@@ -11,12 +11,13 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cleanroom.contract import is_valid_name
 from cleanroom.crypto.signing import (
     prove_possession,
+    sign_report,
     signing_key_from_tls_key,
     verify_possession,
     verify_report_signature,
@@ -283,3 +284,21 @@ def signing_public_key(certificate: x509.Certificate) -> Ed25519PublicKey | None
         return Ed25519PublicKey.from_public_bytes(bytes.fromhex(value))
     except ValueError:
         return None
+
+
+class ReportSigner:
+    """Signs released reports as one role ("brand" or "partner") with this party's Ed25519
+    key: the sessions get one of these, so that the protocol and the store never hold the
+    key itself, and the store only keeps the signatures it is given."""
+
+    def __init__(self, key: Ed25519PrivateKey, role: str) -> None:
+        self.role = role
+        self._key = key
+        self.public_key = key.public_key()
+
+    def sign(self, report_bytes: bytes) -> dict[str, str]:
+        """The signature entry stored with a report: the public key and the signature, in hex."""
+        return {
+            "public_key": self.public_key.public_bytes_raw().hex(),
+            "signature": sign_report(self._key, report_bytes, role=self.role).hex(),
+        }

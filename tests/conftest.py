@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cleanroom.contract import Contract, parse_contract
+from cleanroom.contract import Contract
 from cleanroom.demo import contract_text
 from cleanroom.identity import init_certificate
+from cleanroom.privacy.calibration import parse_contract
 from cleanroom.store.state import StateStore
 
 BRAND_FP = "a" * 64

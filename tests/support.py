@@ -18,9 +18,10 @@ from cleanroom_client import Client
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.servicer import build_server
-from cleanroom.contract import PROTOCOL_VERSION, load_contract
+from cleanroom.contract import PROTOCOL_VERSION
 from cleanroom.demo import brand_config_text, contract_text, synthetic_lists
 from cleanroom.lists.tables import write_table
+from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.store.state import StateStore

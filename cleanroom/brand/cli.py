@@ -301,7 +301,7 @@ ContractArgument = Annotated[Path, typer.Argument(help="a contract (TOML)", meta
 @contract_app.command("hash")
 def contract_hash(file: ContractArgument) -> None:
     """Print the contract's SHA-256 (both parties must see the same)."""
-    from cleanroom.contract import load_contract
+    from cleanroom.privacy.calibration import load_contract
 
     print(load_contract(file).sha256)
 
@@ -314,7 +314,7 @@ def contract_check(file: ContractArgument, output_format: FormatOption = "table"
     Example:
       cleanroom contract check contract.toml
     """
-    from cleanroom.contract import load_contract
+    from cleanroom.privacy.calibration import load_contract
 
     contract = load_contract(file)
     contract.check_not_expired()
@@ -512,7 +512,6 @@ def report_export(
       cleanroom report export --state partner-state.db --out report.json
     """
     from cleanroom.cli_support import write_atomically
-    from cleanroom.report.document import Report
     from cleanroom.store.state import StateStore
 
     if not state.exists():
@@ -524,7 +523,7 @@ def report_export(
         raise InputError(
             f"{state}: no stored report" + (f" for session {session}" if session else "")
         )
-    write_atomically(out, Report(stored, signatures=store.signatures(session_id)).to_json())
+    write_atomically(out, stored.to_json())
     output_console(stderr=True).print(f"wrote the report of session {session_id} to {out}")
 
 

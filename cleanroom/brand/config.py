@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cleanroom.cli_support import check_seconds
-from cleanroom.contract import Contract, load_contract
+from cleanroom.contract import Contract
 from cleanroom.errors import AuthenticationError, InputError
 from cleanroom.identity import (
     check_pinned,
@@ -20,6 +20,7 @@ from cleanroom.identity import (
     require_signing_key,
 )
 from cleanroom.lists.tables import TABLE_PREFIX, CsvDialect, csv_dialect
+from cleanroom.privacy.calibration import load_contract
 
 DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_SESSION_TIMEOUT = 86400.0  # a day: far above an honest 100M-row session on one machine

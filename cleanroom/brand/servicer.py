@@ -46,14 +46,14 @@ from cleanroom.errors import (
     ProtocolError,
     StorageError,
 )
-from cleanroom.identity import fingerprint_of_pem, require_signing_key
+from cleanroom.identity import ReportSigner, fingerprint_of_pem, require_signing_key
 from cleanroom.lists.local import OwnBrandList, prepare_brand_list
 from cleanroom.lists.spark import prepare_brand_list_spark
 from cleanroom.lists.tables import CsvDialect
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.common import MAX_MESSAGE_BYTES
+from cleanroom.protocol.common import MAX_MESSAGE_BYTES, ReportVerifier
 from cleanroom.store.state import StateStore
 from cleanroom.transport.pump import Pump
 
@@ -188,7 +188,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
 
     def budget_left(self) -> Iterator[tuple[str, float]]:
         for contract_id, offer in self.offers.items():
-            yield contract_id, self.store.epsilon_remaining(offer.contract)
+            yield contract_id, self.store.budget_remaining(offer.contract)
 
     def shut_down(self, reason: str) -> None:
         """End every running session with ``reason`` (the partner is told; the log says so);
@@ -274,8 +274,10 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
                 offer.brand_list,
                 self.store,
                 peer=offer.contract.partner.name,
-                signer=self.signer,
-                partner_key=offer.partner_signing_key,
+                signer=None if self.signer is None else ReportSigner(self.signer, "brand"),
+                peer_key=None
+                if offer.partner_signing_key is None
+                else ReportVerifier(offer.partner_signing_key, "partner"),
                 engine=self.engine,
                 sketch=self.sketches[offer.contract.id],
             )
@@ -379,7 +381,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         if session.report is not None:
             outcome = "released"
             self.metrics.released.labels(contract_id).inc()
-            self.metrics.partner_records.labels(contract_id).observe(session.report["partner_size"])
+            self.metrics.partner_records.labels(contract_id).observe(session.report.partner_size)
             if error is None:
                 message = f"{contract_id}: session {session_id} released its report"
             else:

@@ -38,7 +38,7 @@ import functools
 import math
 from dataclasses import dataclass
 
-from cleanroom.contract import Contract
+from cleanroom.contract import DISCRETE_GAUSSIAN, NO_NOISE, Contract
 from cleanroom.privacy.noise import NoiseMechanism, TruncatedLaplace, rho_for_epsilon, rho_of_pure
 
 
@@ -79,13 +79,13 @@ def partner_sensitivity(contract: Contract) -> tuple[int, float]:
 
 def ledger_total(contract: Contract) -> float:
     """What each ledger may hold for this contract: rho (Gaussian) or epsilon."""
-    if contract.mechanism == "discrete_gaussian":
+    if contract.mechanism == DISCRETE_GAUSSIAN:
         return _rho_total(contract.epsilon_total, contract.delta)
     return contract.epsilon_total
 
 
 def ledger_per_session(contract: Contract) -> float:
-    if contract.mechanism == "discrete_gaussian":
+    if contract.mechanism == DISCRETE_GAUSSIAN:
         return ledger_total(contract) * contract.epsilon_per_session / contract.epsilon_total
     return contract.epsilon_per_session
 
@@ -98,7 +98,7 @@ def _rho_total(epsilon_total: float, delta: float) -> float:
 def _size_delta(contract: Contract) -> float:
     """Per session, the chance budget for dummy and padding counts to hit their edges."""
     share = contract.epsilon_per_session / contract.epsilon_total
-    half = 0.5 if contract.mechanism == "discrete_gaussian" else 1.0
+    half = 0.5 if contract.mechanism == DISCRETE_GAUSSIAN else 1.0
     return contract.delta * half * share
 
 
@@ -107,7 +107,7 @@ def epsilon_match(contract: Contract) -> float:
     budget: rho_match = rho_session / 4 (Gaussian) or epsilon_per_session / 4 (Laplace)."""
     if contract.epsilon_match is not None:
         return contract.epsilon_match
-    if contract.mechanism == "discrete_gaussian":
+    if contract.mechanism == DISCRETE_GAUSSIAN:
         return math.sqrt(2 * ledger_per_session(contract) / 4)
     return contract.epsilon_per_session / 4
 
@@ -141,10 +141,10 @@ def _budget(
     contract: Contract, groups: int, sensitivity: tuple[int, float], share: float = 1.0
 ) -> SideBudget:
     per_session = ledger_per_session(contract)
-    if contract.mechanism == "none":
+    if contract.mechanism == NO_NOISE:
         return SideBudget(NoiseMechanism.none(), TruncatedLaplace.zero(), 0.0, per_session)
     total_match = epsilon_match(contract) * share
-    gaussian = contract.mechanism == "discrete_gaussian"
+    gaussian = contract.mechanism == DISCRETE_GAUSSIAN
     per_group = total_match / (math.sqrt(groups) if gaussian else groups)
     sizes = TruncatedLaplace.for_delta(per_group, _size_delta(contract) / groups)
     match_cost = groups * (rho_of_pure(per_group) if gaussian else per_group)

@@ -26,13 +26,13 @@ from typing import Any
 import numpy as np
 import opendp.prelude as dp
 
+from cleanroom.contract import DISCRETE_GAUSSIAN, DISCRETE_LAPLACE, NO_NOISE
+
 # OpenDP gates every measurement and combinator outside its vetted core behind the
 # "contrib" feature flag; make_laplace, make_gaussian, make_pureDP_to_zCDP,
 # make_zCDP_to_approxDP and make_fix_delta all need it. The flag only unlocks those
 # constructors ("floating-point" and "honest-but-curious" stay off).
 dp.enable_features("contrib")
-
-MECHANISMS = ("discrete_gaussian", "discrete_laplace", "none")
 
 #: Probability that |noise| exceeds :meth:`NoiseMechanism.bound` (per released count).
 BOUND_FAILURE = 2.0**-40
@@ -134,7 +134,7 @@ class NoiseMechanism:
         if not (rho > 0 and l2_sensitivity > 0):
             raise ValueError(f"rho and sensitivity must be > 0, got {rho!r}, {l2_sensitivity!r}")
         l2 = float(l2_sensitivity)
-        return cls("discrete_gaussian", _gaussian_scale(float(rho), l2), l2)
+        return cls(DISCRETE_GAUSSIAN, _gaussian_scale(float(rho), l2), l2)
 
     @classmethod
     def laplace(cls, epsilon: float, l1_sensitivity: int) -> NoiseMechanism:
@@ -144,17 +144,17 @@ class NoiseMechanism:
                 f"epsilon and sensitivity must be > 0: {epsilon!r}, {l1_sensitivity!r}"
             )
         return cls(
-            "discrete_laplace", _laplace_scale(float(epsilon), int(l1_sensitivity)), l1_sensitivity
+            DISCRETE_LAPLACE, _laplace_scale(float(epsilon), int(l1_sensitivity)), l1_sensitivity
         )
 
     @classmethod
     def none(cls) -> NoiseMechanism:
-        return cls("none", 0.0, 0.0)
+        return cls(NO_NOISE, 0.0, 0.0)
 
     def measurement(self) -> dp.Measurement | None:
-        if self.name == "discrete_laplace":
+        if self.name == DISCRETE_LAPLACE:
             return laplace_measurement(self.scale)
-        if self.name == "discrete_gaussian":
+        if self.name == DISCRETE_GAUSSIAN:
             return gaussian_measurement(self.scale)
         return None
 
@@ -163,7 +163,7 @@ class NoiseMechanism:
         meas = self.measurement()
         if meas is None:
             return 0.0
-        d_in = int(self.sensitivity) if self.name == "discrete_laplace" else self.sensitivity
+        d_in = int(self.sensitivity) if self.name == DISCRETE_LAPLACE else self.sensitivity
         return float(_map(meas, d_in))
 
     def sample(self, size: int) -> np.ndarray:
@@ -177,9 +177,9 @@ class NoiseMechanism:
 
     def pmf(self) -> np.ndarray:
         """P(X = x) for x = -h .. h (h = len // 2), tails beyond h below 1e-30."""
-        if self.name == "none":
+        if self.name == NO_NOISE:
             return np.ones(1)
-        if self.name == "discrete_laplace":
+        if self.name == DISCRETE_LAPLACE:
             h = math.ceil(70.0 * self.scale) + 1
             x = np.arange(-h, h + 1, dtype=np.float64)
             weights = np.exp(-np.abs(x) / self.scale)
@@ -194,9 +194,9 @@ class NoiseMechanism:
         """P(|X| > w) for one draw."""
         if w < 0:
             return 1.0
-        if self.name == "none":
+        if self.name == NO_NOISE:
             return 0.0
-        if self.name == "discrete_laplace":
+        if self.name == DISCRETE_LAPLACE:
             a = math.exp(-1.0 / self.scale)
             return 2.0 * math.exp(-(w + 1) / self.scale) / (1.0 + a)
         return _gaussian_tail(self.scale, w)
@@ -207,7 +207,7 @@ class NoiseMechanism:
 
     def bound(self) -> int:
         """``interval(1 - 2**-40)``: the decryption range's margin for one noisy sum."""
-        if self.name == "none":
+        if self.name == NO_NOISE:
             return 0
         w = 0 if self.scale <= 0 else int(self.scale)
         step = max(1, w)
@@ -337,7 +337,7 @@ def interval_of_sum(
     if any(isinstance(n, NoiseMechanism) and n.scale > _EXACT_MAX_SCALE for n in noises):
         proxy = sum(
             n.scale**2
-            if isinstance(n, NoiseMechanism) and n.name == "discrete_gaussian"
+            if isinstance(n, NoiseMechanism) and n.name == DISCRETE_GAUSSIAN
             else float(_variance(n.pmf()))
             for n in noises
         )

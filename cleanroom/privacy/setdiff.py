@@ -1,5 +1,6 @@
 """Set-difference defence: refuse (or flag) a session whose list barely differs from an
-earlier session's list under the same contract.
+earlier session's list under the same contract (the check itself is
+``cleanroom.protocol.common.check_set_difference``; this module makes and compares sketches).
 
 Two sessions over lists that differ in a handful of records let a party compare the two
 results and learn about those records (the differencing attack PAIR warns about). Each side
@@ -24,16 +25,10 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cleanroom import _native
-from cleanroom.errors import PolicyError
-
-if TYPE_CHECKING:
-    from cleanroom.contract import Contract
-    from cleanroom.store.state import StateStore
 
 BUCKETS = 1 << 16
 
@@ -68,33 +63,3 @@ def pack(sketch: np.ndarray) -> bytes:
 
 def unpack(blob: bytes) -> np.ndarray:
     return np.frombuffer(zlib.decompress(blob), dtype="<u4")
-
-
-def check_set_difference(
-    store: StateStore, contract: Contract, sketch: np.ndarray, whose: str
-) -> None:
-    """Apply ``release.set_difference_min`` / ``set_difference_action`` before anything is sent.
-
-    The exact difference goes only to this party's audit log; the refusal the peer may see
-    says nothing about how much the list changed.
-    """
-    for session_id, blob in store.recent_sketches(contract.id):
-        changed = difference(sketch, unpack(blob))
-        if 0 < changed < contract.set_difference_min:
-            store.audit(
-                "set-difference",
-                contract_id=contract.id,
-                earlier_session=session_id,
-                records_changed=changed,
-                action=contract.set_difference_action,
-            )
-            if contract.set_difference_action == "refuse":
-                raise PolicyError(
-                    f"the {whose} list differs from an earlier session's list under contract "
-                    f"'{contract.id}' by fewer than release.set_difference_min = "
-                    f"{contract.set_difference_min} records; comparing the two results could reveal "
-                    "those records, so the session is refused (details in the audit log); "
-                    "run with that earlier list unchanged, or with one that differs from it by "
-                    f"at least {contract.set_difference_min} records"
-                )
-            return

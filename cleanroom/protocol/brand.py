@@ -21,21 +21,20 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from cleanroom import _native
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
-from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.engine import INLINE, Engine, encrypt, encrypt_indicators, hash_and_encrypt
 from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
+from cleanroom.identity import ReportSigner
 from cleanroom.lists.local import OwnBrandList
 from cleanroom.privacy.accounting import (
     brand_budget,
@@ -44,22 +43,27 @@ from cleanroom.privacy.accounting import (
     partner_budget,
     patterns,
 )
-from cleanroom.privacy.setdiff import check_set_difference, pack
+from cleanroom.privacy.setdiff import pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
     BASE_POINT,
     ELEMENTS_PER_CHUNK,
     TRUNCATED_SIZE,
+    ReportVerifier,
     Transcript,
+    check_set_difference,
+    dispatch,
     dummy_messages,
     group_index,
+    recorded,
     records_per_chunk,
     shuffled_packed,
     split_elements,
     truncate,
 )
-from cleanroom.report.document import ReleasedCounts, build_report, dumps
-from cleanroom.store.state import StateStore
+from cleanroom.protocol.ports import SessionStore
+from cleanroom.report.document import Report
+from cleanroom.report.release import ReleasedCounts, build_report
 
 
 class Phase(enum.Enum):
@@ -104,28 +108,29 @@ class BrandSession:
         self,
         contract: Contract,
         brand_list: OwnBrandList,
-        store: StateStore,
+        store: SessionStore,
         *,
         peer: str,
         cipher: CommutativeCipher | None = None,
         elgamal_key: ElGamalPrivateKey | None = None,
-        signer: Ed25519PrivateKey | None = None,
-        partner_key: Ed25519PublicKey | None = None,
+        signer: ReportSigner | None = None,
+        peer_key: ReportVerifier | None = None,
         engine: Engine = INLINE,
         sketch: np.ndarray | None = None,
     ) -> None:
-        """``signer``/``partner_key`` sign and check the report (None only with --insecure);
-        ``cipher`` and ``elgamal_key`` are for tests: sessions draw fresh keys."""
+        """``signer`` signs the report as the brand and ``peer_key`` checks the partner's
+        signature (both None only with --insecure); ``cipher`` and ``elgamal_key`` are for
+        tests: sessions draw fresh keys."""
         self.contract = contract
         self.store = store
         self.peer = peer
         self.session_id = secrets.token_hex(16)
         self.phase = Phase.HELLO
-        self.report: dict[str, Any] | None = None
+        self.report: Report | None = None
         self.transcript = Transcript()
         self._engine = engine
         self._signer = signer
-        self._partner_key = partner_key
+        self._peer_key = peer_key
         self._report_bytes = b""
         self._cipher = cipher or CommutativeCipher.generate()
         self._elgamal = (
@@ -165,31 +170,24 @@ class BrandSession:
 
     def receive(self, message: pb.PartnerMessage) -> Iterable[pb.BrandMessage]:
         """Handle one partner message; the returned messages are produced lazily, in order."""
-        kind = message.WhichOneof("body")
-        crash_point("brand", str(kind))
-        if kind == "abort":
-            raise ProtocolError(f"the partner aborted the session: {message.abort.reason[:200]}")
-        handlers = {
+        handlers: dict[str, tuple[Phase, Callable[[Any], Iterable[pb.BrandMessage]]]] = {
             "hello": (Phase.HELLO, self._on_hello),
             "double_encrypted": (Phase.DOUBLE_ENCRYPTED, self._on_double_encrypted),
             "partner_records": (Phase.RECORDS, self._on_records),
             "attribute_sums": (Phase.SUMS, self._on_sums),
             "release_ack": (Phase.ACK, self._on_ack),
         }
-        if kind not in handlers:
-            raise ProtocolError("empty or unknown partner message")
-        expected, handler = handlers[kind]
-        if self.phase is not expected:
-            raise ProtocolError(f"unexpected {kind} message while waiting for {self.phase.value}")
-        if kind != "release_ack":
-            self.transcript.partner_sent(message)
-        return handler(getattr(message, kind))
+        return dispatch(
+            message,
+            role="brand",
+            phase=self.phase,
+            handlers=handlers,
+            unrecorded="release_ack",
+            record=self.transcript.partner_sent,
+        )
 
     def _sent(self, messages: Iterable[pb.BrandMessage]) -> Iterator[pb.BrandMessage]:
-        for message in messages:
-            if message.WhichOneof("body") != "release":
-                self.transcript.brand_sent(message)
-            yield message
+        return recorded(messages, unrecorded="release", record=self.transcript.brand_sent)
 
     def abort(self, reason: str) -> None:
         """Record a failed session: nothing released, no budget spent."""
@@ -430,8 +428,8 @@ class BrandSession:
         )
         partner_size = self._records_seen - dummies.shift * patterns(self.contract)
 
-        def report(ledger_remaining: float) -> dict[str, Any]:
-            return build_report(
+        def signed(ledger_remaining: float) -> Report:
+            report = build_report(
                 contract=self.contract,
                 session_id=self.session_id,
                 transcript_sha256=transcript,
@@ -442,19 +440,18 @@ class BrandSession:
                 partner=self._partner_budget,
                 ledger_remaining=ledger_remaining,
             )
+            if self._signer is None:
+                return report
+            return report.signed({"brand": self._signer.sign(report.signed_bytes())})
 
-        self.report = self.store.commit_release(
-            self.session_id,
-            self.contract,
-            report,
-            transcript,
-            list_sketch=pack(self._sketch),
-            sign_as=None if self._signer is None else ("brand", self._signer),
+        released = self.store.commit_release(
+            self.session_id, self.contract, signed, list_sketch=pack(self._sketch)
         )
-        self._report_bytes = dumps(self.report)
+        self.report = released
+        self._report_bytes = released.signed_bytes()
         signature = b""
         if self._signer is not None:
-            signature = bytes.fromhex(self.store.signatures(self.session_id)["brand"]["signature"])
+            signature = bytes.fromhex(released.signatures["brand"]["signature"])
         crash_point("brand", "released")
         self.phase = Phase.ACK
         yield pb.BrandMessage(
@@ -464,7 +461,7 @@ class BrandSession:
     def _on_ack(self, ack: pb.ReleaseAck) -> Iterable[pb.BrandMessage]:
         assert self.report is not None
         self.phase = Phase.DONE
-        if ack.transcript_sha256 != self.report["transcript_sha256"]:
+        if ack.transcript_sha256 != self.report.transcript_sha256:
             self.store.audit(
                 "transcript-mismatch",
                 session_id=self.session_id,
@@ -472,10 +469,8 @@ class BrandSession:
                 partner_transcript_sha256=ack.transcript_sha256[:64],
             )
             raise ProtocolError("the partner's transcript hash differs from the brand's")
-        if self._partner_key is not None:
-            if not verify_report_signature(
-                self._partner_key, ack.partner_signature, self._report_bytes, role="partner"
-            ):
+        if self._peer_key is not None:
+            if not self._peer_key.verify(ack.partner_signature, self._report_bytes):
                 self.store.audit(
                     "bad-signature", session_id=self.session_id, contract_id=self.contract.id
                 )
@@ -484,7 +479,7 @@ class BrandSession:
                 self.session_id,
                 "partner",
                 ack.partner_signature,
-                self._partner_key.public_bytes_raw(),
+                self._peer_key.public_key.public_bytes_raw(),
             )
         self.store.audit("acknowledged", session_id=self.session_id, contract_id=self.contract.id)
         return ()

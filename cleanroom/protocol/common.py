@@ -1,18 +1,28 @@
-"""What both state machines share: sizes on the wire, the transcript, element encoding."""
+"""What both state machines share: sizes on the wire, the transcript, element encoding,
+the per-message dispatch, the peer's report signature and the set-difference check."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.message import Message
 
 from cleanroom import _native
 from cleanroom.contract import Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
-from cleanroom.errors import ProtocolError
+from cleanroom.crypto.signing import verify_report_signature
+from cleanroom.errors import PolicyError, ProtocolError
+from cleanroom.faults import crash_point
+from cleanroom.privacy.setdiff import difference, unpack
+from cleanroom.protocol.ports import SessionStore
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
@@ -143,3 +153,97 @@ class Transcript:
         return hashlib.sha256(
             b"cleanroom-transcript-v1" + self._to_brand.digest() + self._to_partner.digest()
         ).hexdigest()
+
+
+_Out = TypeVar("_Out", bound=Message)
+_Result = TypeVar("_Result")
+
+#: The two roles, each the other's peer.
+PEER = {"brand": "partner", "partner": "brand"}
+
+
+def dispatch(
+    message: Message,
+    *,
+    role: str,
+    phase: enum.Enum,
+    handlers: Mapping[str, tuple[enum.Enum, Callable[[Any], _Result]]],
+    unrecorded: str,
+    record: Callable[[Message], None],
+) -> _Result:
+    """Hand one peer message to the handler of its ``oneof`` body, in the phase that expects
+    it. The peer's Abort, a body this role does not take and a message out of turn end the
+    session with a :class:`ProtocolError`; every message but the ``unrecorded`` kind (the
+    release and its acknowledgement, which carry the transcript hash) enters the transcript."""
+    kind = message.WhichOneof("body")
+    crash_point(role, str(kind))
+    if kind == "abort":
+        reason = getattr(message, "abort").reason  # noqa: B009 - a oneof field, not typed on Message
+        raise ProtocolError(f"the {PEER[role]} aborted the session: {reason[:200]}")
+    if kind not in handlers:
+        raise ProtocolError(f"empty or unknown {PEER[role]} message")
+    expected, handler = handlers[kind]
+    if phase is not expected:
+        raise ProtocolError(f"unexpected {kind} message while waiting for {phase.value}")
+    if kind != unrecorded:
+        record(message)
+    return handler(getattr(message, kind))
+
+
+def recorded(
+    messages: Iterable[_Out], *, unrecorded: str, record: Callable[[Message], None]
+) -> Iterator[_Out]:
+    """The outgoing messages, each entering the transcript as it leaves (but ``unrecorded``)."""
+    for message in messages:
+        if message.WhichOneof("body") != unrecorded:
+            record(message)
+        yield message
+
+
+@dataclass(frozen=True)
+class ReportVerifier:
+    """The peer's pinned report-signing key and the role it signs as (cleanroom.crypto.signing)."""
+
+    public_key: Ed25519PublicKey
+    role: str
+
+    def verify(self, signature: bytes, report_bytes: bytes) -> bool:
+        return verify_report_signature(self.public_key, signature, report_bytes, role=self.role)
+
+    def entry(self, signature: bytes) -> dict[str, str]:
+        """The signature entry stored with the report, as :class:`cleanroom.identity.ReportSigner` makes it."""
+        return {
+            "public_key": self.public_key.public_bytes_raw().hex(),
+            "signature": signature.hex(),
+        }
+
+
+def check_set_difference(
+    store: SessionStore, contract: Contract, sketch: np.ndarray, whose: str
+) -> None:
+    """Apply ``release.set_difference_min`` / ``set_difference_action`` before anything is
+    sent (cleanroom/privacy/setdiff.py).
+
+    The exact difference goes only to this party's audit log; the refusal the peer may see
+    says nothing about how much the list changed.
+    """
+    for session_id, blob in store.recent_sketches(contract.id):
+        changed = difference(sketch, unpack(blob))
+        if 0 < changed < contract.set_difference_min:
+            store.audit(
+                "set-difference",
+                contract_id=contract.id,
+                earlier_session=session_id,
+                records_changed=changed,
+                action=contract.set_difference_action,
+            )
+            if contract.set_difference_action == "refuse":
+                raise PolicyError(
+                    f"the {whose} list differs from an earlier session's list under contract "
+                    f"'{contract.id}' by fewer than release.set_difference_min = "
+                    f"{contract.set_difference_min} records; comparing the two results could reveal "
+                    "those records, so the session is refused (details in the audit log); "
+                    "run with that earlier list unchanged, or with one that differs from it by "
+                    f"at least {contract.set_difference_min} records"
+                )
+            return

@@ -23,41 +23,42 @@ are semantically secure under DDH, so it learns nothing about which records matc
 from __future__ import annotations
 
 import enum
-import json
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPublicKey, add, clear_torsion
-from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.engine import INLINE, Engine, add_sums, check_and_sum, encrypt
 from cleanroom.errors import CleanroomError, PolicyError, ProtocolError
-from cleanroom.faults import crash_point
+from cleanroom.identity import ReportSigner
 from cleanroom.lists.local import EncryptedRecords, OwnPartnerList
 from cleanroom.privacy.accounting import brand_budget, group_patterns, partner_budget, patterns
-from cleanroom.privacy.setdiff import check_set_difference, pack
+from cleanroom.privacy.setdiff import pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import (
     BASE_POINT,
     ELEMENTS_PER_CHUNK,
     TRUNCATED_SIZE,
+    ReportVerifier,
     Transcript,
+    check_set_difference,
     chunk_sizes,
+    dispatch,
     group_index,
+    recorded,
     shuffled_packed,
     split_elements,
     truncate,
 )
-from cleanroom.report.document import dumps
-from cleanroom.store.state import StateStore
+from cleanroom.protocol.ports import SessionStore
+from cleanroom.report.document import Report
 
 _SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -79,22 +80,24 @@ class PartnerSession:
         self,
         contract: Contract,
         partner_list: OwnPartnerList,
-        store: StateStore,
+        store: SessionStore,
         *,
         cipher: CommutativeCipher | None = None,
-        signer: Ed25519PrivateKey | None = None,
-        brand_key: Ed25519PublicKey | None = None,
+        signer: ReportSigner | None = None,
+        peer_key: ReportVerifier | None = None,
         engine: Engine = INLINE,
     ) -> None:
+        """``signer`` signs the report as the partner and ``peer_key`` checks the brand's
+        signature (both None only with --insecure); ``cipher`` is for tests."""
         self.contract = contract
         self.store = store
         self.phase = Phase.HELLO_REPLY
         self.session_id: str | None = None
-        self.report: dict[str, Any] | None = None
+        self.report: Report | None = None
         self.transcript = Transcript()
         self._engine = engine
         self._signer = signer
-        self._brand_key = brand_key
+        self._peer_key = peer_key
         self._cipher = cipher or CommutativeCipher.generate()
         self._list = partner_list
         self._sketch = partner_list.sketch(store.sketch_key())
@@ -204,30 +207,24 @@ class PartnerSession:
     # -- dispatch ----------------------------------------------------------------------------
 
     def receive(self, message: pb.BrandMessage) -> Iterable[pb.PartnerMessage]:
-        kind = message.WhichOneof("body")
-        crash_point("partner", str(kind))
-        if kind == "abort":
-            raise ProtocolError(f"the brand aborted the session: {message.abort.reason[:200]}")
-        handlers = {
+        """Handle one brand message; the returned messages are produced lazily, in order."""
+        handlers: dict[str, tuple[Phase, Callable[[Any], Iterable[pb.PartnerMessage]]]] = {
             "hello_reply": (Phase.HELLO_REPLY, self._on_hello_reply),
             "brand_elements": (Phase.ELEMENTS, self._on_elements),
             "indicators": (Phase.INDICATORS, self._on_indicators),
             "release": (Phase.RELEASE, self._on_release),
         }
-        if kind not in handlers:
-            raise ProtocolError("empty or unknown brand message")
-        expected, handler = handlers[kind]
-        if self.phase is not expected:
-            raise ProtocolError(f"unexpected {kind} message while waiting for {self.phase.value}")
-        if kind != "release":
-            self.transcript.brand_sent(message)
-        return handler(getattr(message, kind))
+        return dispatch(
+            message,
+            role="partner",
+            phase=self.phase,
+            handlers=handlers,
+            unrecorded="release",
+            record=self.transcript.brand_sent,
+        )
 
     def _sent(self, messages: Iterable[pb.PartnerMessage]) -> Iterator[pb.PartnerMessage]:
-        for message in messages:
-            if message.WhichOneof("body") != "release_ack":
-                self.transcript.partner_sent(message)
-            yield message
+        return recorded(messages, unrecorded="release_ack", record=self.transcript.partner_sent)
 
     def abort(self, reason: str) -> None:
         if self.phase in (Phase.DONE, Phase.FAILED):
@@ -449,45 +446,36 @@ class PartnerSession:
 
     def _on_release(self, release: pb.Release) -> Iterable[pb.PartnerMessage]:
         report = _parse_report(release.report_json)
-        if dumps(report) != release.report_json:
+        if report.signed_bytes() != release.report_json:
             raise ProtocolError("the brand's release is not in canonical form")
         self._check_report(report)
-        if self._brand_key is not None and not verify_report_signature(
-            self._brand_key, release.brand_signature, release.report_json, role="brand"
+        if self._peer_key is not None and not self._peer_key.verify(
+            release.brand_signature, release.report_json
         ):
             raise ProtocolError("the brand's signature on the report does not verify")
         assert self.session_id is not None
         signatures = {}
-        if self._brand_key is not None:
-            signatures["brand"] = {
-                "public_key": self._brand_key.public_bytes_raw().hex(),
-                "signature": release.brand_signature.hex(),
-            }
-        self.store.commit_release(
-            self.session_id,
-            self.contract,
-            report,
-            report["transcript_sha256"],
-            signatures=signatures,
-            sign_as=None if self._signer is None else ("partner", self._signer),
-        )
+        if self._peer_key is not None:
+            signatures["brand"] = self._peer_key.entry(release.brand_signature)
         signature = b""
         if self._signer is not None:
-            signature = bytes.fromhex(
-                self.store.signatures(self.session_id)["partner"]["signature"]
-            )
-        self.report = report
+            signatures["partner"] = self._signer.sign(release.report_json)
+            signature = bytes.fromhex(signatures["partner"]["signature"])
+        self.report = self.store.commit_release(
+            self.session_id, self.contract, report.signed(signatures)
+        )
         self.phase = Phase.DONE
         return [
             pb.PartnerMessage(
                 release_ack=pb.ReleaseAck(
-                    transcript_sha256=report["transcript_sha256"], partner_signature=signature
+                    transcript_sha256=report.transcript_sha256, partner_signature=signature
                 )
             )
         ]
 
-    def _check_report(self, report: dict[str, Any]) -> None:
+    def _check_report(self, report: Report) -> None:
         """The brand must release what this session computed: refuse a report that differs."""
+        document = report.document
         expected = {
             "contract_id": self.contract.id,
             "contract_sha256": self.contract.sha256,
@@ -499,9 +487,9 @@ class PartnerSession:
             "brand_size": dict(zip(self.contract.segments, self._brand_records, strict=True)),
         }
         for field, value in expected.items():
-            if report.get(field) != value:
+            if document.get(field) != value:
                 raise ProtocolError(f"the brand's report disagrees with this session on '{field}'")
-        cells = report.get("attributes")
+        cells = document.get("attributes")
         if (
             not isinstance(cells, list)
             or len(cells) != len(self.contract.attributes) * self._segments
@@ -524,11 +512,10 @@ class PartnerSession:
         return self.phase is Phase.DONE
 
 
-def _parse_report(data: bytes) -> dict[str, Any]:
+def _parse_report(data: bytes) -> Report:
     try:
-        report = json.loads(data)
+        return Report.parse(data)
     except ValueError:
         raise ProtocolError("the brand's release is not valid JSON") from None
-    if not isinstance(report, dict):
-        raise ProtocolError("the brand's release is not a JSON object")
-    return report
+    except TypeError:
+        raise ProtocolError("the brand's release is not a JSON object") from None

@@ -1,166 +1,54 @@
-"""The report both parties receive (DESIGN §7, docs/reference/report.md).
-
-The brand assembles it from numbers that already carry noise from the side whose rows
-they describe, applies ``min_overlap`` suppression, and sends it; the partner checks it
-against what it knows and stores the identical JSON.
+"""The report both parties receive (docs/reference/report.md): a :class:`Report`, its
+canonical bytes (what both sides store, sign and compare byte for byte) and the signatures
+kept with it. The brand assembles it in :mod:`cleanroom.report.release`; the partner checks
+it against what it knows and stores the identical JSON.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
-from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.errors import InputError
-from cleanroom.privacy import accounting
-from cleanroom.privacy.accounting import SideBudget
-from cleanroom.privacy.noise import epsilon_of_rho, interval_of_sum
-from cleanroom.report.index import lift_index, report_to_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def dumps(document: Mapping[str, Any]) -> bytes:
+    """The canonical JSON both sides store, sign and compare byte for byte."""
+    return json.dumps(document, sort_keys=True, indent=2).encode() + b"\n"
+
+
+#: Role ("brand", "partner") -> that party's report-signing public key and its signature
+#: over the canonical report bytes, both in hex.
+Signatures = dict[str, dict[str, str]]
 
 
 @dataclass(frozen=True)
-class ReleasedCounts:
-    """Noisy counts before clamping and suppression, in contract order."""
-
-    by_segment: Sequence[int]  # dummies' public expected offset already subtracted
-    attribute_counts: np.ndarray | None  # (attributes, segments)
-    partner_counts: Sequence[int] | None  # per attribute
-
-
-def _released(value: int, threshold: int) -> int | None:
-    """Clamp negative noise away (post-processing) and suppress small cells."""
-    value = max(0, int(value))
-    return None if value < threshold else value
-
-
-def build_report(
-    *,
-    contract: Contract,
-    session_id: str,
-    transcript_sha256: str,
-    brand_records: Sequence[int],
-    partner_size: int,
-    counts: ReleasedCounts,
-    brand: SideBudget,
-    partner: SideBudget,
-    ledger_remaining: float,
-) -> dict[str, Any]:
-    threshold = contract.min_overlap
-    by_segment = {
-        segment: _released(value, threshold)
-        for segment, value in zip(contract.segments, counts.by_segment, strict=True)
-    }
-    # The total is the segments' sum (no draw of its own: docs/privacy.md), and only when
-    # no segment is suppressed, so that no suppressed value can be recovered by subtraction.
-    suppressed_segment = any(value is None for value in by_segment.values())
-    total = None if suppressed_segment else _released(sum(counts.by_segment), threshold)
-    attributes: list[dict[str, Any]] = []
-    if counts.attribute_counts is not None and counts.partner_counts is not None:
-        for a, attribute in enumerate(contract.attributes):
-            partner_count = _released(counts.partner_counts[a], threshold)
-            for s, segment in enumerate(contract.segments):
-                count = _released(counts.attribute_counts[a, s], threshold)
-                overlap = by_segment[segment]
-                suppressed = count is None or overlap is None or partner_count is None
-                attributes.append(
-                    {
-                        "attribute": attribute,
-                        "segment": segment,
-                        "count": None if suppressed else count,
-                        "partner_count": partner_count,
-                        "index": None
-                        if suppressed
-                        else lift_index(count, overlap, partner_count, partner_size),
-                        "suppressed": suppressed,
-                    }
-                )
-    return {
-        "protocol_version": PROTOCOL_VERSION,
-        "contract_id": contract.id,
-        "contract_sha256": contract.sha256,
-        "session_id": session_id,
-        "transcript_sha256": transcript_sha256,
-        "released_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "brand_size": dict(zip(contract.segments, map(int, brand_records), strict=True)),
-        "partner_size": int(partner_size),
-        "overlap": {"total": total, "by_segment": by_segment},
-        "attributes": attributes,
-        "min_overlap": threshold,
-        "privacy": privacy_block(contract, brand, partner, ledger_remaining),
-    }
-
-
-def privacy_block(
-    contract: Contract, brand: SideBudget, partner: SideBudget, ledger_remaining: float
-) -> dict[str, Any]:
-    """What was spent, in the ledger's unit and as (epsilon, delta), and the exact 99.9%
-    half-width of the noise on each kind of released number (docs/privacy.md)."""
-    gaussian = contract.mechanism == "discrete_gaussian"
-    dummy = partner.sizes
-    cells = accounting.first_segment_cells(contract)
-    patterns = accounting.patterns(contract)
-    segments = len(contract.segments)
-
-    def as_epsilon(amount: float) -> float:
-        return round(epsilon_of_rho(amount, contract.delta / 2) if gaussian else amount, 9)
-
-    return {
-        "mechanism": contract.mechanism,
-        "delta": contract.delta,
-        "rho_spent": round(contract.ledger_per_session, 12) if gaussian else None,
-        "rho_remaining": round(ledger_remaining, 12) if gaussian else None,
-        # This session alone is (epsilon_spent, delta)-DP; whatever the contract's later
-        # sessions do together is (epsilon_remaining, delta)-DP.
-        "epsilon_spent": as_epsilon(contract.ledger_per_session),
-        "epsilon_remaining": as_epsilon(ledger_remaining),
-        "epsilon_match": None
-        if contract.mechanism == "none"
-        else accounting.epsilon_match(contract),
-        "dummies_per_pattern_mean": dummy.shift,
-        "noise_scale": {
-            "brand": brand.release.scale,
-            # An overlap-only session releases nothing the partner noises.
-            "partner": None if contract.overlap_only else partner.release.scale,
-        },
-        "interval_999": {
-            "overlap": interval_of_sum([brand.release] + [dummy] * cells),
-            "overlap_total": interval_of_sum([brand.release] * segments + [dummy] * (patterns - 1)),
-            "attribute_count": None
-            if contract.overlap_only
-            else interval_of_sum([brand.release, partner.release]),
-            "partner_count": None if contract.overlap_only else partner.release.interval(),
-            "brand_size": brand.release.interval(),
-            "partner_size": interval_of_sum([dummy] * patterns),
-        },
-    }
-
-
-def dumps(report: dict[str, Any]) -> bytes:
-    """The canonical JSON both sides store and compare byte for byte."""
-    return json.dumps(report, sort_keys=True, indent=2).encode() + b"\n"
-
-
 class Report:
-    """A released report, as the client library returns it."""
+    """A released report: the protocol makes and checks it, the store keeps it, the client
+    library returns it. ``document`` is the JSON object both parties signed, kept as
+    released so that its canonical bytes never change; ``signatures`` and
+    ``input_quality`` travel with it and are not part of it (nor of equality)."""
 
-    def __init__(
-        self,
-        data: dict[str, Any],
-        input_quality: dict[str, dict[str, int]] | None = None,
-        signatures: dict[str, dict[str, str]] | None = None,
-    ):
-        self._data = data
-        # Ed25519 signatures of both parties over the exact report bytes (cleanroom.crypto.signing).
-        self.signatures = signatures or {}
-        # This party's own input-quality summary: kept local, never sent (docs/threat-model.md).
-        self.input_quality = input_quality or {}
+    document: Mapping[str, Any]
+    # This party's own input-quality summary: kept local, never sent (docs/threat-model.md).
+    input_quality: Mapping[str, Mapping[str, int]] = field(default_factory=dict, compare=False)
+    # Ed25519 signatures of both parties over the canonical bytes (cleanroom.crypto.signing).
+    signatures: Signatures = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def parse(cls, data: bytes) -> Report:
+        """A released report from its bytes: ValueError if they are not JSON, TypeError if
+        not a JSON object."""
+        document = json.loads(data)
+        if not isinstance(document, dict):
+            raise TypeError("a report is a JSON object")
+        return cls(document)
 
     @classmethod
     def load(cls, path: str | Path) -> Report:
@@ -178,32 +66,52 @@ class Report:
         signatures = data.pop("signatures", {})
         return cls(data, signatures=signatures)
 
+    def signed(self, signatures: Signatures) -> Report:
+        """The same report carrying ``signatures``."""
+        return replace(self, signatures=signatures)
+
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._data))
+        """A deep copy of the document, as plain JSON values."""
+        copy: dict[str, Any] = json.loads(json.dumps(self.document))
+        return copy
 
     def to_pandas(self) -> pd.DataFrame:
         """One tidy row per (segment, attribute) cell, with the segment's overlap."""
-        return report_to_frame(self._data)
+        # Imported here: pandas and the index are for the library's callers; the store and
+        # the protocol, which hold reports too, never load them.
+        from cleanroom.report.index import report_to_frame
+
+        return report_to_frame(self.document)
 
     def signed_bytes(self) -> bytes:
-        """The exact bytes both parties signed."""
-        return dumps(self._data)
+        """The canonical bytes: exactly what both parties signed."""
+        return dumps(self.document)
 
     def to_json(self) -> bytes:
         """The report file: the released report with both signatures alongside."""
-        return dumps({**self._data, "signatures": self.signatures})
+        return dumps({**self.document, "signatures": self.signatures})
 
     @property
-    def overlap(self) -> int | None:
-        total = self._data["overlap"]["total"]
-        return None if total is None else int(total)
+    def contract_id(self) -> str:
+        return str(self.document["contract_id"])
 
     @property
     def session_id(self) -> str:
-        return str(self._data["session_id"])
+        return str(self.document["session_id"])
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Report) and self._data == other._data
+    @property
+    def transcript_sha256(self) -> str:
+        return str(self.document["transcript_sha256"])
+
+    @property
+    def partner_size(self) -> int:
+        return int(self.document["partner_size"])
+
+    @property
+    def overlap(self) -> int | None:
+        """The total overlap, None when suppressed."""
+        total = self.document["overlap"]["total"]
+        return None if total is None else int(total)
 
     def __repr__(self) -> str:
-        return f"Report(contract={self._data['contract_id']!r}, session={self.session_id!r}, overlap={self.overlap})"
+        return f"Report(contract={self.contract_id!r}, session={self.session_id!r}, overlap={self.overlap})"

@@ -5,8 +5,9 @@ identifier, a hash of one, or an encrypted element of either side: only contract
 session ids, aggregate reports and audit entries.
 
 A session reserves its budget (``Contract.ledger_per_session``: rho under the discrete
-Gaussian, epsilon otherwise; the ``epsilon`` columns hold that amount) when it starts, in the same ``BEGIN IMMEDIATE`` transaction
-that checks the budget left after every other running session's reservation; the
+Gaussian, epsilon otherwise; the ``budget_*`` methods count in that unit, and so do the
+SQLite columns named ``epsilon``, a name kept so that existing state files stay readable)
+when it starts, in the same ``BEGIN IMMEDIATE`` transaction that checks the budget left after every other running session's reservation; the
 reservation becomes a ledger entry when this party's noisy numbers leave, and is freed if
 the session ends before that. So concurrent sessions can neither double-spend nor start
 one that could not be paid for, and a session refused for lack of budget is refused at
@@ -33,9 +34,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from cleanroom.contract import Contract
+from cleanroom.contract import BUDGET_SLACK, Contract, budget_allows, budget_left
+from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.errors import (
     CleanroomError,
     InputError,
@@ -44,9 +46,9 @@ from cleanroom.errors import (
     ProtocolError,
     StorageError,
 )
+from cleanroom.report.document import Report, dumps
 
 GENESIS = "0" * 64
-_EPSILON_SLACK = 1e-9
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -131,8 +133,8 @@ def _entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
 
 
 def _exhausted(contract: Contract, spent: float, reserved: float) -> PolicyError:
-    left = max(0.0, contract.ledger_total - spent - reserved)
-    running = f", {reserved:g} reserved by running sessions" if reserved > _EPSILON_SLACK else ""
+    left = budget_left(contract.ledger_total, spent + reserved)
+    running = f", {reserved:g} reserved by running sessions" if reserved > BUDGET_SLACK else ""
     wait = "wait for the running sessions to end, or " if running else ""
     return PolicyError(
         f"privacy budget exhausted for contract '{contract.id}': {left:g} {contract.ledger_unit} of "
@@ -160,25 +162,6 @@ def storage_error(path: Path, error: sqlite3.Error) -> StorageError:
     else:
         fix = "check the disk and the file's permissions"
     return StorageError(f"state database {path}: {cause}: {fix}")
-
-
-def with_own_signature(
-    report: dict[str, Any],
-    signatures: dict[str, dict[str, str]] | None,
-    sign_as: tuple[str, Ed25519PrivateKey] | None,
-) -> dict[str, dict[str, str]]:
-    """The given signatures plus this party's own over the canonical report, made as its role."""
-    from cleanroom.crypto.signing import sign_report
-    from cleanroom.report.document import dumps
-
-    signed = dict(signatures or {})
-    if sign_as is not None:
-        role, key = sign_as
-        signed[role] = {
-            "public_key": key.public_key().public_bytes_raw().hex(),
-            "signature": sign_report(key, dumps(report), role=role).hex(),
-        }
-    return signed
 
 
 class StateStore:
@@ -314,9 +297,8 @@ class StateStore:
             spent, reserved = self._committed(db, contract.id)
             if db.execute("SELECT 1 FROM sessions WHERE session_id = ?", (session_id,)).fetchone():
                 refusal = ProtocolError(f"session id {session_id} was already used")
-            elif (
-                spent + reserved + contract.ledger_per_session
-                > contract.ledger_total + _EPSILON_SLACK
+            elif not budget_allows(
+                contract.ledger_total, spent + reserved, contract.ledger_per_session
             ):
                 refusal = _exhausted(contract, spent, reserved)
             if refusal is not None:
@@ -339,8 +321,8 @@ class StateStore:
                         _now(),
                     ),
                 )
-                detail = {"peer": peer, "epsilon_reserved": contract.ledger_per_session}
-                self._append_audit(db, "session-start", session_id, contract.id, detail)
+                started = {"peer": peer, "epsilon_reserved": contract.ledger_per_session}
+                self._append_audit(db, "session-start", session_id, contract.id, started)
         if refusal is not None:
             raise refusal
 
@@ -403,21 +385,22 @@ class StateStore:
         ).fetchone()
         return float(spent), float(reserved)
 
-    def epsilon_spent(self, contract_id: str) -> float:
+    def budget_spent(self, contract_id: str) -> float:
+        """Budget the contract's sessions spent, in the contract's ledger unit."""
         with self._connect() as db:
             return self._committed(db, contract_id)[0]
 
-    def epsilon_remaining(self, contract: Contract) -> float:
+    def budget_remaining(self, contract: Contract) -> float:
         """Budget neither spent nor reserved by a running session."""
         with self._connect() as db:
             spent, reserved = self._committed(db, contract.id)
-        return max(0.0, contract.ledger_total - spent - reserved)
+        return budget_left(contract.ledger_total, spent + reserved)
 
     def require_budget(self, contract: Contract) -> None:
         """Fail early when a session could not start; ``begin_session`` re-checks atomically."""
         with self._connect() as db:
             spent, reserved = self._committed(db, contract.id)
-        if spent + reserved + contract.ledger_per_session > contract.ledger_total + _EPSILON_SLACK:
+        if not budget_allows(contract.ledger_total, spent + reserved, contract.ledger_per_session):
             raise _exhausted(contract, spent, reserved)
 
     def _charge(self, db: sqlite3.Connection, session_id: str, contract: Contract) -> None:
@@ -431,7 +414,7 @@ class StateStore:
         if status is not None and status[0] == "aborted":
             raise PolicyError(f"session {session_id} was aborted: its budget is not spent")
         spent, reserved = self._committed(db, contract.id, excluding=session_id)
-        if spent + reserved + contract.ledger_per_session > contract.ledger_total + _EPSILON_SLACK:
+        if not budget_allows(contract.ledger_total, spent + reserved, contract.ledger_per_session):
             raise _exhausted(contract, spent, reserved)
         db.execute("DELETE FROM reservations WHERE session_id = ?", (session_id,))
         db.execute(
@@ -447,8 +430,8 @@ class StateStore:
         with self._transaction() as db:
             self._charge(db, session_id, contract)
 
-    def epsilon_spent_by(self, session_id: str) -> float:
-        """The epsilon this session spent (0 when it spent none)."""
+    def budget_spent_by(self, session_id: str) -> float:
+        """The budget this session spent (0 when it spent none)."""
         with self._connect() as db:
             row = db.execute(
                 "SELECT epsilon FROM ledger WHERE session_id = ?", (session_id,)
@@ -494,29 +477,23 @@ class StateStore:
         self,
         session_id: str,
         contract: Contract,
-        report: dict[str, Any] | Callable[[float], dict[str, Any]],
-        transcript_sha256: str,
+        release: Report | Callable[[float], Report],
         list_sketch: bytes | None = None,
-        signatures: dict[str, dict[str, str]] | None = None,
-        sign_as: tuple[str, Ed25519PrivateKey] | None = None,
-    ) -> dict[str, Any]:
-        """Spend the budget (if not yet spent) and store the report, atomically.
+    ) -> Report:
+        """Spend the budget (if not yet spent) and store the signed report, atomically.
 
-        ``report`` may be a function of the epsilon remaining after this session, so the
-        figure in the report is read inside the same transaction that spends it. Signatures
-        (given, and this party's own made with ``sign_as``) are stored in the same transaction.
-        """
-        from cleanroom.report.document import dumps
-
+        ``release`` may be a function of the budget remaining after this session, so the
+        figure in the report is read inside the same transaction that spends it. The
+        signatures are stored as given: the store never signs."""
         with self._transaction() as db:
             self._charge(db, session_id, contract)
-            if callable(report):
+            if callable(release):
                 (spent,) = db.execute(
                     "SELECT COALESCE(SUM(epsilon), 0) FROM ledger WHERE contract_id = ?",
                     (contract.id,),
                 ).fetchone()
-                report = report(max(0.0, contract.ledger_total - spent))
-            signed = with_own_signature(report, signatures, sign_as)
+                release = release(budget_left(contract.ledger_total, spent))
+            transcript_sha256 = release.transcript_sha256
             db.execute(
                 "INSERT INTO reports (session_id, contract_id, transcript_sha256, report_json,"
                 " signatures, stored_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -524,8 +501,8 @@ class StateStore:
                     session_id,
                     contract.id,
                     transcript_sha256,
-                    json.dumps(report, sort_keys=True),
-                    json.dumps(signed, sort_keys=True),
+                    json.dumps(release.document, sort_keys=True),
+                    json.dumps(release.signatures, sort_keys=True),
                     _now(),
                 ),
             )
@@ -542,18 +519,19 @@ class StateStore:
                 contract.id,
                 {
                     "transcript_sha256": transcript_sha256,
-                    "report_sha256": hashlib.sha256(dumps(report)).hexdigest(),
-                    "signatures": signed,
+                    "report_sha256": hashlib.sha256(release.signed_bytes()).hexdigest(),
+                    "signatures": release.signatures,
                 },
             )
-        return report
+        return release
 
-    def report(self, session_id: str) -> dict[str, Any] | None:
+    def report(self, session_id: str) -> Report | None:
+        """The session's stored report, with the signatures stored alongside it."""
         with self._connect() as db:
             row = db.execute(
-                "SELECT report_json FROM reports WHERE session_id = ?", (session_id,)
+                "SELECT report_json, signatures FROM reports WHERE session_id = ?", (session_id,)
             ).fetchone()
-        return json.loads(row[0]) if row else None
+        return Report(json.loads(row[0]), signatures=json.loads(row[1])) if row else None
 
     def add_signature(
         self, session_id: str, role: str, signature: bytes, public_key: bytes
@@ -589,9 +567,6 @@ class StateStore:
         be one the chain recorded and must verify, and the ledger must equal the sum of the
         ``budget-spent`` entries. Run :meth:`verify_audit` first. Returns what was checked.
         """
-        from cleanroom.crypto.signing import verify_report_signature
-        from cleanroom.report.document import dumps
-
         released: dict[str, dict[str, Any]] = {}
         spent: dict[str, float] = {}
         signed: dict[str, dict[str, dict[str, str]]] = {}
@@ -618,9 +593,9 @@ class StateStore:
 
         signatures = 0
         for session_id, transcript, report_json, stored_signatures in reports:
-            entry = released.pop(session_id, None)
-            if entry is None:
+            if session_id not in released:
                 raise broken(f"the report of session {session_id} has no release entry")
+            entry = released.pop(session_id)
             try:
                 report, stored = json.loads(report_json), json.loads(stored_signatures)
             except ValueError:

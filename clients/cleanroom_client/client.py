@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import pandas as pd
@@ -34,7 +34,7 @@ from cleanroom.brand.servicer import (
     SERVICE_NAME,
 )
 from cleanroom.cli_support import check_engine, check_seconds, check_workers
-from cleanroom.contract import Contract, load_contract
+from cleanroom.contract import Contract
 from cleanroom.crypto.commutative import ELEMENT_SIZE
 from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
 from cleanroom.crypto.signing import signing_key_from_tls_key, verify_report_signature
@@ -52,6 +52,7 @@ from cleanroom.errors import (
 )
 from cleanroom.faults import crash_point
 from cleanroom.identity import (
+    ReportSigner,
     check_pinned,
     load_certificate,
     load_key_pair,
@@ -62,11 +63,13 @@ from cleanroom.identity import (
 from cleanroom.lists.local import PartnerList, TableSource, prepare_partner_list
 from cleanroom.lists.spark import SparkPartnerList, prepare_partner_list_spark, start_spark
 from cleanroom.lists.tables import CsvDialect
+from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
+from cleanroom.protocol.common import ReportVerifier
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.report.document import Report, dumps
-from cleanroom.store.state import StateStore, with_own_signature
+from cleanroom.store.state import StateStore
 from cleanroom.transport.pump import Pump
 
 if TYPE_CHECKING:
@@ -133,30 +136,21 @@ class _PartnerStore(StateStore):
     ours was spent when our noisy sums left), so a failed write must not lose it: the
     session still acknowledges the release, and the caller gets the report to keep."""
 
-    unsaved: tuple[dict[str, Any], dict[str, dict[str, str]], StorageError] | None = None
+    unsaved: StorageError | None = None
 
-    def commit_release(  # type: ignore[override]
+    def commit_release(
         self,
         session_id: str,
         contract: Contract,
-        report: dict[str, Any],
-        transcript_sha256: str,
+        release: Report | Callable[[float], Report],
         list_sketch: bytes | None = None,
-        signatures: dict[str, dict[str, str]] | None = None,
-        sign_as: tuple[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Report:
+        assert not callable(release)  # the partner stores the report the brand released
         try:
-            return super().commit_release(
-                session_id, contract, report, transcript_sha256, list_sketch, signatures, sign_as
-            )
+            return super().commit_release(session_id, contract, release, list_sketch)
         except StorageError as error:
-            self.unsaved = (report, with_own_signature(report, signatures, sign_as), error)
-            return report
-
-    def signatures(self, session_id: str) -> dict[str, dict[str, str]]:
-        if self.unsaved is not None and self.unsaved[0]["session_id"] == session_id:
-            return self.unsaved[1]
-        return super().signatures(session_id)
+            self.unsaved = error
+            return release
 
 
 def _abort(session: PartnerSession, error: BaseException) -> None:
@@ -299,8 +293,8 @@ class Client:
             self.contract,
             prepared,
             store,
-            signer=self._signer,
-            brand_key=self._brand_key,
+            signer=None if self._signer is None else ReportSigner(self._signer, "partner"),
+            peer_key=None if self._brand_key is None else ReportVerifier(self._brand_key, "brand"),
             engine=engine,
         )
         try:
@@ -327,13 +321,13 @@ class Client:
             engine.close()
         assert session.report is not None
         report = Report(
-            session.report,
+            session.report.document,
             input_quality=prepared.quality,
-            signatures=store.signatures(session.report["session_id"]),
+            signatures=session.report.signatures,
         )
         if store.unsaved is not None:
             raise UnsavedReportError(
-                f"{store.unsaved[2]}; the brand released session {report.session_id} and "
+                f"{store.unsaved}; the brand released session {report.session_id} and "
                 "spent its budget on it, but the report could not be recorded here",
                 report,
             )
@@ -387,20 +381,14 @@ class Client:
             )
         stored = store.report(session_id)
         if stored is not None:
-            if stored != data:
+            if stored != Report(data):
                 raise IntegrityError(
                     f"{source}: {self.state} holds a different report for session {session_id}"
                 )
         else:
-            sign_as = None if self._signer is None else ("partner", self._signer)
-            store.commit_release(
-                session_id,
-                self.contract,
-                data,
-                data["transcript_sha256"],
-                signatures=signatures,
-                sign_as=sign_as,
-            )
+            if self._signer is not None:
+                signatures["partner"] = ReportSigner(self._signer, "partner").sign(dumps(data))
+            store.commit_release(session_id, self.contract, Report(data, signatures=signatures))
             store.audit(
                 "recovered", session_id=session_id, contract_id=self.contract.id, source=source
             )
@@ -486,7 +474,7 @@ def _interruption(session: PartnerSession, store: StateStore) -> str:
     session_id = session.session_id
     if session_id is None or store.session_status(session_id) is None:
         return "before the session started: no privacy budget was spent"
-    spent = store.epsilon_spent_by(session_id)
+    spent = store.budget_spent_by(session_id)
     unit = session.contract.ledger_unit
     if session.report is not None:
         return (
@@ -503,7 +491,7 @@ def _interruption(session: PartnerSession, store: StateStore) -> str:
     return (
         f"during session {session_id}: it was aborted, but {unit} {spent:g} of contract "
         f"'{session.contract.id}' was spent because this side's records and dummy matches "
-        f"had already left for the brand ({store.epsilon_remaining(session.contract):g} left)"
+        f"had already left for the brand ({store.budget_remaining(session.contract):g} left)"
     )
 
 

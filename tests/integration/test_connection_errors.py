@@ -17,8 +17,9 @@ from support import partner_args, tool
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.servicer import build_server
-from cleanroom.contract import PROTOCOL_VERSION, load_contract
+from cleanroom.contract import PROTOCOL_VERSION
 from cleanroom.errors import AuthenticationError, ConnectionLostError, InputError
+from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.store.state import StateStore
@@ -67,7 +68,7 @@ def client_for(site, address: str, **overrides: object) -> Client:
 
 def nothing_spent(site) -> bool:
     partner = StateStore(site.directory / "partner-state.db")
-    return partner.epsilon_spent("acme-x-newsco-demo") == 0
+    return partner.budget_spent("acme-x-newsco-demo") == 0
 
 
 def test_a_silent_server_is_a_connection_error_not_a_certificate_one(site, silent_port):

@@ -49,7 +49,7 @@ def released(contract, lists, tmp_path, brand_engine, partner_engine, tag):
         engine=partner_engine,
     )
     run_in_process(brand, partner)
-    report = dict(brand.report)
+    report = brand.report.to_dict()
     for field in ("session_id", "transcript_sha256", "released_at"):
         report.pop(field)
     return report
@@ -73,7 +73,7 @@ def test_engine_map_keeps_order_and_bounds_work_in_flight(pool):
 
 WORKLOAD = """
 import sys
-from cleanroom.contract import parse_contract
+from cleanroom.privacy.calibration import parse_contract
 from cleanroom.demo import contract_text, synthetic_lists
 from cleanroom.engine import Engine
 from cleanroom.protocol.brand import BrandSession

@@ -97,8 +97,8 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
     assert (site / "report.json").exists() == partner_has_report
     assert not list(site.glob(".*.partial"))
     brand, partner = StateStore(site / "brand-state.db"), StateStore(site / "partner-state.db")
-    assert brand.epsilon_spent(CONTRACT_ID) == brand_spent
-    spent = partner.epsilon_spent(CONTRACT_ID)
+    assert brand.budget_spent(CONTRACT_ID) == brand_spent
+    spent = partner.budget_spent(CONTRACT_ID)
     assert spent in partner_spent if isinstance(partner_spent, tuple) else spent == partner_spent
     charges = [e for e in partner.audit_entries() if e["event"] == "budget-spent"]
     assert len(charges) == spent  # one ledger charge, one audit entry (mechanism none: 1 each)
@@ -125,5 +125,5 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
         assert {sid for sid, status in statuses.items() if status == "aborted"} <= closed
     report = json.loads((site / "next.json").read_text())
     assert set(report.pop("signatures")) == {"brand", "partner"}
-    assert StateStore(site / "brand-state.db").report(report["session_id"]) == report
+    assert StateStore(site / "brand-state.db").report(report["session_id"]).to_dict() == report
     assert report["overlap"]["total"] > 0

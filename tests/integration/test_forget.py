@@ -34,7 +34,7 @@ def run(contract, crm, audience, stores, wire=None):
         partner,
         on_wire=(lambda d, data: wire.append((d, data))) if wire is not None else None,
     )
-    return brand.report
+    return None if brand.report is None else brand.report.to_dict()
 
 
 @pytest.fixture

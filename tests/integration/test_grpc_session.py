@@ -19,9 +19,9 @@ def deployment(deploy):
 def test_session_over_mutual_tls_gives_both_sides_the_same_report(deployment):
     report = deployment.client().run(deployment.directory / "audience.csv")
     brand_copy = deployment.brand_store().report(report.session_id)
-    assert brand_copy == report.to_dict()
+    assert brand_copy == report
     partner_copy = StateStore(deployment.directory / "partner-state.db").report(report.session_id)
-    assert partner_copy == report.to_dict()
+    assert partner_copy == report
     assert report.overlap and report.overlap > 50
     assert report.to_pandas().shape[0] == 6 * 3
     assert deployment.brand_store().verify_audit() >= 4
@@ -66,7 +66,7 @@ def test_a_contract_that_differs_by_one_byte_is_refused(deployment):
     )
     with pytest.raises(ContractError, match="contract hash mismatch"):
         deployment.client("edited.toml").run(deployment.directory / "audience.csv")
-    assert deployment.brand_store().epsilon_spent("acme-x-newsco-demo") == 0
+    assert deployment.brand_store().budget_spent("acme-x-newsco-demo") == 0
 
 
 def test_exhausted_budget_is_refused_and_nothing_is_spent(deploy):
@@ -74,7 +74,7 @@ def test_exhausted_budget_is_refused_and_nothing_is_spent(deploy):
     deployed.client().run(deployed.directory / "audience.csv")
     with pytest.raises(PolicyError, match="budget exhausted"):
         deployed.client().run(deployed.directory / "audience.csv")
-    assert deployed.brand_store().epsilon_spent("acme-x-newsco-demo") == pytest.approx(1.0)
+    assert deployed.brand_store().budget_spent("acme-x-newsco-demo") == pytest.approx(1.0)
 
 
 def test_partner_certificate_not_pinned_by_the_contract_is_refused_before_connecting(deployment):
@@ -95,7 +95,7 @@ def test_server_down_is_a_connection_error_and_spends_nothing(deployment):
     with pytest.raises(ConnectionLostError, match="cannot reach the brand server"):
         deployment.client().run(deployment.directory / "audience.csv")
     assert (
-        StateStore(deployment.directory / "partner-state.db").epsilon_spent("acme-x-newsco-demo")
+        StateStore(deployment.directory / "partner-state.db").budget_spent("acme-x-newsco-demo")
         == 0
     )
 

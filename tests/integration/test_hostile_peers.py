@@ -72,7 +72,7 @@ def test_a_stalled_partner_is_dropped_after_the_idle_timeout(deploy):
     aborts = [e for e in site.brand_store().audit_entries() if e["event"] == "abort"]
     assert aborts and re.search(r"stalled|no message from the peer", aborts[-1]["detail"]["reason"])
     # the brand's noisy sizes left with HelloReply: that session is paid for (privacy.md#ledger)
-    assert site.brand_store().epsilon_spent("acme-x-newsco-demo") == 1.0
+    assert site.brand_store().budget_spent("acme-x-newsco-demo") == 1.0
 
 
 def test_eight_concurrent_sessions_get_isolated_reports_and_a_correct_ledger(deploy, tmp_path):
@@ -102,20 +102,20 @@ def test_eight_concurrent_sessions_get_isolated_reports_and_a_correct_ledger(dep
     reports = [o for o in outcomes if not isinstance(o, Exception)]
     errors = [o for o in outcomes if isinstance(o, Exception)]
     store = site.brand_store()
-    assert store.epsilon_spent("acme-x-newsco-demo") == pytest.approx(5.0)
-    assert store.epsilon_spent("acme-x-intruder") == pytest.approx(2.0)
+    assert store.budget_spent("acme-x-newsco-demo") == pytest.approx(5.0)
+    assert store.budget_spent("acme-x-intruder") == pytest.approx(2.0)
     assert len(reports) == 7 and len(errors) == 1
     assert "budget" in str(errors[0])
     assert len({r.session_id for r in reports}) == 7
     for report in reports:
-        assert store.report(report.session_id) == report.to_dict()
+        assert store.report(report.session_id) == report
     # identical inputs and no noise: every session saw the same lists, isolated from the others
     assert len({r.overlap for r in reports}) == 1
     # the refused partner was refused at the start: it spent nothing and holds no reservation
     for client, outcome in zip(runs, outcomes, strict=True):
         partner = StateStore(client.state)
         refused = isinstance(outcome, Exception)
-        assert partner.epsilon_spent(client.contract.id) == (0 if refused else 1.0)
-        assert partner.epsilon_remaining(client.contract) == 5.0 - (0 if refused else 1.0)
+        assert partner.budget_spent(client.contract.id) == (0 if refused else 1.0)
+        assert partner.budget_remaining(client.contract) == 5.0 - (0 if refused else 1.0)
         assert (partner.latest_report_session() is None) == refused
     assert store.verify_audit() == len(store.audit_entries())

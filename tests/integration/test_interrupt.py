@@ -16,8 +16,8 @@ import pytest
 from cleanroom_client.client import INTERRUPTED
 from support import partner_args, start_server, stop_server
 
-from cleanroom.contract import parse_contract
 from cleanroom.demo import write_demo_files
+from cleanroom.privacy.calibration import parse_contract
 from cleanroom.store.state import StateStore
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, open
     directory, port = site
     contract = parse_contract((directory / "contract.toml").read_bytes())
     store = StateStore(directory / "partner-state.db")
-    before = store.epsilon_spent(CONTRACT_ID) if store.path.exists() else 0.0
+    before = store.budget_spent(CONTRACT_ID) if store.path.exists() else 0.0
     entries = len(store.audit_entries()) if store.path.exists() else 0
     out = f"report-{pause_at.split(':')[1]}.json"
 
@@ -98,7 +98,7 @@ def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, open
     new = store.audit_entries()[entries:]
     aborts = [e for e in new if e["event"] == "abort"]
     assert [e["detail"]["reason"] for e in aborts] == [INTERRUPTED]
-    assert store.epsilon_spent(CONTRACT_ID) == pytest.approx(
+    assert store.budget_spent(CONTRACT_ID) == pytest.approx(
         before + sessions_spent * contract.ledger_per_session
     )
     if pause_at != "partner:release":  # (by then the brand had released its report)
@@ -113,7 +113,7 @@ def test_ctrl_c_says_what_happened_and_spends_nothing_after(site, pause_at, open
         charge = f"{contract.ledger_unit} {contract.ledger_per_session:g}"
         assert f"but {charge} of contract '{CONTRACT_ID}' was spent because" in line
         assert "records and dummy matches had already left for the brand" in line
-        left = store.epsilon_remaining(contract)
+        left = store.budget_remaining(contract)
         assert left == pytest.approx(contract.ledger_total - before - contract.ledger_per_session)
         assert f"({left:g} left)" in line
     else:

@@ -33,7 +33,7 @@ def test_fifty_attributes_and_three_segments(make_contract, stores):
     partner_list = prepare_partner_list(audience, None, contract)
     brand = BrandSession(contract, brand_list, stores[0], peer="p")
     run_in_process(brand, PartnerSession(contract, partner_list, stores[1]))
-    report = brand.report
+    report = brand.report.to_dict()
     assert len(report["attributes"]) == 150
 
     # the same counts computed in the clear from the prepared lists

@@ -24,9 +24,9 @@ from support import Deployment, hello_for, partner_args, raw_stub, tool
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.servicer import ERROR_METADATA, build_server
-from cleanroom.contract import load_contract
 from cleanroom.demo import write_demo_files
 from cleanroom.faults import CRASH_EXIT_CODE
+from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.store.state import StateStore
 
@@ -206,7 +206,7 @@ def test_a_partner_killed_after_its_budget_was_charged_is_aborted_at_the_next_st
         partner = StateStore(site / "partner-state.db")
         [(session_id, status)] = sessions(partner)
         assert status == "running"  # the killed process could not close it
-        assert partner.epsilon_spent(CONTRACT_ID) == 1  # its noisy sums had left
+        assert partner.budget_spent(CONTRACT_ID) == 1  # its noisy sums had left
         again = run_partner(site, server.port, "--out", "next.json")
         assert again.returncode == 0, again.stderr
     finally:
@@ -221,7 +221,7 @@ def test_a_partner_killed_after_its_budget_was_charged_is_aborted_at_the_next_st
         if e["event"] == "abort" and e["session_id"] == session_id
     ]
     assert "after its budget was spent" in abort["detail"]["reason"]
-    assert partner.epsilon_spent(CONTRACT_ID) == 2  # the spent epsilon stays counted
+    assert partner.budget_spent(CONTRACT_ID) == 2  # the spent epsilon stays counted
     assert partner.verify_audit() == len(partner.audit_entries())
     # 4. the brand released that session; its log says so, not "failed"
     assert re.search(

@@ -94,7 +94,7 @@ def run_session(contract, crm, audience, stores):
     )
     run_in_process(brand, partner)
     assert brand.report == partner.report
-    return brand.report
+    return brand.report.to_dict()
 
 
 @pytest.fixture(scope="module")

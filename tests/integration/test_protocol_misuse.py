@@ -24,9 +24,9 @@ from support import Deployment, deploy_site, state_rows
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.servicer import ERROR_METADATA, build_server
-from cleanroom.contract import load_contract
 from cleanroom.engine import INLINE_BELOW, Engine
 from cleanroom.lists.local import prepare_partner_list
+from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol import brand as brand_module

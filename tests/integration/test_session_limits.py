@@ -10,7 +10,7 @@ import grpc
 import pytest
 from support import hello_for, raw_stub
 
-from cleanroom.contract import load_contract
+from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.store.state import StateStore
 
@@ -51,7 +51,7 @@ def test_a_trickling_partner_is_stopped_by_the_session_time_limit(deploy):
     assert "2 s limit" in abort["detail"]["reason"]
     contract = load_contract(site.directory / "contract.toml")
     # the brand's noisy sizes left with HelloReply: that session is paid for (privacy.md#ledger)
-    assert site.brand_store().epsilon_remaining(contract) == pytest.approx(
+    assert site.brand_store().budget_remaining(contract) == pytest.approx(
         contract.ledger_total - contract.ledger_per_session
     )
 

@@ -221,8 +221,8 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def contract():
-    from cleanroom.contract import parse_contract
     from cleanroom.demo import contract_text
+    from cleanroom.privacy.calibration import parse_contract
 
     text = contract_text("a" * 64, "b" * 64, mechanism="none", min_set_size=10, min_overlap=0)
     return parse_contract(text.encode())
@@ -271,7 +271,7 @@ def released(contract, brand_list, partner_list, directory, tag) -> dict:
     partner = PartnerSession(contract, partner_list, StateStore(directory / f"p-{tag}.db"))
     run_in_process(brand, partner)
     assert brand.report == partner.report
-    return without_session_fields(brand.report)
+    return without_session_fields(brand.report.to_dict())
 
 
 def test_spark_prepares_the_same_lists_as_the_local_engine(contract, spark_lists, local_lists):

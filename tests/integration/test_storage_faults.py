@@ -149,14 +149,14 @@ def test_a_release_the_partner_cannot_record_is_kept_signed_and_recovered(deploy
     }
     verify_signed_report(report, certificates)
     brand = site.brand_store()
-    assert brand.report(report.session_id) == report.to_dict()
+    assert brand.report(report.session_id) == report
     assert brand.signatures(report.session_id) == report.signatures  # the ack got through
     partner = StateStore(partner_db)
     assert partner.report(report.session_id) is None
 
     recovered = client.recover(report, source="memory")
     assert recovered.signatures == report.signatures
-    assert partner.report(report.session_id) == report.to_dict()
+    assert partner.report(report.session_id) == report
     assert partner.session_status(report.session_id) == "released"
     assert partner.verify_records()["signatures"] == 2
     assert partner.verify_audit() == len(partner.audit_entries())
@@ -183,7 +183,7 @@ def test_a_brand_that_cannot_record_its_release_tells_the_partner(deploy, monkey
     assert "try again later" in str(lost.value)
     brand = site.brand_store()
     # charged when HelloReply left (its noisy sizes), before the failed release
-    assert brand.epsilon_spent(CONTRACT_ID) == 1.0 and brand.latest_report_session() is None
+    assert brand.budget_spent(CONTRACT_ID) == 1.0 and brand.latest_report_session() is None
 
 
 INJECT_AT_RELEASE = """
@@ -225,7 +225,7 @@ def test_cli_disk_full_at_release_writes_the_report_and_says_how_to_recover(site
     recover = shlex.split(command.group(1))
     recovered = run([tool(recover[0]), *recover[1:]], site)
     assert recovered.returncode == 0, recovered.stderr
-    assert StateStore(site / "partner-state.db").report(report["session_id"]) == {
+    assert StateStore(site / "partner-state.db").report(report["session_id"]).to_dict() == {
         k: v for k, v in report.items() if k != "signatures"
     }
     verified = run(
@@ -310,8 +310,8 @@ def test_a_partner_that_died_before_storing_recovers_the_brands_copy(site):
     assert partner.session_status(session_id) == "released"
     report = Report.load(site / "brand-copy.json")
     assert set(report.signatures) == {"brand", "partner"}
-    assert partner.report(session_id) == report.to_dict()
-    assert partner.epsilon_spent(CONTRACT_ID) == 1  # charged once, when its sums left
+    assert partner.report(session_id) == report
+    assert partner.budget_spent(CONTRACT_ID) == 1  # charged once, when its sums left
 
 
 def test_recover_refuses_a_session_this_state_never_ran(site, tmp_path):

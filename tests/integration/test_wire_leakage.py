@@ -59,4 +59,4 @@ def test_no_identifier_in_any_form_crosses_the_wire(make_contract, stores):
         blob = b"\x00".join(data for d, data in wire if d == direction)
         leaked = [form for form in forms if form in blob]
         assert not leaked, f"{len(leaked)} identifier forms crossed {direction}"
-    assert brand.report is not None and brand.report["overlap"]["total"] > 0
+    assert brand.report is not None and brand.report.overlap > 0

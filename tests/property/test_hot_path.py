@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cleanroom.contract import parse_contract
 from cleanroom.demo import contract_text
 from cleanroom.engine import INLINE
 from cleanroom.identifiers import drop_repeats
 from cleanroom.lists import local as lists
 from cleanroom.lists.local import BrandList, PartnerList
+from cleanroom.privacy.calibration import parse_contract
 from cleanroom.protocol import common
 from cleanroom.protocol.common import (
     ELEMENT_SIZE,

@@ -54,8 +54,8 @@ FUZZ = settings(
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A contract, both prepared lists, and one honest session's messages in each direction."""
-    from cleanroom.contract import parse_contract
     from cleanroom.demo import contract_text
+    from cleanroom.privacy.calibration import parse_contract
 
     contract = parse_contract(
         contract_text(

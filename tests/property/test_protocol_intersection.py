@@ -34,10 +34,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cleanroom.contract import Contract, parse_contract
+from cleanroom.contract import Contract
 from cleanroom.demo import contract_text
 from cleanroom.identifiers import KEY_KINDS, MATCH_KEY_OF, digest
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
+from cleanroom.privacy.calibration import parse_contract
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.store.state import StateStore
@@ -266,7 +267,7 @@ def run_session(case: Case) -> dict[str, object]:
         run_in_process(brand, partner)
     assert brand.report == partner.report
     assert brand.report is not None
-    return brand.report
+    return brand.report.to_dict()
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,14 +10,13 @@ from cleanroom.contract import (
     MAX_DUMMY_RECORDS,
     MAX_NOISE_BOUND,
     RESERVED_ATTRIBUTE_NAMES,
-    load_contract,
-    parse_contract,
 )
 from cleanroom.crypto import elgamal
 from cleanroom.demo import contract_text
 from cleanroom.errors import ContractError
 from cleanroom.identifiers import KEY_KINDS
 from cleanroom.privacy import accounting
+from cleanroom.privacy.calibration import load_contract, parse_contract
 
 FP_A, FP_B = "a" * 64, "b" * 64
 
@@ -249,3 +248,26 @@ def test_contract_check_names_the_field_and_exits_4(tmp_path):
     )
     assert result.returncode == 4, result.stderr
     assert f"{path}: privacy.epsilon_per_session: too small" in result.stderr
+
+
+def test_the_contract_imports_no_privacy_code_and_its_terms_need_calibrating():
+    """cleanroom.contract sits below cleanroom.privacy: importing it loads no privacy code,
+    and its bare terms pass no budget check until cleanroom.privacy.calibration calibrates
+    them (the ledger amounts are NaN, so a missed calibration refuses instead of overspending)."""
+    import subprocess
+    import sys
+
+    from cleanroom.contract import budget_allows, parse_terms
+
+    code = (
+        "import sys, cleanroom.contract; "
+        "print(sorted(m for m in sys.modules if m.startswith('cleanroom.privacy')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
+    terms = parse_terms(text().encode())
+    assert not budget_allows(terms.ledger_total, 0.0, terms.ledger_per_session)
+    calibrated = parse_contract(text().encode())
+    assert budget_allows(calibrated.ledger_total, 0.0, calibrated.ledger_per_session)

@@ -25,6 +25,7 @@ from cleanroom.errors import AuthenticationError, IntegrityError
 from cleanroom.identity import (
     POSSESSION_URI,
     SIGNING_KEY_URI,
+    ReportSigner,
     init_certificate,
     require_signing_key,
     signing_public_key,
@@ -169,8 +170,11 @@ def test_the_state_refuses_a_report_signed_twice_by_one_key(tmp_path, make_contr
     store = StateStore(tmp_path / "s.db")
     store.begin_session("s1", contract, "peer")
     key = Ed25519PrivateKey.generate()
-    report = store.commit_release(
-        "s1", contract, {"overlap": {"total": 120}}, "t" * 64, sign_as=("brand", key)
+    report = {"overlap": {"total": 120}, "transcript_sha256": "t" * 64}
+    store.commit_release(
+        "s1",
+        contract,
+        Report(report, signatures={"brand": ReportSigner(key, "brand").sign(dumps(report))}),
     )
     store.add_signature(
         "s1",

@@ -12,8 +12,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cleanroom.crypto.signing import sign_report
 from cleanroom.errors import IntegrityError, PolicyError, ProtocolError
-from cleanroom.report.document import dumps
+from cleanroom.identity import ReportSigner
+from cleanroom.report.document import Report, dumps
 from cleanroom.store.state import StateStore
+
+
+def released(document: dict) -> Report:
+    """A report to store, unsigned, with the transcript hash every report carries."""
+    return Report({**document, "transcript_sha256": "t" * 64})
 
 
 def test_budget_is_spent_once_per_session_and_refused_when_exhausted(tmp_path, make_contract):
@@ -22,8 +28,8 @@ def test_budget_is_spent_once_per_session_and_refused_when_exhausted(tmp_path, m
     for session in ("s1", "s2"):
         store.require_budget(contract)
         store.begin_session(session, contract, "peer")
-        store.commit_release(session, contract, {"session_id": session}, "t" * 64)
-    assert store.epsilon_spent(contract.id) == pytest.approx(2.0)
+        store.commit_release(session, contract, released({"session_id": session}))
+    assert store.budget_spent(contract.id) == pytest.approx(2.0)
     with pytest.raises(PolicyError, match="budget exhausted"):
         store.require_budget(contract)
     with pytest.raises(PolicyError, match="budget exhausted"):
@@ -40,16 +46,16 @@ def test_a_running_session_reserves_its_epsilon_until_it_spends_or_aborts(tmp_pa
     store = StateStore(tmp_path / "s.db")
     store.begin_session("s1", contract, "peer")
     store.begin_session("s2", contract, "peer")
-    assert store.epsilon_spent(contract.id) == 0 and store.epsilon_remaining(contract) == 0
+    assert store.budget_spent(contract.id) == 0 and store.budget_remaining(contract) == 0
     with pytest.raises(PolicyError, match="2 reserved by running sessions"):
         store.begin_session("s3", contract, "peer")
     store.abort_session("s1", contract.id, "the peer went away")
-    assert store.epsilon_remaining(contract) == pytest.approx(1.0)
+    assert store.budget_remaining(contract) == pytest.approx(1.0)
     store.charge("s2", contract)  # the reservation becomes a ledger entry, not a second charge
-    assert store.epsilon_spent(contract.id) == pytest.approx(1.0)
-    assert store.epsilon_remaining(contract) == pytest.approx(1.0)
+    assert store.budget_spent(contract.id) == pytest.approx(1.0)
+    assert store.budget_remaining(contract) == pytest.approx(1.0)
     store.abort_session("s2", contract.id, "failed after spending")  # spent stays spent
-    assert store.epsilon_spent(contract.id) == pytest.approx(1.0)
+    assert store.budget_spent(contract.id) == pytest.approx(1.0)
     store.begin_session("s4", contract, "peer")
 
 
@@ -78,11 +84,11 @@ def test_a_session_whose_process_died_is_marked_aborted_and_frees_its_reservatio
         ),
         "p",
     )
-    assert store.epsilon_remaining(contract) == 0  # the dead session still holds its reservation
+    assert store.budget_remaining(contract) == 0  # the dead session still holds its reservation
     assert store.recover_crashed() == ["lost"]  # this process's own session is left alone
     assert store.session_status("lost") == "aborted"
     assert store.session_status("alive") == "running"
-    assert store.epsilon_remaining(contract) == pytest.approx(1.0)
+    assert store.budget_remaining(contract) == pytest.approx(1.0)
     assert store.audit_entries()[-1]["event"] == "abort"
     assert store.verify_audit() == len(store.audit_entries())
 
@@ -92,8 +98,8 @@ def test_charge_is_idempotent_per_session(tmp_path, make_contract):
     store = StateStore(tmp_path / "s.db")
     store.begin_session("s1", contract, "peer")
     store.charge("s1", contract)
-    store.commit_release("s1", contract, {"ok": True}, "t" * 64)
-    assert store.epsilon_spent(contract.id) == pytest.approx(1.0)
+    store.commit_release("s1", contract, released({"ok": True}))
+    assert store.budget_spent(contract.id) == pytest.approx(1.0)
 
 
 def test_concurrent_sessions_never_overspend_and_every_started_one_can_release(
@@ -110,7 +116,7 @@ def test_concurrent_sessions_never_overspend_and_every_started_one_can_release(
         except PolicyError:
             outcomes.append("refused")  # at the start, before any work: nothing to waste
             return
-        store.commit_release(session, contract, {"i": i}, "t" * 64)
+        store.commit_release(session, contract, released({"i": i}))
         outcomes.append("released")
 
     threads = [threading.Thread(target=release, args=(i,)) for i in range(8)]
@@ -119,7 +125,7 @@ def test_concurrent_sessions_never_overspend_and_every_started_one_can_release(
     for thread in threads:
         thread.join()
     assert outcomes.count("released") == 3 and outcomes.count("refused") == 5
-    assert store.epsilon_spent(contract.id) == pytest.approx(3.0)
+    assert store.budget_spent(contract.id) == pytest.approx(3.0)
 
 
 def test_reused_session_id_is_refused(tmp_path, make_contract):
@@ -162,13 +168,13 @@ def released_store(tmp_path, make_contract) -> StateStore:
     store = StateStore(tmp_path / "s.db")
     store.begin_session("s1", contract, "peer")
     own, peer = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    report = store.commit_release(
-        "s1", contract, {"overlap": {"total": 120}}, "t" * 64, sign_as=("brand", own)
-    )
+    report = released({"overlap": {"total": 120}})
+    brand_signature = ReportSigner(own, "brand").sign(report.signed_bytes())
+    store.commit_release("s1", contract, report.signed({"brand": brand_signature}))
     store.add_signature(
         "s1",
         "partner",
-        sign_report(peer, dumps(report), role="partner"),
+        sign_report(peer, report.signed_bytes(), role="partner"),
         peer.public_key().public_bytes_raw(),
     )
     assert store.verify_records() == {"reports": 1, "signatures": 2, "ledger_entries": 1}
@@ -247,9 +253,9 @@ def test_a_session_aborted_before_its_charge_never_spends(tmp_path, make_contrac
     store.abort_session("s1", contract.id, "the partner interrupted the session (Ctrl-C)")
     with pytest.raises(PolicyError, match="s1 was aborted"):
         store.charge("s1", contract)
-    assert store.epsilon_spent(contract.id) == 0 and store.epsilon_spent_by("s1") == 0
+    assert store.budget_spent(contract.id) == 0 and store.budget_spent_by("s1") == 0
     assert not [e for e in store.audit_entries() if e["event"] == "budget-spent"]
     store.begin_session("s2", contract, "peer")
     store.charge("s2", contract)  # charged first, then aborted: the spend stands and shows
     store.abort_session("s2", contract.id, "the partner interrupted the session (Ctrl-C)")
-    assert store.epsilon_spent_by("s2") == 1.0 and store.epsilon_remaining(contract) == 1.0
+    assert store.budget_spent_by("s2") == 1.0 and store.budget_remaining(contract) == 1.0

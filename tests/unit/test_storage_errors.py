@@ -44,11 +44,9 @@ def test_a_failed_write_is_rolled_back_and_reported(tmp_path, make_contract, mon
     with pytest.raises(StorageError, match="database or disk is full: free space"):
         store.charge("s1", contract)
     monkeypatch.undo()
-    assert store.epsilon_spent(contract.id) == 0  # the ledger row went with the rollback
+    assert store.budget_spent(contract.id) == 0  # the ledger row went with the rollback
     assert store.audit_entries() == entries
-    assert (
-        store.epsilon_remaining(contract) == contract.epsilon_total - contract.epsilon_per_session
-    )
+    assert store.budget_remaining(contract) == contract.epsilon_total - contract.epsilon_per_session
 
 
 def test_a_file_that_is_not_a_database_is_a_storage_error(tmp_path):
@@ -76,10 +74,8 @@ def test_a_session_charged_before_its_process_died_is_aborted_at_the_next_start(
     }
     assert "after its budget was spent" in reasons["charged"]
     assert "after its budget" not in reasons["reserved"]
-    assert store.epsilon_spent(contract.id) == contract.epsilon_per_session  # spent stays spent
-    assert (
-        store.epsilon_remaining(contract) == contract.epsilon_total - contract.epsilon_per_session
-    )
+    assert store.budget_spent(contract.id) == contract.epsilon_per_session  # spent stays spent
+    assert store.budget_remaining(contract) == contract.epsilon_total - contract.epsilon_per_session
     assert store.recover_crashed() == []  # each is closed once
 
 
