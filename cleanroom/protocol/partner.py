@@ -206,8 +206,6 @@ class PartnerSession:
     def receive(self, message: pb.BrandMessage) -> Iterable[pb.PartnerMessage]:
         kind = message.WhichOneof("body")
         crash_point("partner", str(kind))
-        if kind == "abort":
-            raise ProtocolError(f"the brand aborted the session: {message.abort.reason[:200]}")
         handlers = {
             "hello_reply": (Phase.HELLO_REPLY, self._on_hello_reply),
             "brand_elements": (Phase.ELEMENTS, self._on_elements),
