@@ -1,6 +1,7 @@
 """``cleanroom``: the brand's command line (serve, demo, contracts, certificates, reports, audit).
 
-Exit codes are listed in docs/reference/exit-codes.md and :data:`cleanroom.errors.EXIT_CODES`.
+Exit codes are listed in docs/reference/exit-codes.md; each error's is its class's
+``exit_code`` (:mod:`cleanroom.errors`).
 """
 
 from __future__ import annotations
