@@ -99,4 +99,3 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a session; the message says whether the session was aborted and
     whether any privacy budget was spent, and why. Still a ``KeyboardInterrupt``, so no
     ``except Exception`` swallows it."""
-
