@@ -6,6 +6,7 @@ against a real server; see tests/integration/test_connection_errors.py for the l
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -31,7 +32,7 @@ from cleanroom.errors import (
 )
 from cleanroom.identity import fingerprint, init_certificate, load_certificate, load_key_pair
 from cleanroom.transport.grpc import ERROR_METADATA
-from cleanroom.transport.partner import PARAMETERS, translate
+from cleanroom.transport.partner import PARAMETERS, PartnerClient, translate
 
 SERVER = "127.0.0.1:50051"
 ADDRESS = "failed to connect to all addresses; last error: "
@@ -394,3 +395,16 @@ def test_certs_init_refuses_a_name_that_is_not_a_party_name(tmp_path, name):
     with pytest.raises(InputError, match=r"--name .*not a valid party name"):
         init_certificate(target, name)
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_library_client_takes_the_runners_settings_with_the_same_defaults(make_contract):
+    """Client is the runner with the library's names: no setting or default of its own."""
+
+    library = inspect.signature(Client.__init__).parameters
+    runner = dict(inspect.signature(PartnerClient.__init__).parameters)
+    assert runner.pop("names").default is inspect.Parameter.empty
+    assert [(p.name, p.default) for p in library.values()] == [
+        (p.name, p.default)
+        for p in sorted(runner.values(), key=lambda p: list(library).index(p.name))
+    ]
+    assert Client("127.0.0.1:1", contract=make_contract(), insecure=True).names is PARAMETERS
