@@ -7,14 +7,9 @@ that need them (docs/performance.md has the start-up figures).
 
 from __future__ import annotations
 
-import os
-
-# gRPC's C core logs failed handshakes and binds on stderr; the CLI reports each failure
-# itself in one line. GRPC_VERBOSITY=ERROR (or DEBUG) in the environment shows gRPC's log.
-os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-
 import json
 import math
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,6 +103,7 @@ def output_console(*, stderr: bool = False, quiet: bool = False) -> Console:
 
 def run_app(app: typer.Typer, argv: list[str] | None = None) -> NoReturn:
     """Run a typer app; every cleanroom error becomes one line on stderr and its exit code."""
+    quiet_grpc_log()
     command = typer.main.get_command(app)
     _help_defaults_to_false(command)
     try:
@@ -126,13 +122,22 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> NoReturn:
     except Exception as error:
         # Usage errors (unknown option, missing argument) come from click, which recent typer
         # releases vendor: recognise them by what they offer rather than by their class.
-        if hasattr(error, "show") and isinstance(getattr(error, "exit_code", None), int):
-            error.show()
-            sys.exit(error.exit_code)
+        show, exit_code = getattr(error, "show", None), getattr(error, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            sys.exit(exit_code)
         raise
     if result == 130:  # typer turns a Ctrl-C outside `reporting_interrupts` into this code
         print("interrupted", file=sys.stderr)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def quiet_grpc_log() -> None:
+    """gRPC's C core logs failed handshakes and binds on stderr; the CLI reports each failure
+    itself in one line. GRPC_VERBOSITY=ERROR (or DEBUG) in the environment shows gRPC's log.
+    Read once, when grpc is first imported: the command lines call this before that, and
+    the library, which must not change its host's environment, never does."""
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
 class _Interruption(Exception):
@@ -185,23 +190,30 @@ def check_seconds(value: object, what: str) -> float:
     return float(value)
 
 
-def check_workers(value: object) -> int | None:
-    """``--workers``: 0 (or None) means every core, else that many threads."""
+def check_workers(value: object, what: str = "--workers") -> int | None:
+    """Threads for the crypto: 0 (or None) means every core, else that many threads."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"--workers: must be 0 (every core) or a number of threads, not {value!r}")
+        raise InputError(f"{what}: must be 0 (every core) or a number of threads, not {value!r}")
     return value or None
 
 
 ENGINES = ("local", "spark")
 
 
-def check_engine(engine: str, spark_scratch: str | None) -> str:
+def check_engine(
+    engine: str,
+    spark_scratch: str | None,
+    engine_name: str = "--engine",
+    scratch_name: str = "--spark-scratch",
+) -> str:
+    """The engine's name, and a scratch location only where Spark will use it (the names
+    are how the caller knows the two settings: flags, or the library's parameters)."""
     if engine not in ENGINES:
-        raise InputError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+        raise InputError(f"{engine_name} must be one of {', '.join(ENGINES)}, not {engine!r}")
     if spark_scratch is not None and engine != "spark":
-        raise InputError("--spark-scratch only applies with --engine spark")
+        raise InputError(f"{scratch_name} only applies with {engine_name} spark")
     return engine
 
 

@@ -219,14 +219,13 @@ def write_demo_files(
 
 
 def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet: bool) -> None:
-    from cleanroom_client import Client
-
     from cleanroom.brand.config import load_server_config
     from cleanroom.brand.servicer import build_server
     from cleanroom.engine import Engine
     from cleanroom.report.plot import plot_lift
     from cleanroom.report.render import print_report, quality_table
     from cleanroom.store.state import StateStore
+    from cleanroom.transport.partner import PARAMETERS, PartnerClient
 
     console = output_console(quiet=quiet)
     started = time.perf_counter()
@@ -241,8 +240,9 @@ def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet
         server, port = build_server(config, engine=engine)
     try:
         console.print(f"brand server listening on 127.0.0.1:{port} with mutual TLS")
-        client = Client(
+        client = PartnerClient(
             f"127.0.0.1:{port}",
+            names=PARAMETERS,
             contract=directory / "contract.toml",
             certificate=directory / "certs/newsco.crt",
             private_key=directory / "certs/newsco.key",

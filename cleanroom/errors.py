@@ -1,4 +1,5 @@
-"""The one exception tree of cleanroom, and the exit code each error maps to.
+"""The one exception tree of cleanroom, and the exit code each error maps to
+(docs/reference/exit-codes.md lists every exit code, 0, 2 and 130 included).
 
     CleanroomError                 exit 1  (unexpected)
     ├── InputError                 exit 3  a file, column, row or value the user supplied
@@ -98,19 +99,3 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a session; the message says whether the session was aborted and
     whether any privacy budget was spent, and why. Still a ``KeyboardInterrupt``, so no
     ``except Exception`` swallows it."""
-
-
-EXIT_CODES: dict[int, str] = {
-    0: "success",
-    1: "unexpected internal error",
-    2: "usage error (unknown option, missing argument)",
-    3: "input error: a file, column, row or value cannot be used",
-    4: "contract error: malformed, hash mismatch between the parties, or expired",
-    5: "authentication error: unknown or wrong certificate",
-    6: "policy refusal: privacy budget exhausted, list below min_set_size, set difference",
-    7: "connection error: peer down, dropped mid-session, or timed out",
-    8: "protocol error: the peer sent something invalid",
-    9: "integrity error: the audit log or a report signature does not verify",
-    10: "storage error: a state database cannot be written (disk full, read-only, locked)",
-    130: "interrupted (Ctrl-C); the message says whether any privacy budget was spent",
-}

@@ -12,6 +12,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cleanroom.contract import is_valid_name
@@ -30,7 +31,7 @@ SIGNING_KEY_URI = "urn:cleanroom:ed25519:"
 POSSESSION_URI = "urn:cleanroom:ed25519-possession:"
 
 
-def read_pem(path: str | Path, what: str) -> bytes:
+def read_pem(path: str | os.PathLike[str], what: str) -> bytes:
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -43,7 +44,7 @@ def read_pem(path: str | Path, what: str) -> bytes:
     return data
 
 
-def load_certificate(path: str | Path, what: str = "certificate") -> x509.Certificate:
+def load_certificate(path: str | os.PathLike[str], what: str = "certificate") -> x509.Certificate:
     data = read_pem(path, what)
     try:
         return x509.load_pem_x509_certificate(data)
@@ -52,7 +53,10 @@ def load_certificate(path: str | Path, what: str = "certificate") -> x509.Certif
 
 
 def load_key_pair(
-    certificate_path: str | Path, key_path: str | Path, certificate_what: str, key_what: str
+    certificate_path: str | os.PathLike[str],
+    key_path: str | os.PathLike[str],
+    certificate_what: str,
+    key_what: str,
 ) -> tuple[bytes, bytes]:
     """The PEM certificate and private key, once the key is known to be the certificate's.
 
@@ -73,8 +77,8 @@ def load_key_pair(
     return read_pem(certificate_path, certificate_what), key_pem
 
 
-def _public_der(key: object) -> bytes:
-    return key.public_bytes(  # type: ignore[attr-defined]
+def _public_der(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
 
@@ -174,7 +178,7 @@ def server_name(certificate: x509.Certificate) -> str:
     return dns[0] if dns else "localhost"
 
 
-def check_pinned(path: str | Path, expected: str, role: str, what: str) -> bytes:
+def check_pinned(path: str | os.PathLike[str], expected: str, role: str, what: str) -> bytes:
     """Read a certificate and insist it is the one the contract names for ``role``."""
     certificate = load_certificate(path, what)
     actual = fingerprint(certificate)
@@ -187,7 +191,7 @@ def check_pinned(path: str | Path, expected: str, role: str, what: str) -> bytes
 
 
 def init_certificate(
-    directory: str | Path, name: str, host: str | None = None
+    directory: str | os.PathLike[str], name: str, host: str | None = None
 ) -> tuple[Path, Path, str]:
     """Write NAME.crt and NAME.key (ECDSA P-256, self-signed) and return the fingerprint."""
     if not is_valid_name(name):

@@ -1,6 +1,7 @@
 """``cleanroom``: the brand's command line (serve, demo, contracts, certificates, reports, audit).
 
-Exit codes are listed in docs/reference/exit-codes.md and :data:`cleanroom.errors.EXIT_CODES`.
+Exit codes are listed in docs/reference/exit-codes.md; each error's is its class's
+``exit_code`` (:mod:`cleanroom.errors`).
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def serve(
     """
     from cleanroom.brand.config import check_listen, check_log_format, load_server_config
     from cleanroom.brand.observability import SessionMetrics, configure_logging
-    from cleanroom.brand.servicer import build_server, prepare_offers
+    from cleanroom.brand.servicer import build_server, prepare_offers, service_of
     from cleanroom.engine import Engine
     from cleanroom.lists.spark import SparkList, start_spark
 
@@ -241,7 +242,7 @@ def serve(
             pass
     except KeyboardInterrupt:
         reason = "Ctrl-C"
-    server.cleanroom_service.shut_down(reason)  # partners are told, each session logged
+    service_of(server).shut_down(reason)  # partners are told, each session logged
     server.stop(grace=5).wait()
     metrics.close()
     engine.close()

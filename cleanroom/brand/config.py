@@ -1,8 +1,7 @@
-"""The brand's server configuration (``brand.toml``, DESIGN §7)."""
+"""The brand's server configuration (``brand.toml``, docs/howto/brand.md)."""
 
 from __future__ import annotations
 
-import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,8 @@ from cleanroom.identity import (
 )
 from cleanroom.lists.tables import TABLE_PREFIX, CsvDialect, csv_dialect
 from cleanroom.privacy.calibration import load_contract
+from cleanroom.transport.grpc import DEFAULT_IDLE_TIMEOUT, is_loopback
 
-DEFAULT_IDLE_TIMEOUT = 300.0
 DEFAULT_SESSION_TIMEOUT = 86400.0  # a day: far above an honest 100M-row session on one machine
 # An honest client sends Hello as soon as the stream opens (its audience is prepared before
 # it connects), so a few seconds is plenty; a silent stream holds a session slot until then.
@@ -68,16 +67,6 @@ _SETTINGS = {
     "crm": {"path", "columns", "delimiter", "encoding"},
     "contracts": {"path", "partner_certificate"},
 }
-
-
-def is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _require(table: dict[str, Any], name: str, key: str, source: Path, kind: type = str) -> Any:

@@ -1,11 +1,10 @@
 """The brand's gRPC server. Translation only: authenticate, pick the contract, pump
 messages through a BrandSession, and map errors to status codes.
 
-Status codes: wrong or unknown certificate -> PERMISSION_DENIED; malformed or out-of-order
-message (also one over the size limit) -> INVALID_ARGUMENT; bad point or ciphertext ->
-INTERNAL (one opaque message); contract or release-rule refusal -> FAILED_PRECONDITION;
-stalled peer or a server shutting down -> DEADLINE_EXCEEDED. The error's class travels in
-the ``cleanroom-error`` trailing metadata so the client can exit with the documented code.
+A failed session ends with the status and the stable error code (``cleanroom-error``
+trailing metadata) that the one table in :mod:`cleanroom.transport.grpc` gives its error,
+so the client can exit with the documented code (docs/reference/exit-codes.md). That
+status is the brand's only way to abort: it sends no Abort message (docs/protocol.md).
 
 Every stream ends with exactly one log line saying how (released, refused before a session
 opened, or aborted) and why, and one count in the metrics (:mod:`observability`). A stream
@@ -21,15 +20,12 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from cleanroom import errors
 from cleanroom.brand.config import DEFAULT_HELLO_TIMEOUT, ServerConfig
 from cleanroom.brand.observability import UNKNOWN_CONTRACT, SessionMetrics, reason_label
 from cleanroom.contract import Contract
@@ -40,9 +36,7 @@ from cleanroom.errors import (
     CleanroomError,
     ConnectionLostError,
     ContractError,
-    CryptoError,
     InputError,
-    PolicyError,
     ProtocolError,
     StorageError,
 )
@@ -53,37 +47,23 @@ from cleanroom.lists.tables import CsvDialect
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.brand import BrandSession
-from cleanroom.protocol.common import MAX_MESSAGE_BYTES, ReportVerifier
+from cleanroom.protocol.common import ReportVerifier
 from cleanroom.store.state import StateStore
+from cleanroom.transport.grpc import (
+    GRPC_RECEIVE_LIMIT,
+    MESSAGE_LIMIT,
+    abort_call,
+    add_health_service,
+    add_session_service,
+    new_server,
+    server_credentials,
+)
 from cleanroom.transport.pump import Pump
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger("cleanroom.server")
-
-ERROR_METADATA = "cleanroom-error"
-SERVICE_NAME = "cleanroom.v1.CleanRoom"
-# Encrypted elements are uniformly random bytes: compressing them costs CPU and saves nothing.
-NO_COMPRESSION = grpc.Compression.NoCompression
-MESSAGE_LIMIT = MAX_MESSAGE_BYTES + 64 * 1024
-MESSAGE_OPTIONS = [
-    ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
-    ("grpc.max_receive_message_length", MESSAGE_LIMIT),
-    ("grpc.max_send_message_length", MESSAGE_LIMIT),
-]
-# The server lets gRPC pass messages up to twice the limit so that it can refuse them itself,
-# with a status and a log line that say why; gRPC's own refusal reaches the handler only as
-# a cancelled stream. Larger ones gRPC still refuses (logged as a cancelled stream).
-GRPC_RECEIVE_LIMIT = 2 * MESSAGE_LIMIT
-SERVER_OPTIONS = [
-    *[
-        (name, value)
-        for name, value in MESSAGE_OPTIONS
-        if name != "grpc.max_receive_message_length"
-    ],
-    ("grpc.max_receive_message_length", GRPC_RECEIVE_LIMIT),
-]
 
 
 class HelloTimeout(ConnectionLostError):
@@ -125,28 +105,6 @@ def _stream_cancelled() -> ConnectionLostError:
         "the partner's stream was cancelled (the partner stopped, its connection dropped, "
         f"or it sent a message over gRPC's {GRPC_RECEIVE_LIMIT >> 20} MiB limit)"
     )
-
-
-def _public_class(error: BaseException) -> str:
-    """The error's nearest class in cleanroom.errors: what the client can map to an exit code."""
-    for kind in type(error).__mro__:
-        if getattr(errors, kind.__name__, None) is kind:
-            return str(kind.__name__)
-    return CleanroomError.__name__
-
-
-def status_for(error: BaseException) -> grpc.StatusCode:
-    if isinstance(error, AuthenticationError):
-        return grpc.StatusCode.PERMISSION_DENIED
-    if isinstance(error, CryptoError):
-        return grpc.StatusCode.INTERNAL
-    if isinstance(error, ProtocolError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, ContractError | PolicyError):
-        return grpc.StatusCode.FAILED_PRECONDITION
-    if isinstance(error, ConnectionLostError):
-        return grpc.StatusCode.DEADLINE_EXCEEDED
-    return grpc.StatusCode.INTERNAL
 
 
 @dataclass(frozen=True)
@@ -200,7 +158,8 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
             pump.fail(self._stopping)
 
     def _peer_fingerprint(self, context: grpc.ServicerContext) -> str | None:
-        certificates = context.auth_context().get("x509_pem_cert")
+        # A list of PEM certificates, the peer's first (grpc's stubs say bytes).
+        certificates = cast(list[bytes], context.auth_context().get("x509_pem_cert") or [])
         return fingerprint_of_pem(certificates[0]) if certificates else None
 
     def _first_message(
@@ -346,8 +305,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
             _abort(session, error)
         if not context.is_active():
             return
-        context.set_trailing_metadata(((ERROR_METADATA, _public_class(error)),))
-        context.abort(status_for(error), _public_reason(error))
+        abort_call(context, error, _public_reason(error))
 
     def _record(
         self,
@@ -491,17 +449,10 @@ def build_server(
     """Create and start the server; returns it and the bound port (``listen`` may use port 0).
 
     ``metrics`` collects the session counts (serve it with :meth:`SessionMetrics.serve`);
-    the service is also registered on the server as ``server.cleanroom_service`` so that
-    the caller can :meth:`~CleanRoomService.shut_down` it before stopping the server."""
+    :func:`service_of` gives the caller the service, to :meth:`~CleanRoomService.shut_down`
+    it before stopping the server."""
     offers = offers if offers is not None else prepare_offers(config)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(
-            max_workers=2 * max_sessions + 4, thread_name_prefix="cleanroom"
-        ),
-        options=SERVER_OPTIONS,
-        maximum_concurrent_rpcs=max_sessions,
-        compression=NO_COMPRESSION,
-    )
+    server = new_server(max_sessions)
     port = _bind(server, config)
     store = StateStore(config.state)
     for session_id in store.recover_crashed():  # of a killed server: aborted, reservations freed
@@ -520,14 +471,18 @@ def build_server(
     )
     if metrics is not None:
         metrics.watch_budget(service.budget_left)
-    session_pb2_grpc.add_CleanRoomServicer_to_server(service, server)
+    add_session_service(server, service)
     server.cleanroom_service = service  # type: ignore[attr-defined]
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    serving = add_health_service(server)
     server.start()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    serving()
     return server, port
+
+
+def service_of(server: grpc.Server) -> CleanRoomService:
+    """The session service :func:`build_server` registered on ``server``."""
+    service: CleanRoomService = server.cleanroom_service  # type: ignore[attr-defined]
+    return service
 
 
 def _bind(server: grpc.Server, config: ServerConfig) -> int:
@@ -536,10 +491,10 @@ def _bind(server: grpc.Server, config: ServerConfig) -> int:
         if config.certificate is None or config.private_key is None:
             port = server.add_insecure_port(config.listen)
         else:
-            credentials = grpc.ssl_server_credentials(
-                [(config.private_key.read_bytes(), config.certificate.read_bytes())],
-                root_certificates=b"".join(entry.partner_certificate for entry in config.contracts),
-                require_client_auth=True,
+            credentials = server_credentials(
+                config.certificate.read_bytes(),
+                config.private_key.read_bytes(),
+                [entry.partner_certificate for entry in config.contracts],
             )
             port = server.add_secure_port(config.listen, credentials)
     except RuntimeError:  # grpcio >= 1.60 raises; older releases return port 0

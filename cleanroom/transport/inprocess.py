@@ -37,11 +37,11 @@ def run_in_process(
     try:
         while not (brand.finished and partner.finished):
             if to_brand:
-                for reply in brand.receive(pb.PartnerMessage.FromString(to_brand.popleft())):
-                    send("brand->partner", to_partner, reply)
+                for answer in brand.receive(pb.PartnerMessage.FromString(to_brand.popleft())):
+                    send("brand->partner", to_partner, answer)
             elif to_partner:
-                for reply in partner.receive(pb.BrandMessage.FromString(to_partner.popleft())):
-                    send("partner->brand", to_brand, reply)
+                for message in partner.receive(pb.BrandMessage.FromString(to_partner.popleft())):
+                    send("partner->brand", to_brand, message)
             else:
                 raise ProtocolError("the session stalled: neither side has anything to say")
     except Exception as exc:

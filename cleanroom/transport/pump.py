@@ -99,7 +99,7 @@ class Pump:
         finally:
             self._put(_END)
 
-    def start_watchdog(self, on_stall: Callable[[], None]) -> None:
+    def start_watchdog(self, on_stall: Callable[[], object]) -> None:
         """End the session if nothing moves for ``idle_timeout``; ``on_stall`` (cancelling the
         call) frees a send that is blocked on a peer that stopped reading."""
 

@@ -3,7 +3,8 @@
     Client(server, contract=..., certificate=..., private_key=..., server_certificate=...)
         .run(audience, columns=...) -> Report    (DataFrame, Arrow table, CSV or Parquet path)
 
-Exceptions (all from :mod:`cleanroom.errors`):
+Exceptions (from :mod:`cleanroom.errors`; ``UnsavedReportError`` from
+:mod:`cleanroom.transport.partner`):
 
     CleanroomError
     ├── InputError            a file, column, row or value cannot be used

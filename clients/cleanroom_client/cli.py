@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -25,10 +25,38 @@ from cleanroom.cli_support import (
 )
 from cleanroom.errors import InputError, Interrupted, StorageError
 
-# Kept in step with cleanroom_client.client (a test checks); importing it here would load
+if TYPE_CHECKING:
+    from cleanroom.transport.partner import PartnerClient, SettingNames
+
+# Kept in step with cleanroom.transport.partner (a test checks); importing it here would load
 # gRPC, pandas and pyarrow for every --help.
 DEFAULT_STATE = "partner-state.db"
 DEFAULT_CONNECT_TIMEOUT = 15.0
+
+
+def flag_names() -> SettingNames:
+    """How this command line's errors name the session's settings: by their flags."""
+    from cleanroom.transport.partner import SettingNames
+
+    return SettingNames(
+        certificate="--tls-cert",
+        private_key="--tls-key",
+        server_certificate="--server-cert",
+        insecure="--insecure",
+        idle_timeout="--timeout",
+        connect_timeout="--connect-timeout",
+        workers="--workers",
+        engine="--engine",
+        spark_scratch="--spark-scratch",
+    )
+
+
+def partner_client(server: str, **settings: Any) -> PartnerClient:
+    """The session runner the library's ``Client`` wraps, its errors naming our flags."""
+    from cleanroom.transport.partner import PartnerClient
+
+    return PartnerClient(server, names=flag_names(), **settings)
+
 
 # Options that `run` and `recover` share: the same files, described once.
 ContractOption = Annotated[
@@ -209,7 +237,7 @@ def run(
         --audience audience.csv --column email=EMAIL_ADDRESS \\
         --tls-cert newsco.crt --tls-key newsco.key --server-cert acme.crt
     """
-    from cleanroom_client.client import Client, UnsavedReportError
+    from cleanroom.transport.partner import UnsavedReportError
 
     check_format(output_format)
     check_seconds(timeout, "--timeout")
@@ -221,7 +249,7 @@ def run(
 
     dialect = csv_dialect(delimiter, encoding, style="cli")
     with reporting_interrupts():
-        client = Client(
+        client = partner_client(
             server,
             contract=contract,
             certificate=tls_cert,
@@ -303,11 +331,10 @@ def recover(
     brand's `cleanroom report export` of a session whose client died): checks the brand's
     signature, adds yours, charges the budget if it was not yet."""
     from cleanroom.report.document import Report
-    from cleanroom_client.client import Client
 
     if not state.exists():
         raise InputError(f"state database not found: {state}")
-    client = Client(
+    client = partner_client(
         "127.0.0.1:0",  # no connection is made: only the contract, keys and state are used
         contract=contract,
         certificate=tls_cert,

@@ -89,7 +89,7 @@ def test_a_server_with_another_certificate_is_an_authentication_error(site):
     port = impostor.add_secure_port("127.0.0.1:0", credentials)
     impostor.start()
     try:
-        with pytest.raises(AuthenticationError, match="other than --server-cert"):
+        with pytest.raises(AuthenticationError, match="other than server_certificate,"):
             client_for(site, f"127.0.0.1:{port}").run(site.directory / "audience.csv")
     finally:
         impostor.stop(grace=None)

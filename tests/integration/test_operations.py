@@ -23,12 +23,13 @@ import pytest
 from support import Deployment, hello_for, partner_args, raw_stub, tool
 
 from cleanroom.brand.config import load_server_config
-from cleanroom.brand.servicer import ERROR_METADATA, build_server
+from cleanroom.brand.servicer import build_server, service_of
 from cleanroom.demo import write_demo_files
 from cleanroom.faults import CRASH_EXIT_CODE
 from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.store.state import StateStore
+from cleanroom.transport.grpc import ERROR_METADATA
 
 CONTRACT_ID = "acme-x-newsco-demo"
 
@@ -170,7 +171,7 @@ def test_silent_streams_cannot_hold_the_slots_and_a_real_partner_still_gets_a_se
         )
         == 2
     )
-    metrics = server.cleanroom_service.metrics.registry
+    metrics = service_of(server).metrics.registry
     assert (
         metrics.get_sample_value(
             "cleanroom_sessions_refused_total", {"contract": "-", "reason": "hello_timeout"}

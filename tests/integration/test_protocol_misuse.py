@@ -23,7 +23,7 @@ import pytest
 from support import Deployment, deploy_site, state_rows
 
 from cleanroom.brand.config import load_server_config
-from cleanroom.brand.servicer import ERROR_METADATA, build_server
+from cleanroom.brand.servicer import build_server
 from cleanroom.engine import INLINE_BELOW, Engine
 from cleanroom.lists.local import prepare_partner_list
 from cleanroom.privacy.calibration import load_contract
@@ -32,6 +32,7 @@ from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol import brand as brand_module
 from cleanroom.protocol.partner import PartnerSession, Phase
 from cleanroom.store.state import StateStore
+from cleanroom.transport.grpc import ERROR_METADATA
 
 # A client-side deadline well past any honest answer (milliseconds here), so a server that
 # never answers fails the test with DEADLINE_EXCEEDED instead of hanging it.

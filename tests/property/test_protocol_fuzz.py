@@ -186,7 +186,6 @@ def random_brand_message() -> st.SearchStrategy[pb.BrandMessage]:
             st.booleans(),
         ),
         st.builds(lambda j: pb.BrandMessage(release=pb.Release(report_json=j)), blobs()),
-        st.builds(lambda r: pb.BrandMessage(abort=pb.Abort(reason=r)), st.text(max_size=50)),
         st.just(pb.BrandMessage()),
     )
 

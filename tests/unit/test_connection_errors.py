@@ -6,6 +6,7 @@ against a real server; see tests/integration/test_connection_errors.py for the l
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -14,13 +15,12 @@ from pathlib import Path
 import grpc
 import pytest
 from cleanroom_client import Client
-from cleanroom_client.client import _translate
+from cleanroom_client.cli import flag_names, partner_client
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cleanroom import errors
 from cleanroom.brand.config import load_server_config
-from cleanroom.brand.servicer import ERROR_METADATA
 from cleanroom.cli_support import check_seconds, check_workers
 from cleanroom.demo import brand_config_text, contract_text
 from cleanroom.errors import (
@@ -31,6 +31,8 @@ from cleanroom.errors import (
     ProtocolError,
 )
 from cleanroom.identity import fingerprint, init_certificate, load_certificate, load_key_pair
+from cleanroom.transport.grpc import ERROR_METADATA
+from cleanroom.transport.partner import PARAMETERS, PartnerClient, translate
 
 SERVER = "127.0.0.1:50051"
 ADDRESS = "failed to connect to all addresses; last error: "
@@ -93,6 +95,12 @@ class FailedCall(grpc.RpcError, grpc.Call):
 
 
 Status = grpc.StatusCode
+FLAGS = flag_names()
+
+
+def _translate(error: grpc.RpcError, server: str, **options) -> errors.CleanroomError:
+    """As the command line reads a failed call: its messages name the CLI's flags."""
+    return translate(error, server, names=FLAGS, **options)
 
 
 @pytest.mark.parametrize(
@@ -212,19 +220,64 @@ def test_workers_zero_means_every_core_and_negative_is_refused():
         check_workers(-1)
 
 
-@pytest.mark.parametrize(
-    ("argument", "value", "named"),
-    [
-        ("idle_timeout", -5, "--timeout (idle_timeout)"),
-        ("connect_timeout", 0, "--connect-timeout (connect_timeout)"),
-        ("connect_timeout", math.nan, "--connect-timeout (connect_timeout)"),
-        ("workers", -1, "--workers"),
-    ],
-)
-def test_the_library_refuses_bad_connection_settings(make_contract, argument, value, named):
+BAD_SETTINGS = [
+    # (argument, value, as the library names it, as the command line names it)
+    ("idle_timeout", -5, "idle_timeout: must be", "--timeout: must be"),
+    ("connect_timeout", 0, "connect_timeout: must be", "--connect-timeout: must be"),
+    ("connect_timeout", math.nan, "connect_timeout: must be", "--connect-timeout: must be"),
+    ("workers", -1, "workers: must be", "--workers: must be"),
+    ("engine", "dask", "engine must be one of", "--engine must be one of"),
+    (
+        "spark_scratch",
+        "scratch",
+        "spark_scratch only applies with engine spark",
+        "--spark-scratch only applies with --engine spark",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argument", "value", "library", "cli"), BAD_SETTINGS)
+def test_the_library_names_its_parameters_and_the_cli_its_flags(
+    make_contract, argument, value, library, cli
+):
+    settings = {"contract": make_contract(), "insecure": True, argument: value}
     with pytest.raises(InputError) as refused:
-        Client("127.0.0.1:1", contract=make_contract(), insecure=True, **{argument: value})
-    assert str(refused.value).startswith(named)
+        Client("127.0.0.1:1", **settings)
+    assert str(refused.value).startswith(library)
+    assert "--" not in str(refused.value)
+    with pytest.raises(InputError) as refused:
+        partner_client("127.0.0.1:1", **settings)
+    assert str(refused.value).startswith(cli)
+
+
+def test_tls_settings_are_named_as_the_caller_knows_them(make_contract):
+    with pytest.raises(InputError) as refused:
+        Client("127.0.0.1:1", contract=make_contract())
+    assert str(refused.value) == (
+        "mutual TLS needs certificate, private_key and server_certificate "
+        "(or insecure=True on loopback)"
+    )
+    with pytest.raises(InputError) as refused:
+        partner_client("127.0.0.1:1", contract=make_contract())
+    assert str(refused.value) == (
+        "mutual TLS needs --tls-cert, --tls-key and --server-cert (or --insecure on loopback)"
+    )
+    with pytest.raises(InputError, match=r"^insecure=True is only allowed for a loopback"):
+        Client("10.0.0.1:1", contract=make_contract(), insecure=True)
+    with pytest.raises(InputError, match=r"^--insecure is only allowed for a loopback"):
+        partner_client("10.0.0.1:1", contract=make_contract(), insecure=True)
+
+
+def test_a_failed_call_names_the_settings_as_the_caller_knows_them():
+    refused = FailedCall(Status.UNAVAILABLE, VERIFY_FAILED)
+    assert "other than server_certificate," in str(translate(refused, SERVER, names=PARAMETERS))
+    assert "other than --server-cert," in str(_translate(refused, SERVER))
+    alert = FailedCall(Status.UNAVAILABLE, TLS12_ALERT)
+    assert "does not pin certificate for" in str(translate(alert, SERVER, names=PARAMETERS))
+    slow = FailedCall(Status.DEADLINE_EXCEEDED, "Deadline Exceeded")
+    library = translate(slow, SERVER, names=PARAMETERS, connect_timeout=1.0)
+    assert "(connect_timeout)" in str(library) and "--" not in str(library)
+    assert "(--connect-timeout)" in str(_translate(slow, SERVER, connect_timeout=1.0))
 
 
 @pytest.fixture
@@ -257,11 +310,14 @@ def test_an_encrypted_or_unparsable_key_is_refused(pairs):
             load_key_pair(pairs / "acme.crt", pairs / name, "--tls-cert", "--tls-key")
 
 
-def test_the_client_refuses_a_key_that_is_not_its_certificates(pairs):
+@pytest.mark.parametrize(
+    ("make_client", "named"), [(Client, "private_key"), (partner_client, "--tls-key")]
+)
+def test_the_client_refuses_a_key_that_is_not_its_certificates(pairs, make_client, named):
     contract = contract_text(fingerprint_of(pairs, "acme"), fingerprint_of(pairs, "newsco"))
     (pairs / "contract.toml").write_text(contract)
-    with pytest.raises(InputError, match=r"^--tls-key .*acme\.key does not match"):
-        Client(
+    with pytest.raises(InputError, match=rf"^{named} .*acme\.key does not match"):
+        make_client(
             "127.0.0.1:1",
             contract=pairs / "contract.toml",
             certificate=pairs / "newsco.crt",
@@ -339,3 +395,16 @@ def test_certs_init_refuses_a_name_that_is_not_a_party_name(tmp_path, name):
     with pytest.raises(InputError, match=r"--name .*not a valid party name"):
         init_certificate(target, name)
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_library_client_takes_the_runners_settings_with_the_same_defaults(make_contract):
+    """Client is the runner with the library's names: no setting or default of its own."""
+
+    library = inspect.signature(Client.__init__).parameters
+    runner = dict(inspect.signature(PartnerClient.__init__).parameters)
+    assert runner.pop("names").default is inspect.Parameter.empty
+    assert [(p.name, p.default) for p in library.values()] == [
+        (p.name, p.default)
+        for p in sorted(runner.values(), key=lambda p: list(library).index(p.name))
+    ]
+    assert Client("127.0.0.1:1", contract=make_contract(), insecure=True).names is PARAMETERS

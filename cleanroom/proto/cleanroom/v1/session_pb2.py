@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63leanroom/v1/session.proto\x12\x0c\x63leanroom.v1\"\xca\x02\n\x0ePartnerMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.cleanroom.v1.HelloH\x00\x12>\n\x10\x64ouble_encrypted\x18\x02 \x01(\x0b\x32\".cleanroom.v1.DoubleEncryptedChunkH\x00\x12<\n\x0fpartner_records\x18\x03 \x01(\x0b\x32!.cleanroom.v1.PartnerRecordsChunkH\x00\x12\x35\n\x0e\x61ttribute_sums\x18\x04 \x01(\x0b\x32\x1b.cleanroom.v1.AttributeSumsH\x00\x12/\n\x0brelease_ack\x18\x05 \x01(\x0b\x32\x18.cleanroom.v1.ReleaseAckH\x00\x12$\n\x05\x61\x62ort\x18\x0f \x01(\x0b\x32\x13.cleanroom.v1.AbortH\x00\x42\x06\n\x04\x62ody\"\x88\x02\n\x0c\x42randMessage\x12/\n\x0bhello_reply\x18\x01 \x01(\x0b\x32\x18.cleanroom.v1.HelloReplyH\x00\x12:\n\x0e\x62rand_elements\x18\x02 \x01(\x0b\x32 .cleanroom.v1.BrandElementsChunkH\x00\x12\x33\n\nindicators\x18\x03 \x01(\x0b\x32\x1d.cleanroom.v1.IndicatorsChunkH\x00\x12(\n\x07release\x18\x04 \x01(\x0b\x32\x15.cleanroom.v1.ReleaseH\x00\x12$\n\x05\x61\x62ort\x18\x0f \x01(\x0b\x32\x13.cleanroom.v1.AbortH\x00\x42\x06\n\x04\x62ody\"h\n\x05Hello\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0b\x63ontract_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63ontract_sha256\x18\x03 \x01(\t\x12\x17\n\x0fpartner_records\x18\x04 \x01(\x04\"\x85\x01\n\nHelloReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rbrand_records\x18\x02 \x03(\x04\x12\x16\n\x0e\x62rand_elements\x18\x03 \x03(\x04\x12\x1a\n\x12\x65lgamal_public_key\x18\x04 \x01(\x0c\x12\x18\n\x10match_public_key\x18\x05 \x01(\x0c\"R\n\x12\x42randElementsChunk\x12\x0f\n\x07segment\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\r\x12\x10\n\x08\x65lements\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\"T\n\x14\x44oubleEncryptedChunk\x12\x0f\n\x07segment\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\r\x12\x10\n\x08\x65lements\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\"5\n\x13PartnerRecordsChunk\x12\x10\n\x08\x65lements\x18\x01 \x01(\x0c\x12\x0c\n\x04last\x18\x02 \x01(\x08\"4\n\x0fIndicatorsChunk\x12\x13\n\x0b\x63iphertexts\x18\x01 \x01(\x0c\x12\x0c\n\x04last\x18\x02 \x01(\x08\"9\n\rAttributeSums\x12\x13\n\x0b\x63iphertexts\x18\x01 \x01(\x0c\x12\x13\n\x0b\x62\x61se_counts\x18\x02 \x03(\x12\"7\n\x07Release\x12\x13\n\x0breport_json\x18\x01 \x01(\x0c\x12\x17\n\x0f\x62rand_signature\x18\x02 \x01(\x0c\"B\n\nReleaseAck\x12\x19\n\x11transcript_sha256\x18\x01 \x01(\t\x12\x19\n\x11partner_signature\x18\x02 \x01(\x0c\"\x17\n\x05\x41\x62ort\x12\x0e\n\x06reason\x18\x01 \x01(\t2T\n\tCleanRoom\x12G\n\x07Session\x12\x1c.cleanroom.v1.PartnerMessage\x1a\x1a.cleanroom.v1.BrandMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63leanroom/v1/session.proto\x12\x0c\x63leanroom.v1\"\xca\x02\n\x0ePartnerMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.cleanroom.v1.HelloH\x00\x12>\n\x10\x64ouble_encrypted\x18\x02 \x01(\x0b\x32\".cleanroom.v1.DoubleEncryptedChunkH\x00\x12<\n\x0fpartner_records\x18\x03 \x01(\x0b\x32!.cleanroom.v1.PartnerRecordsChunkH\x00\x12\x35\n\x0e\x61ttribute_sums\x18\x04 \x01(\x0b\x32\x1b.cleanroom.v1.AttributeSumsH\x00\x12/\n\x0brelease_ack\x18\x05 \x01(\x0b\x32\x18.cleanroom.v1.ReleaseAckH\x00\x12$\n\x05\x61\x62ort\x18\x0f \x01(\x0b\x32\x13.cleanroom.v1.AbortH\x00\x42\x06\n\x04\x62ody\"\xef\x01\n\x0c\x42randMessage\x12/\n\x0bhello_reply\x18\x01 \x01(\x0b\x32\x18.cleanroom.v1.HelloReplyH\x00\x12:\n\x0e\x62rand_elements\x18\x02 \x01(\x0b\x32 .cleanroom.v1.BrandElementsChunkH\x00\x12\x33\n\nindicators\x18\x03 \x01(\x0b\x32\x1d.cleanroom.v1.IndicatorsChunkH\x00\x12(\n\x07release\x18\x04 \x01(\x0b\x32\x15.cleanroom.v1.ReleaseH\x00\x42\x06\n\x04\x62odyJ\x04\x08\x0f\x10\x10R\x05\x61\x62ort\"h\n\x05Hello\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x13\n\x0b\x63ontract_id\x18\x02 \x01(\t\x12\x17\n\x0f\x63ontract_sha256\x18\x03 \x01(\t\x12\x17\n\x0fpartner_records\x18\x04 \x01(\x04\"\x85\x01\n\nHelloReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rbrand_records\x18\x02 \x03(\x04\x12\x16\n\x0e\x62rand_elements\x18\x03 \x03(\x04\x12\x1a\n\x12\x65lgamal_public_key\x18\x04 \x01(\x0c\x12\x18\n\x10match_public_key\x18\x05 \x01(\x0c\"R\n\x12\x42randElementsChunk\x12\x0f\n\x07segment\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\r\x12\x10\n\x08\x65lements\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\"T\n\x14\x44oubleEncryptedChunk\x12\x0f\n\x07segment\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\r\x12\x10\n\x08\x65lements\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\"5\n\x13PartnerRecordsChunk\x12\x10\n\x08\x65lements\x18\x01 \x01(\x0c\x12\x0c\n\x04last\x18\x02 \x01(\x08\"4\n\x0fIndicatorsChunk\x12\x13\n\x0b\x63iphertexts\x18\x01 \x01(\x0c\x12\x0c\n\x04last\x18\x02 \x01(\x08\"9\n\rAttributeSums\x12\x13\n\x0b\x63iphertexts\x18\x01 \x01(\x0c\x12\x13\n\x0b\x62\x61se_counts\x18\x02 \x03(\x12\"7\n\x07Release\x12\x13\n\x0breport_json\x18\x01 \x01(\x0c\x12\x17\n\x0f\x62rand_signature\x18\x02 \x01(\x0c\"B\n\nReleaseAck\x12\x19\n\x11transcript_sha256\x18\x01 \x01(\t\x12\x19\n\x11partner_signature\x18\x02 \x01(\x0c\"\x17\n\x05\x41\x62ort\x12\x0e\n\x06reason\x18\x01 \x01(\t2T\n\tCleanRoom\x12G\n\x07Session\x12\x1c.cleanroom.v1.PartnerMessage\x1a\x1a.cleanroom.v1.BrandMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARTNERMESSAGE']._serialized_start=45
   _globals['_PARTNERMESSAGE']._serialized_end=375
   _globals['_BRANDMESSAGE']._serialized_start=378
-  _globals['_BRANDMESSAGE']._serialized_end=642
-  _globals['_HELLO']._serialized_start=644
-  _globals['_HELLO']._serialized_end=748
-  _globals['_HELLOREPLY']._serialized_start=751
-  _globals['_HELLOREPLY']._serialized_end=884
-  _globals['_BRANDELEMENTSCHUNK']._serialized_start=886
-  _globals['_BRANDELEMENTSCHUNK']._serialized_end=968
-  _globals['_DOUBLEENCRYPTEDCHUNK']._serialized_start=970
-  _globals['_DOUBLEENCRYPTEDCHUNK']._serialized_end=1054
-  _globals['_PARTNERRECORDSCHUNK']._serialized_start=1056
-  _globals['_PARTNERRECORDSCHUNK']._serialized_end=1109
-  _globals['_INDICATORSCHUNK']._serialized_start=1111
-  _globals['_INDICATORSCHUNK']._serialized_end=1163
-  _globals['_ATTRIBUTESUMS']._serialized_start=1165
-  _globals['_ATTRIBUTESUMS']._serialized_end=1222
-  _globals['_RELEASE']._serialized_start=1224
-  _globals['_RELEASE']._serialized_end=1279
-  _globals['_RELEASEACK']._serialized_start=1281
-  _globals['_RELEASEACK']._serialized_end=1347
-  _globals['_ABORT']._serialized_start=1349
-  _globals['_ABORT']._serialized_end=1372
-  _globals['_CLEANROOM']._serialized_start=1374
-  _globals['_CLEANROOM']._serialized_end=1458
+  _globals['_BRANDMESSAGE']._serialized_end=617
+  _globals['_HELLO']._serialized_start=619
+  _globals['_HELLO']._serialized_end=723
+  _globals['_HELLOREPLY']._serialized_start=726
+  _globals['_HELLOREPLY']._serialized_end=859
+  _globals['_BRANDELEMENTSCHUNK']._serialized_start=861
+  _globals['_BRANDELEMENTSCHUNK']._serialized_end=943
+  _globals['_DOUBLEENCRYPTEDCHUNK']._serialized_start=945
+  _globals['_DOUBLEENCRYPTEDCHUNK']._serialized_end=1029
+  _globals['_PARTNERRECORDSCHUNK']._serialized_start=1031
+  _globals['_PARTNERRECORDSCHUNK']._serialized_end=1084
+  _globals['_INDICATORSCHUNK']._serialized_start=1086
+  _globals['_INDICATORSCHUNK']._serialized_end=1138
+  _globals['_ATTRIBUTESUMS']._serialized_start=1140
+  _globals['_ATTRIBUTESUMS']._serialized_end=1197
+  _globals['_RELEASE']._serialized_start=1199
+  _globals['_RELEASE']._serialized_end=1254
+  _globals['_RELEASEACK']._serialized_start=1256
+  _globals['_RELEASEACK']._serialized_end=1322
+  _globals['_ABORT']._serialized_start=1324
+  _globals['_ABORT']._serialized_end=1347
+  _globals['_CLEANROOM']._serialized_start=1349
+  _globals['_CLEANROOM']._serialized_end=1433
 # @@protoc_insertion_point(module_scope)

@@ -23,18 +23,16 @@ class PartnerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., double_encrypted: _Optional[_Union[DoubleEncryptedChunk, _Mapping]] = ..., partner_records: _Optional[_Union[PartnerRecordsChunk, _Mapping]] = ..., attribute_sums: _Optional[_Union[AttributeSums, _Mapping]] = ..., release_ack: _Optional[_Union[ReleaseAck, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ...) -> None: ...
 
 class BrandMessage(_message.Message):
-    __slots__ = ("hello_reply", "brand_elements", "indicators", "release", "abort")
+    __slots__ = ("hello_reply", "brand_elements", "indicators", "release")
     HELLO_REPLY_FIELD_NUMBER: _ClassVar[int]
     BRAND_ELEMENTS_FIELD_NUMBER: _ClassVar[int]
     INDICATORS_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
-    ABORT_FIELD_NUMBER: _ClassVar[int]
     hello_reply: HelloReply
     brand_elements: BrandElementsChunk
     indicators: IndicatorsChunk
     release: Release
-    abort: Abort
-    def __init__(self, hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., brand_elements: _Optional[_Union[BrandElementsChunk, _Mapping]] = ..., indicators: _Optional[_Union[IndicatorsChunk, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ..., abort: _Optional[_Union[Abort, _Mapping]] = ...) -> None: ...
+    def __init__(self, hello_reply: _Optional[_Union[HelloReply, _Mapping]] = ..., brand_elements: _Optional[_Union[BrandElementsChunk, _Mapping]] = ..., indicators: _Optional[_Union[IndicatorsChunk, _Mapping]] = ..., release: _Optional[_Union[Release, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("protocol_version", "contract_id", "contract_sha256", "partner_records")
