@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import ATTRIBUTES, write_lists
-from cleanroom.demo import contract_text
+from cleanroom.brand.demo import contract_text
 from cleanroom.engine import INLINE
 from cleanroom.lists import local as lists
 from cleanroom.privacy.calibration import parse_contract

@@ -166,7 +166,7 @@ def write_lists(directory: Path, n: int, generator: str, seed: int = 2026) -> di
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     if generator == "demo":
-        from cleanroom.demo import synthetic_lists
+        from cleanroom.brand.demo import synthetic_lists
 
         lists = synthetic_lists(n, n, seed=seed)
         crm = pa.table(
@@ -223,7 +223,7 @@ def openmined_items(n: int) -> tuple[list[str], list[str]]:
 def write_session_files(
     directory: Path, data: Path, certs: Path, fingerprints: tuple[str, str], config: str, n: int
 ) -> None:
-    from cleanroom.demo import contract_text
+    from cleanroom.brand.demo import contract_text
 
     directory.mkdir(parents=True, exist_ok=True)
     attributes = ATTRIBUTES if config == "attrs20" else ()
@@ -1299,7 +1299,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--generator",
         choices=("fast", "demo"),
         default="fast",
-        help="fast: user emails with exactly n/2 in both (default); demo: cleanroom.demo.synthetic_lists",
+        help="fast: user emails with exactly n/2 in both (default); demo: cleanroom.brand.demo.synthetic_lists",
     )
     parser.add_argument("--skip-openmined", action="store_true")
     parser.add_argument("--skip-spu", action="store_true")

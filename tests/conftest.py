@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cleanroom.brand.demo import contract_text
 from cleanroom.contract import Contract
-from cleanroom.demo import contract_text
 from cleanroom.identity import init_certificate
 from cleanroom.privacy.calibration import parse_contract
 from cleanroom.store.state import StateStore

@@ -17,9 +17,9 @@ import grpc
 from cleanroom_client import Client
 
 from cleanroom.brand.config import load_server_config
+from cleanroom.brand.demo import brand_config_text, contract_text, synthetic_lists
 from cleanroom.brand.servicer import build_server
 from cleanroom.contract import PROTOCOL_VERSION
-from cleanroom.demo import brand_config_text, contract_text, synthetic_lists
 from cleanroom.lists.tables import write_table
 from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
@@ -147,7 +147,7 @@ def stop_server(server: subprocess.Popen[str]) -> str:
             server.stderr.close()
 
 
-# How the synthetic CRM (cleanroom.demo.synthetic_lists) maps to key kinds and the segment.
+# How the synthetic CRM (cleanroom.brand.demo.synthetic_lists) maps to key kinds and the segment.
 BRAND_COLUMNS = {
     "email": "email",
     "email_sha256": "email_sha256",

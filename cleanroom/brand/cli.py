@@ -271,7 +271,7 @@ def demo(
     Example:
       cleanroom demo --dir /tmp/demo
     """
-    from cleanroom.demo import run_demo
+    from cleanroom.brand.demo import run_demo
 
     run_demo(directory, brand_records=brand_records, partner_records=partner_records, quiet=quiet)
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from support import partner_args, start_server, stop_server, tool
 
-from cleanroom.demo import write_demo_files
+from cleanroom.brand.demo import write_demo_files
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cleanroom.demo import synthetic_lists
+from cleanroom.brand.demo import synthetic_lists
 from cleanroom.engine import INLINE, Engine
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.brand import BrandSession
@@ -74,7 +74,7 @@ def test_engine_map_keeps_order_and_bounds_work_in_flight(pool):
 WORKLOAD = """
 import sys
 from cleanroom.privacy.calibration import parse_contract
-from cleanroom.demo import contract_text, synthetic_lists
+from cleanroom.brand.demo import contract_text, synthetic_lists
 from cleanroom.engine import Engine
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.transport.inprocess import run_in_process

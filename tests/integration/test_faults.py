@@ -15,7 +15,7 @@ import subprocess
 import pytest
 from support import partner_args, start_server, stop_server
 
-from cleanroom.demo import write_demo_files
+from cleanroom.brand.demo import write_demo_files
 from cleanroom.faults import CRASH_EXIT_CODE
 from cleanroom.store.state import StateStore
 

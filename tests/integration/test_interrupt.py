@@ -16,7 +16,7 @@ import pytest
 from cleanroom_client.client import INTERRUPTED
 from support import partner_args, start_server, stop_server
 
-from cleanroom.demo import write_demo_files
+from cleanroom.brand.demo import write_demo_files
 from cleanroom.privacy.calibration import parse_contract
 from cleanroom.store.state import StateStore
 

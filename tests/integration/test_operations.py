@@ -23,8 +23,8 @@ import pytest
 from support import Deployment, hello_for, partner_args, raw_stub, tool
 
 from cleanroom.brand.config import load_server_config
+from cleanroom.brand.demo import write_demo_files
 from cleanroom.brand.servicer import build_server, service_of
-from cleanroom.demo import write_demo_files
 from cleanroom.faults import CRASH_EXIT_CODE
 from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb

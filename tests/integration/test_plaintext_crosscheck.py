@@ -15,7 +15,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from cleanroom.demo import ATTRIBUTES, SEGMENTS, synthetic_lists
+from cleanroom.brand.demo import ATTRIBUTES, SEGMENTS, synthetic_lists
 from cleanroom.identifiers import digest
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.privacy import accounting

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from cleanroom.brand.demo import synthetic_lists
 from cleanroom.contract import Contract, budget_allows, budget_left
-from cleanroom.demo import synthetic_lists
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.brand import BrandSession

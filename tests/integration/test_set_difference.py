@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cleanroom.demo import synthetic_lists
+from cleanroom.brand.demo import synthetic_lists
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.privacy.setdiff import difference, list_sketch

@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 from support import BRAND_COLUMNS
 
-from cleanroom.demo import synthetic_lists
+from cleanroom.brand.demo import synthetic_lists
 from cleanroom.errors import InputError
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.brand import BrandSession
@@ -221,7 +221,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def contract():
-    from cleanroom.demo import contract_text
+    from cleanroom.brand.demo import contract_text
     from cleanroom.privacy.calibration import parse_contract
 
     text = contract_text("a" * 64, "b" * 64, mechanism="none", min_set_size=10, min_overlap=0)

@@ -22,7 +22,7 @@ import pytest
 from cleanroom_client import ConnectionLostError, UnsavedReportError
 from support import partner_args, start_server, stop_server, tool
 
-from cleanroom.demo import write_demo_files
+from cleanroom.brand.demo import write_demo_files
 from cleanroom.faults import CRASH_EXIT_CODE
 from cleanroom.identity import verify_signed_report
 from cleanroom.report.document import Report

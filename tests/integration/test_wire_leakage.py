@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from cleanroom.demo import synthetic_lists
+from cleanroom.brand.demo import synthetic_lists
 from cleanroom.identifiers import normalize
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.brand import BrandSession

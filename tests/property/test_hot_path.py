@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cleanroom.demo import contract_text
+from cleanroom.brand.demo import contract_text
 from cleanroom.engine import INLINE
 from cleanroom.identifiers import drop_repeats
 from cleanroom.lists import local as lists

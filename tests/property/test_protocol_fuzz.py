@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from support import state_rows
 
 from cleanroom import errors
+from cleanroom.brand.demo import synthetic_lists
 from cleanroom.brand.servicer import CleanRoomService, Offer
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.crypto.elgamal import ElGamalPrivateKey
-from cleanroom.demo import synthetic_lists
 from cleanroom.errors import CleanroomError
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
@@ -54,7 +54,7 @@ FUZZ = settings(
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A contract, both prepared lists, and one honest session's messages in each direction."""
-    from cleanroom.demo import contract_text
+    from cleanroom.brand.demo import contract_text
     from cleanroom.privacy.calibration import parse_contract
 
     contract = parse_contract(

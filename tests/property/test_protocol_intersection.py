@@ -34,8 +34,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cleanroom.brand.demo import contract_text
 from cleanroom.contract import Contract
-from cleanroom.demo import contract_text
 from cleanroom.identifiers import KEY_KINDS, MATCH_KEY_OF, digest
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.privacy.calibration import parse_contract

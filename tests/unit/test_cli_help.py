@@ -17,8 +17,8 @@ from cleanroom_client.cli import app as partner_app
 from rich.console import Console
 
 from cleanroom.brand.cli import app as brand_app
+from cleanroom.brand.demo import write_demo_files
 from cleanroom.cli_support import reporting_interrupts, run_app
-from cleanroom.demo import write_demo_files
 from cleanroom.errors import Interrupted
 from cleanroom.report.render import quality_table
 

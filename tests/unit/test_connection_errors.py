@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from cleanroom import errors
 from cleanroom.brand.config import load_server_config
+from cleanroom.brand.demo import brand_config_text, contract_text
 from cleanroom.cli_support import check_seconds, check_workers
-from cleanroom.demo import brand_config_text, contract_text
 from cleanroom.errors import (
     AuthenticationError,
     ConnectionLostError,

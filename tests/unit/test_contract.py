@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
+from cleanroom.brand.demo import contract_text
 from cleanroom.contract import (
     MAX_DUMMY_RECORDS,
     MAX_NOISE_BOUND,
     RESERVED_ATTRIBUTE_NAMES,
 )
 from cleanroom.crypto import elgamal
-from cleanroom.demo import contract_text
 from cleanroom.errors import ContractError
 from cleanroom.identifiers import KEY_KINDS
 from cleanroom.privacy import accounting

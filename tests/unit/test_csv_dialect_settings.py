@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from cleanroom.brand.config import load_server_config
+from cleanroom.brand.demo import write_demo_files
 from cleanroom.brand.servicer import prepare_offers
-from cleanroom.demo import write_demo_files
 from cleanroom.errors import InputError
 from cleanroom.lists.tables import csv_dialect
 

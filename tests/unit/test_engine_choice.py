@@ -25,8 +25,8 @@ def test_a_scratch_directory_needs_the_spark_engine():
 
 def test_a_catalog_table_needs_the_spark_engine(tmp_path):
     from cleanroom.brand.config import load_server_config
+    from cleanroom.brand.demo import write_demo_files
     from cleanroom.brand.servicer import prepare_offers
-    from cleanroom.demo import write_demo_files
 
     write_demo_files(tmp_path, brand_records=50, partner_records=50)
     config = tmp_path / "brand.toml"

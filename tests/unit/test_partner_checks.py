@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cleanroom.brand.demo import synthetic_lists
 from cleanroom.crypto.elgamal import ElGamalPrivateKey
-from cleanroom.demo import synthetic_lists
 from cleanroom.errors import CryptoError, PolicyError, ProtocolError
 from cleanroom.lists.local import prepare_partner_list
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
