@@ -321,7 +321,9 @@ pub(crate) mod python {
             ));
         }
         let columns = sketch::Packed {
-            digests: digests.chunks_exact(records.max(1) * sha256::DIGEST).collect(),
+            digests: digests
+                .chunks_exact(records.max(1) * sha256::DIGEST)
+                .collect(),
             present: present.chunks_exact(records.max(1)).collect(),
             digest_size: sha256::DIGEST,
             labels,
