@@ -1,4 +1,7 @@
-"""Identifiers: normalization profiles, SHA-256 digests, input quality (DESIGN §3).
+"""Identifiers: the match keys, normalization profiles, SHA-256 digests, input quality.
+
+The one home of ``MATCH_KEYS`` and ``PROFILES``; the profiles are documented in
+docs/reference/contract.md (normalization profiles).
 
 See :mod:`cleanroom.identifiers.normalize` for the profiles and
 :mod:`cleanroom.identifiers.quality` for the counting rules.

@@ -1,4 +1,5 @@
-"""Identifier normalization profiles and SHA-256 digests (DESIGN §3).
+"""Identifier normalization profiles and SHA-256 digests (docs/reference/contract.md,
+normalization profiles).
 
 A *key kind* says what a column holds: a raw ``email``, ``phone`` or ``maid`` (mobile
 advertising id), or a pre-hashed ``email_sha256`` / ``phone_sha256``. Each kind maps to

@@ -1,4 +1,6 @@
-"""Digesting whole identifier columns, with the input-quality summary (DESIGN §3).
+"""Digesting whole identifier columns, with the input-quality summary
+(docs/reference/contract.md, normalization profiles; docs/design-decisions.md, input
+quality stays local).
 
 Counting rules, per key-kind column:
 

@@ -10,8 +10,7 @@ from google.protobuf.message import Message
 
 from cleanroom import _native
 from cleanroom.contract import Contract
-from cleanroom.crypto.commutative import ELEMENT_SIZE
-from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
+from cleanroom.crypto.constants import CIPHERTEXT_SIZE, ELEMENT_SIZE
 from cleanroom.errors import ProtocolError
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024

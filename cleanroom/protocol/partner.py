@@ -35,13 +35,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from cleanroom.contract import PROTOCOL_VERSION, Contract
-from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
-from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPublicKey, add, clear_torsion
+from cleanroom.crypto.batches import INLINE, BatchRunner, add_sums, check_and_sum, encrypt
+from cleanroom.crypto.commutative import CommutativeCipher
+from cleanroom.crypto.constants import CIPHERTEXT_SIZE, ELEMENT_SIZE
+from cleanroom.crypto.elgamal import ElGamalPublicKey
 from cleanroom.crypto.signing import verify_report_signature
-from cleanroom.engine import INLINE, Engine, add_sums, check_and_sum, encrypt
+from cleanroom.crypto.summation import add
+from cleanroom.crypto.validation import clear_torsion
 from cleanroom.errors import CleanroomError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
-from cleanroom.lists.local import EncryptedRecords, OwnPartnerList
 from cleanroom.privacy.accounting import brand_budget, group_patterns, partner_budget, patterns
 from cleanroom.privacy.setdiff import check_set_difference, pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
@@ -56,6 +58,7 @@ from cleanroom.protocol.common import (
     split_elements,
     truncate,
 )
+from cleanroom.protocol.list_port import EncryptedRecords, OwnPartnerList
 from cleanroom.report.document import dumps
 from cleanroom.store.state import StateStore
 
@@ -84,7 +87,7 @@ class PartnerSession:
         cipher: CommutativeCipher | None = None,
         signer: Ed25519PrivateKey | None = None,
         brand_key: Ed25519PublicKey | None = None,
-        engine: Engine = INLINE,
+        engine: BatchRunner = INLINE,
     ) -> None:
         self.contract = contract
         self.store = store
@@ -138,7 +141,7 @@ class PartnerSession:
             )
             raise
         # Before connecting: a Spark engine runs its job here, not while the brand waits.
-        self._records = self._list.encrypt(self._cipher, self.contract, self._engine)
+        self._records = self._list.encrypt(self._cipher, self._engine)
         self._draw_dummies()
         self._hello_sent = True
         message = pb.PartnerMessage(
