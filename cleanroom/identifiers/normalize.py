@@ -62,6 +62,7 @@ import pyarrow.compute as pc
 
 from cleanroom import _native
 from cleanroom.errors import ContractError, InputError
+from cleanroom.identifiers.digests import DIGEST_SIZE, KeyDigests
 
 
 def _fastest_sha256() -> Callable[[bytes | memoryview], Any]:
@@ -353,20 +354,19 @@ def to_string_array(values: Any) -> pa.Array:
     return arr.cast(pa.string())
 
 
-def _digests_of(strings: pa.Array) -> list[bytes]:
+def _digests_of(strings: pa.Array) -> bytes:
     """SHA-256 of every (non-null) UTF-8 string in *strings*, straight from Arrow buffers,
-    natively (native/src/sha256.rs)."""
+    natively (native/src/sha256.rs): packed, 32 bytes each."""
     n = len(strings)
     if n == 0:
-        return []
+        return b""
     offsets_dtype = np.int64 if pa.types.is_large_string(strings.type) else np.int32
     buffers = strings.buffers()
     offsets = np.frombuffer(buffers[1], dtype=offsets_dtype)[
         strings.offset : strings.offset + n + 1
     ]
     data = buffers[2].to_pybytes() if buffers[2] is not None else b""
-    packed = _native.sha256_spans(data, offsets.astype("<i8").tobytes())
-    return [packed[i : i + 32] for i in range(0, len(packed), 32)]
+    return _native.sha256_spans(data, offsets.astype("<i8").tobytes())
 
 
 def _to_numpy_bool(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -416,10 +416,11 @@ def _phone_array(
 
 def digest_array(
     values: Any, kind: str, profile: str, region: str
-) -> tuple[list[bytes | None], np.ndarray, np.ndarray, pa.Array]:
+) -> tuple[KeyDigests, np.ndarray, np.ndarray, pa.Array]:
     """Vectorised :func:`digest` over a column.
 
-    Returns ``(digests, empty, invalid, trimmed)``: one digest or ``None`` per row; a
+    Returns ``(digests, empty, invalid, trimmed)``: the packed digests (a row is present
+    where its value is valid); a
     boolean mask of empty rows ("no such key"); a boolean mask of invalid rows; and
     the trimmed input strings (for masked error examples). No de-duplication here.
     """
@@ -432,14 +433,14 @@ def digest_array(
     trimmed = pc.utf8_trim(arr, characters=TRIM_CHARACTERS)
     empty = _to_numpy_bool(pc.or_kleene(pc.is_null(trimmed), pc.equal(pc.utf8_length(trimmed), 0)))
     present = ~empty
-    digests: list[bytes | None] = [None] * n
+    digests = KeyDigests.missing(n)
 
     if kind == "phone":
         normalized, valid = _phone_array(trimmed, present, region)
         for i in np.flatnonzero(valid).tolist():
             text = normalized[i]
             if text is not None:
-                digests[i] = sha256(text)
+                digests.set(i, sha256(text))
         return digests, empty, present & ~valid, trimmed
 
     if kind in HASHED_KINDS:
@@ -456,7 +457,7 @@ def digest_array(
             if raw is None:
                 valid[i] = False
             else:
-                digests[i] = raw
+                digests.set(i, raw)
         return digests, empty, present & ~valid, trimmed
 
     if kind == "email":
@@ -470,6 +471,6 @@ def digest_array(
     valid = present & _to_numpy_bool(valid_arr)
     idx = np.flatnonzero(valid)
     hashed = _digests_of(normalized_arr.filter(pa.array(valid)))
-    for i, d in zip(idx.tolist(), hashed, strict=True):
-        digests[i] = d
+    digests.matrix[idx] = np.frombuffer(hashed, dtype=np.uint8).reshape(-1, DIGEST_SIZE)
+    digests.present[idx] = True
     return digests, empty, present & ~valid, trimmed

@@ -1,9 +1,9 @@
 """Packed digests and what both list implementations compute from them: the curve points
 of round 1 and the set-difference sketch.
 
-A list keeps, per match key, its records' SHA-256 digests as one (n, 32) uint8 matrix and
-a presence mask, never a Python ``bytes`` per record: at 10^6 records that is 32 MB per key
-instead of about 80 MB of objects. The hash-to-curve input ``key:digest``
+A list keeps, per match key, its records' SHA-256 digests packed
+(:class:`cleanroom.identifiers.KeyDigests`), never a Python ``bytes`` per record. The
+hash-to-curve input ``key:digest``
 (:func:`cleanroom.protocol.common.element_message`) is given to the native core as the
 prefix ``key:`` and the packed digests, so no message is built in Python either.
 """
@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from cleanroom import _native
 from cleanroom.crypto.constants import ELEMENT_SIZE
 from cleanroom.crypto.hash_to_curve import hash_to_curve_prefixed
+from cleanroom.identifiers import DIGEST_SIZE, KeyDigests
 from cleanroom.privacy.setdiff import BUCKETS
-from cleanroom.protocol.common import DIGEST_SIZE, dummy_message, element_message
+from cleanroom.protocol.common import dummy_message, element_message
 
 #: The hash-to-curve prefix of a missing key slot's random filler (``dummy:``).
 DUMMY_PREFIX = dummy_message()[:-DIGEST_SIZE]
@@ -29,46 +29,6 @@ DUMMY_PREFIX = dummy_message()[:-DIGEST_SIZE]
 def key_prefix(key: str) -> bytes:
     """The hash-to-curve input of match key ``key`` before the digest (``key:``)."""
     return element_message(key, b"")
-
-
-@dataclass(frozen=True, eq=False)
-class KeyDigests:
-    """One match key's digests of a list: row i of ``matrix`` is record i's digest where
-    ``present[i]``, zeros where the record has no such key."""
-
-    matrix: np.ndarray  # (n, DIGEST_SIZE) uint8
-    present: np.ndarray  # (n,) bool
-
-    @classmethod
-    def of(cls, digests: Sequence[bytes | None]) -> KeyDigests:
-        """From one digest or None per record."""
-        missing = bytes(DIGEST_SIZE)
-        n = len(digests)
-        present = np.fromiter((d is not None for d in digests), dtype=bool, count=n)
-        joined = b"".join(missing if d is None else d for d in digests)
-        return cls(np.frombuffer(joined, dtype=np.uint8).reshape(n, DIGEST_SIZE), present)
-
-    def as_list(self) -> list[bytes | None]:
-        """One digest or None per record: the inverse of :meth:`of`."""
-        return [
-            bytes(row) if present else None
-            for row, present in zip(self.matrix, self.present, strict=True)
-        ]
-
-    def __len__(self) -> int:
-        return len(self.present)
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, KeyDigests)
-            and np.array_equal(self.present, other.present)
-            and np.array_equal(self.matrix, other.matrix)
-        )
-
-    __hash__ = None  # type: ignore[assignment]  # mutable arrays: not hashable
-
-    def select(self, rows: np.ndarray) -> KeyDigests:
-        return KeyDigests(np.ascontiguousarray(self.matrix[rows]), self.present[rows])
 
 
 def hash_points(key: str, digests: np.ndarray, dst: bytes) -> bytes:

@@ -24,8 +24,14 @@ from cleanroom.contract import Contract
 from cleanroom.crypto.batches import BatchRunner, hash_prefixed_and_encrypt
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.errors import InputError
-from cleanroom.identifiers import KeyQuality, check_invalid_fraction, digest_column, drop_repeats
-from cleanroom.lists.elements import KeyDigests, key_prefix, record_points, sketch
+from cleanroom.identifiers import (
+    KeyDigests,
+    KeyQuality,
+    check_invalid_fraction,
+    digest_column,
+    drop_repeats,
+)
+from cleanroom.lists.elements import key_prefix, record_points, sketch
 from cleanroom.lists.mapping import check_mapping, key_columns
 from cleanroom.lists.tables import (
     CsvDialect,
@@ -44,7 +50,6 @@ from cleanroom.protocol.list_port import (
 )
 
 TableSource = str | os.PathLike[str] | pd.DataFrame | pa.Table
-Digest = bytes | None
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,7 @@ _partner_port: type[OwnPartnerList] = PartnerList
 
 def _digests(
     table: pa.Table, mapping: Mapping[str, str], contract: Contract, source: str
-) -> tuple[list[list[Digest]], dict[str, dict[str, int]]]:
+) -> tuple[list[KeyDigests], dict[str, dict[str, int]]]:
     chosen = key_columns(table.column_names, mapping, contract, source)
     missing = [
         col for pairs in chosen.values() for _, col in pairs if col not in table.column_names
@@ -165,16 +170,16 @@ def _digests(
         raise InputError(
             f"{source}: missing column '{missing[0]}' (columns: {', '.join(table.column_names)})"
         )
-    per_key: list[list[Digest]] = []
+    per_key: list[KeyDigests] = []
     qualities: dict[str, KeyQuality] = {}
     columns_of: dict[str, str] = {}
     for pairs in chosen.values():
         # Raw and pre-hashed columns of one key are coalesced per row (a column fills only
         # rows the earlier ones left empty or invalid), then the first occurrence of each
         # coalesced digest wins; a dropped repeat counts against the column that supplied it.
-        merged: list[Digest] = [None] * table.num_rows
-        supplier: list[str] = [""] * table.num_rows
-        for kind, column in pairs:
+        merged = KeyDigests.missing(table.num_rows)
+        supplier = np.zeros(table.num_rows, dtype=np.int64)  # index into pairs
+        for j, (kind, column) in enumerate(pairs):
             digests, quality = digest_column(
                 string_column(table, column),
                 kind,
@@ -187,27 +192,28 @@ def _digests(
             if len(pairs) == 1:
                 merged = digests
                 continue
-            for i, d in enumerate(digests):
-                if d is not None and merged[i] is None:
-                    merged[i], supplier[i] = d, kind
+            fill = digests.present & ~merged.present
+            merged.matrix[fill] = digests.matrix[fill]
+            merged.present[fill] = True
+            supplier[fill] = j
         if len(pairs) > 1:
-            for i in drop_repeats(merged):
-                qualities[supplier[i]].duplicates += 1
+            for i in drop_repeats(merged).tolist():
+                qualities[pairs[supplier[i]][0]].duplicates += 1
         per_key.append(merged)
     check_invalid_fraction(qualities, contract.max_invalid_fraction, source, columns_of)
     return per_key, {kind: quality.to_dict() for kind, quality in qualities.items()}
 
 
-def _keep_records_with_a_key(per_key: list[list[Digest]]) -> np.ndarray:
+def _keep_records_with_a_key(per_key: list[KeyDigests]) -> np.ndarray:
     keep = np.zeros(len(per_key[0]), dtype=bool)
     for digests in per_key:
-        keep |= np.fromiter((d is not None for d in digests), dtype=bool, count=len(digests))
+        keep |= digests.present
     return keep
 
 
-def _select(per_key: list[list[Digest]], keep: np.ndarray) -> tuple[KeyDigests, ...]:
-    rows = np.flatnonzero(keep).tolist()
-    return tuple(KeyDigests.of([digests[i] for i in rows]) for digests in per_key)
+def _select(per_key: list[KeyDigests], keep: np.ndarray) -> tuple[KeyDigests, ...]:
+    rows = np.flatnonzero(keep)
+    return tuple(digests.select(rows) for digests in per_key)
 
 
 def prepare_brand_list(

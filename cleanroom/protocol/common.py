@@ -12,6 +12,7 @@ from cleanroom import _native
 from cleanroom.contract import Contract
 from cleanroom.crypto.constants import CIPHERTEXT_SIZE, ELEMENT_SIZE
 from cleanroom.errors import ProtocolError
+from cleanroom.identifiers import DIGEST_SIZE
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
@@ -46,7 +47,6 @@ def group_index(contract: Contract, segment: int, key: int) -> int:
     return segment * len(contract.keys) + key
 
 
-DIGEST_SIZE = 32
 _DUMMY = "dummy"
 
 

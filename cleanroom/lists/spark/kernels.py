@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -19,12 +20,11 @@ import pyarrow.compute as pc
 from cleanroom.crypto.batches import BatchRunner, encrypt
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.crypto.constants import ELEMENT_SIZE
-from cleanroom.identifiers import mask
+from cleanroom.identifiers import DIGEST_SIZE, KeyDigests, mask
 from cleanroom.identifiers.normalize import digest_array
-from cleanroom.lists.elements import KeyDigests, dummy_points, hash_points, sketch
+from cleanroom.lists.elements import dummy_points, hash_points, sketch
 from cleanroom.lists.tables import boolean_values, segment_labels, string_column
 from cleanroom.privacy.setdiff import BUCKETS
-from cleanroom.protocol.common import DIGEST_SIZE
 
 ROW = "_row"
 
@@ -48,12 +48,13 @@ def prepare_batches(plan: Plan, batches: Iterable[pa.RecordBatch]) -> Iterator[p
     the segment index (brand) or attribute bits (partner), -1 / a flag where bad."""
     for batch in batches:
         table = pa.Table.from_batches([batch])
-        columns: dict[str, pa.Array] = {ROW: batch.column(ROW)}
+        columns: dict[str, pa.Array[Any]] = {ROW: batch.column(ROW)}
         for i, (_, kind, column) in enumerate(plan.pairs):
             digests, _, invalid, trimmed = digest_array(
                 string_column(table, column, plan.source), kind, plan.profile, plan.region
             )
-            columns[f"d{i}"] = pa.array(digests, pa.binary())
+            values = unpacked(digests.matrix[digests.present].tobytes(), DIGEST_SIZE)
+            columns[f"d{i}"] = _scattered(values, digests.present)
             columns[f"invalid{i}"] = pa.array(invalid)
             examples: list[str | None] = [None] * len(digests)
             for row in np.flatnonzero(invalid).tolist():
@@ -65,7 +66,8 @@ def prepare_batches(plan: Plan, batches: Iterable[pa.RecordBatch]) -> Iterator[p
             else:
                 labels = segment_labels(string_column(table, plan.segment_column, plan.source))
                 found = pc.index_in(labels, value_set=pa.array(plan.segments, pa.string()))
-                index = np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False))
+                filled: pa.Array[Any] = pc.fill_null(found, pa.scalar(-1, found.type))
+                index = np.asarray(filled.to_numpy(zero_copy_only=False))
             columns["segment"] = pa.array(index.astype(np.int8))
         for j, column in enumerate(plan.attribute_columns):
             truth, bad = boolean_values(table.column(column).combine_chunks())
@@ -74,16 +76,18 @@ def prepare_batches(plan: Plan, batches: Iterable[pa.RecordBatch]) -> Iterator[p
         yield pa.RecordBatch.from_pydict(columns)
 
 
-def packed(column: pa.Array, size: int) -> bytes:
+def packed(column: pa.Array[Any], size: int) -> bytes:
     """The values of a binary column without nulls, each *size* bytes, back to back: one
     buffer for a native batch function (a value of another length is an error)."""
     fixed = column.cast(pa.binary(size))
     start = fixed.offset * size
-    values: bytes = fixed.buffers()[1][start : start + len(fixed) * size].to_pybytes()
+    data = fixed.buffers()[1]
+    assert data is not None  # a fixed-size binary array always has its data buffer
+    values: bytes = data[start : start + len(fixed) * size].to_pybytes()
     return values
 
 
-def unpacked(values: bytes, size: int) -> pa.Array:
+def unpacked(values: bytes, size: int) -> pa.Array[Any]:
     """A binary column of the *size*-byte values packed in *values*, without a copy per row."""
     fixed = pa.FixedSizeBinaryArray.from_buffers(
         pa.binary(size), len(values) // size, [None, pa.py_buffer(values)]
@@ -91,11 +95,11 @@ def unpacked(values: bytes, size: int) -> pa.Array:
     return fixed.cast(pa.binary())
 
 
-def _present(column: pa.Array) -> np.ndarray:
+def _present(column: pa.Array[Any]) -> np.ndarray:
     return np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def key_digests(column: pa.Array) -> KeyDigests:
+def key_digests(column: pa.Array[Any]) -> KeyDigests:
     """A digest column (null where a record has no such key) as packed digests."""
     present = _present(column)
     matrix = np.zeros((len(column), DIGEST_SIZE), dtype=np.uint8)
@@ -104,7 +108,7 @@ def key_digests(column: pa.Array) -> KeyDigests:
     return KeyDigests(matrix, present)
 
 
-def _scattered(values: pa.Array, present: np.ndarray) -> pa.Array:
+def _scattered(values: pa.Array[Any], present: np.ndarray) -> pa.Array[Any]:
     """*values* at the rows where *present* is true, null elsewhere."""
     index = np.cumsum(present) - 1
     return values.take(pa.array(index, pa.int64(), mask=~present))
@@ -211,7 +215,7 @@ def encrypt_partner_batches(
                     )
             size = batch.num_rows * keys
             encrypted = runner.submit(size, encrypt, cipher, slots.tobytes()).result()
-            columns: dict[str, pa.Array] = {"record": unpacked(encrypted, keys * ELEMENT_SIZE)}
+            columns: dict[str, pa.Array[Any]] = {"record": unpacked(encrypted, keys * ELEMENT_SIZE)}
             for j in range(attributes):
                 columns[f"a{j}"] = batch.column(f"a{j}")
             yield pa.RecordBatch.from_pydict(columns)
