@@ -66,9 +66,9 @@ from cleanroom.identifiers.digests import DIGEST_SIZE, KeyDigests
 
 
 def _fastest_sha256() -> Callable[[bytes | memoryview], Any]:
-    """CPython's built-in SHA-256 (``_sha2`` from 3.12, ``_sha256`` before) costs about
-    0.65 us per short input against 1 us for OpenSSL's ``hashlib.sha256`` (object set-up
-    dominates); both compute the same function. Falls back to hashlib."""
+    """CPython's built-in SHA-256 (``_sha2`` from 3.12, ``_sha256`` before): cheaper per
+    short input than OpenSSL's ``hashlib.sha256``, whose object set-up dominates
+    (docs/performance.md); both compute the same function. Falls back to hashlib."""
     for name in ("_sha2", "_sha256"):
         try:
             constructor: Callable[[bytes | memoryview], Any] = importlib.import_module(name).sha256
