@@ -82,7 +82,7 @@ class KeyQuality:
 
 
 def digest_column(
-    values: Sequence[str | None] | pa.Array | pa.ChunkedArray | pd.Series,
+    values: Sequence[str | None] | pa.Array[Any] | pa.ChunkedArray[Any] | pd.Series,
     kind: str,
     profile: str,
     region: str,

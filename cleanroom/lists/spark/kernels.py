@@ -65,8 +65,8 @@ def prepare_batches(plan: Plan, batches: Iterable[pa.RecordBatch]) -> Iterator[p
                 index = np.zeros(batch.num_rows, dtype=np.int8)
             else:
                 labels = segment_labels(string_column(table, plan.segment_column, plan.source))
-                found = pc.index_in(labels, value_set=pa.array(plan.segments, pa.string()))
-                filled: pa.Array[Any] = pc.fill_null(found, pa.scalar(-1, found.type))
+                found: Any = pc.index_in(labels, value_set=pa.array(plan.segments, pa.string()))
+                filled = pc.fill_null(found, -1)
                 index = np.asarray(filled.to_numpy(zero_copy_only=False))
             columns["segment"] = pa.array(index.astype(np.int8))
         for j, column in enumerate(plan.attribute_columns):
