@@ -441,9 +441,7 @@ def _column(table: pa.Table, column: str, source_name: str) -> pa.Array[Any]:
     return cast("pa.Array[Any]", combined)
 
 
-def string_column(
-    table: pa.Table, column: str, source_name: str = "<table>"
-) -> pa.Array[Any]:
+def string_column(table: pa.Table, column: str, source_name: str = "<table>") -> pa.Array[Any]:
     """Column *column* as an Arrow string array, nulls kept.
 
     Integers become their digits and whole-number floats lose their ``.0`` (a phone

@@ -28,10 +28,15 @@ session's process and run there on its native threads (``--workers``), as with t
 engine.
 
 Every kernel hands whole Arrow buffers to the native batch functions
-(:func:`~cleanroom.crypto.hash_to_curve.hash_to_curve_batch`,
-:meth:`~cleanroom.crypto.commutative.CommutativeCipher.encrypt`): packed 32-byte values in,
-packed values out, no Python loop per row, on as many native threads as Spark gave the
-task cores.
+(:func:`~cleanroom.crypto.hash_to_curve.hash_to_curve_prefixed` of a key's prefix and the
+packed digests, :meth:`~cleanroom.crypto.commutative.CommutativeCipher.encrypt`): packed
+32-byte values in, packed values out, no Python object per row, on as many native threads
+as Spark gave the task cores.
+
+The package, by concern: :mod:`.session` (starting Spark), :mod:`.sources` (reading a
+list), :mod:`.kernels` (the ``mapInArrow`` functions), :mod:`.checks` (input quality,
+labels and attributes, de-duplication) and :mod:`.lists` (the list classes, which
+implement :mod:`cleanroom.protocol.list_port`, and their preparation).
 """
 
 from cleanroom.lists.spark.lists import (
