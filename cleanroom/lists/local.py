@@ -37,6 +37,7 @@ from cleanroom.lists.tables import (
     CsvDialect,
     boolean_column,
     load_table,
+    release_unused_memory,
     segment_column,
     source_name,
     string_column,
@@ -233,13 +234,16 @@ def prepare_brand_list(
     index = {segment: i for i, segment in enumerate(contract.segments)}
     segments = np.fromiter((index[label] for label in labels), dtype=np.int8, count=len(labels))
     keep = _keep_records_with_a_key(per_key)
-    return BrandList(
+    prepared = BrandList(
         contract=contract,
         keys=_select(per_key, keep),
         quality=quality,
         source=name,
         segments=segments[keep],
     )
+    del table, labels  # their Arrow buffers go back to the pool, and the pool's to the OS
+    release_unused_memory()
+    return prepared
 
 
 def prepare_partner_list(
@@ -260,10 +264,13 @@ def prepare_partner_list(
     for j, column in enumerate(attribute_columns):
         attributes[:, j] = boolean_column(table, column, name)
     keep = _keep_records_with_a_key(per_key)
-    return PartnerList(
+    prepared = PartnerList(
         contract=contract,
         keys=_select(per_key, keep),
         quality=quality,
         source=name,
         attributes=attributes[keep],
     )
+    del table  # its Arrow buffers go back to the pool, and the pool's to the OS
+    release_unused_memory()
+    return prepared

@@ -310,7 +310,7 @@ pub(crate) mod python {
         if key.len() > sketch::MAX_KEY {
             return Err(PyValueError::new_err("a BLAKE2b key is at most 64 bytes"));
         }
-        let records = if keys == 0 { 0 } else { present.len() / keys };
+        let records = present.len().checked_div(keys).unwrap_or(0);
         if keys == 0
             || present.len() != keys * records
             || digests.len() != present.len() * sha256::DIGEST
