@@ -160,8 +160,7 @@ def _shown(value: object) -> str:
 def release_unused_memory() -> None:
     """Give back to the operating system what Arrow's memory pool keeps of freed buffers
     once a list has been read and digested: its allocator (mimalloc or jemalloc) holds
-    those pages otherwise, about 190 MiB after a CSV of 10^6 records
-    (docs/performance.md)."""
+    those pages otherwise (figures in docs/performance.md, memory)."""
     pa.default_memory_pool().release_unused()
 
 
