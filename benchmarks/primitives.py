@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cleanroom import _native
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
-from cleanroom.native import X25519_PATH
+from cleanroom.crypto.native import X25519_PATH
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from reference import hash_to_curve as python_h2c
@@ -122,7 +122,7 @@ def elgamal_rows(clear_table: Callable[[], None] | None = None) -> list[tuple[st
 
     import numpy as np
 
-    from cleanroom.crypto import elgamal
+    from cleanroom.crypto import elgamal, summation, validation
 
     if clear_table is None:
         from cleanroom import _native
@@ -143,11 +143,11 @@ def elgamal_rows(clear_table: Callable[[], None] | None = None) -> list[tuple[st
             "encrypt_indicators",
             *cpu_and_wall(lambda: key.encrypt_indicators(np.ones(BATCH, bool)), BATCH),
         ),
-        ("check_encodings", *cpu_and_wall(lambda: elgamal.check_encodings(packed), n)),
-        ("add", *cpu_and_wall(lambda: [elgamal.add(ct, ct) for _ in range(200)], 200)),
+        ("check_encodings", *cpu_and_wall(lambda: validation.check_encodings(packed), n)),
+        ("add", *cpu_and_wall(lambda: [summation.add(ct, ct) for _ in range(200)], 200)),
         (
             "clear_torsion",
-            *cpu_and_wall(lambda: [elgamal.clear_torsion(ct) for _ in range(200)], 200),
+            *cpu_and_wall(lambda: [validation.clear_torsion(ct) for _ in range(200)], 200),
         ),
         (
             "encrypt (public key)",
@@ -160,7 +160,7 @@ def elgamal_rows(clear_table: Callable[[], None] | None = None) -> list[tuple[st
         rows.append(
             (
                 f"sum_by_mask k={k} {share:.0%} /record",
-                *cpu_and_wall(partial(elgamal.sum_by_mask, packed, masks), n),
+                *cpu_and_wall(partial(summation.sum_by_mask, packed, masks), n),
             )
         )
     for bound in (10**6, 10**8):

@@ -82,7 +82,7 @@ def print_crm_quality(offers: dict[str, Offer], console: Console) -> None:
         segments = ", ".join(
             f"{name} {count:,}"
             for name, count in zip(
-                contract.segments, offer.brand_list.records_per_segment(contract), strict=True
+                contract.segments, offer.brand_list.records_per_segment(), strict=True
             )
         )
         console.print(
@@ -103,7 +103,7 @@ def crm_summary(offers: dict[str, Offer]) -> dict[str, Any]:
             "records_per_segment": dict(
                 zip(
                     offer.contract.segments,
-                    offer.brand_list.records_per_segment(offer.contract),
+                    offer.brand_list.records_per_segment(),
                     strict=True,
                 )
             ),
@@ -187,7 +187,7 @@ def serve(
     from cleanroom.brand.config import check_listen, check_log_format, load_server_config
     from cleanroom.brand.observability import SessionMetrics, configure_logging
     from cleanroom.brand.servicer import build_server, prepare_offers, service_of
-    from cleanroom.engine import Engine
+    from cleanroom.crypto.batches import BatchRunner
     from cleanroom.lists.spark import SparkList, start_spark
 
     check_engine(engine_name, spark_scratch)
@@ -218,7 +218,7 @@ def serve(
         console.print(
             f"metrics on http://{metrics_address.rpartition(':')[0]}:{metrics_port}/metrics"
         )
-    engine = Engine(workers or None)
+    engine = BatchRunner(workers or None)
     server, port = build_server(settings, offers=offers, engine=engine, metrics=metrics)
     if isinstance(console, JsonStatus):
         for offer in offers.values():
@@ -284,7 +284,7 @@ def doctor(
     output_format: FormatOption = "table",
 ) -> None:
     """Check the native core: its version, the active X25519 path and why, the thread count."""
-    from cleanroom.native import describe
+    from cleanroom.crypto.native import describe
 
     check_format(output_format)
     facts = describe(check_workers(workers))

@@ -221,7 +221,7 @@ def write_demo_files(
 def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet: bool) -> None:
     from cleanroom.brand.config import load_server_config
     from cleanroom.brand.servicer import build_server
-    from cleanroom.engine import Engine
+    from cleanroom.crypto.batches import BatchRunner
     from cleanroom.report.plot import plot_lift
     from cleanroom.report.render import print_report, quality_table
     from cleanroom.store.state import StateStore
@@ -235,7 +235,7 @@ def run_demo(directory: Path, *, brand_records: int, partner_records: int, quiet
         f"partner audience {partner_records} rows (audience.csv), {lists.people_in_both} people in both"
     )
     config = load_server_config(directory / "brand.toml")
-    engine = Engine()
+    engine = BatchRunner()
     with console.status("brand server: reading and hashing the CRM"):
         server, port = build_server(config, engine=engine)
     try:

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cleanroom.brand.config import DEFAULT_HELLO_TIMEOUT, ServerConfig
 from cleanroom.brand.observability import UNKNOWN_CONTRACT, SessionMetrics, reason_label
 from cleanroom.contract import Contract
+from cleanroom.crypto.batches import INLINE, BatchRunner
 from cleanroom.crypto.signing import signing_key_from_tls_key
-from cleanroom.engine import INLINE, Engine
 from cleanroom.errors import (
     AuthenticationError,
     CleanroomError,
@@ -41,13 +41,14 @@ from cleanroom.errors import (
     StorageError,
 )
 from cleanroom.identity import ReportSigner, fingerprint_of_pem, require_signing_key
-from cleanroom.lists.local import OwnBrandList, prepare_brand_list
+from cleanroom.lists.local import prepare_brand_list
 from cleanroom.lists.spark import prepare_brand_list_spark
 from cleanroom.lists.tables import CsvDialect
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.common import ReportVerifier
+from cleanroom.protocol.list_port import OwnBrandList
 from cleanroom.store.state import StateStore
 from cleanroom.transport.grpc import (
     GRPC_RECEIVE_LIMIT,
@@ -127,7 +128,7 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         session_timeout: float | None = None,
         hello_timeout: float = DEFAULT_HELLO_TIMEOUT,
         signer: Ed25519PrivateKey | None = None,
-        engine: Engine = INLINE,
+        engine: BatchRunner = INLINE,
         metrics: SessionMetrics | None = None,
     ) -> None:
         self.offers = offers
@@ -443,7 +444,7 @@ def build_server(
     *,
     offers: dict[str, Offer] | None = None,
     max_sessions: int = 16,
-    engine: Engine = INLINE,
+    engine: BatchRunner = INLINE,
     metrics: SessionMetrics | None = None,
 ) -> tuple[grpc.Server, int]:
     """Create and start the server; returns it and the bound port (``listen`` may use port 0).

@@ -11,7 +11,7 @@ point on the twist (order 4 times a large prime) cannot leak key bits either, so
 on-curve check is needed.
 
 The batch runs natively (``cleanroom._native``, native/src/x25519.rs) on every thread the
-calling :class:`~cleanroom.engine.Engine` allows: Intel crypto_mb's 8-lane X25519 where the
+calling :class:`~cleanroom.crypto.batches.BatchRunner` allows: Intel crypto_mb's 8-lane X25519 where the
 CPU has AVX-512 IFMA, curve25519-dalek's ladder elsewhere; both give the same bytes.
 """
 
@@ -20,16 +20,15 @@ from __future__ import annotations
 import secrets
 
 from cleanroom import _native
-from cleanroom.native import packed_bytes
-
-ELEMENT_SIZE = 32
+from cleanroom.crypto.native import packed_bytes
 
 
 class CommutativeCipher:
     """One party's commutative cipher for one session; the key never leaves the object.
 
     Pickling carries the key, so that Spark can run ``encrypt`` in its executors
-    (cleanroom/lists/spark/__init__.py). That is the only reason to pickle it: never persist or log a pickle.
+    (:mod:`cleanroom.lists.spark.kernels`). That is the only reason to pickle it: never persist
+    or log a pickle.
     """
 
     __slots__ = ("_key",)

@@ -17,22 +17,19 @@ component-wise: Enc(a) + Enc(b) = Enc(a + b). The key holder (the brand) encrypt
 indicators with two fixed-base multiplications, Enc(d; r) = (r*B, (d + r*sk)*B), which is
 byte-identical to the public-key encryption with the same r.
 
-This module is a typed wrapper: the group arithmetic, the validation, the summation by
-masks and the discrete logarithm are Rust (``native/src/elgamal.rs`` and its ``sum`` and
-``bsgs`` modules, in ``cleanroom._native``) on curve25519-dalek's field and group
-arithmetic, run with the GIL released and batches spread over cores with rayon. The
-construction and its costs are in docs/protocol.md and docs/design-decisions.md; the
-pure-Python oracle the native code is tested against is tests/reference/elgamal.py.
+This module is the scheme: keys, encryption and decryption, a typed wrapper over
+``native/src/elgamal.rs`` (curve25519-dalek's group arithmetic, batches on every core with
+the GIL released). Its neighbours are units of their own: validation of received points
+(:mod:`cleanroom.crypto.validation`), the sums by attribute masks
+(:mod:`cleanroom.crypto.summation`) and the discrete logarithm
+(:mod:`cleanroom.crypto.dlog`). The construction and its costs are in docs/protocol.md and
+docs/design-decisions.md; the pure-Python oracle the native code is tested against is
+tests/reference/elgamal.py.
 
-Validation: `ElGamalPublicKey.from_bytes` and `decrypt` require every point to be a
-canonical encoding of a point of the prime-order subgroup other than the identity.
-`check_encodings` checks canonical encodings only, and `add`, `sum_by_mask` and
-`clear_torsion` that every point they add decodes to a curve point; the partner then
-projects each sum onto the subgroup with `clear_torsion` (docs/protocol.md). Every failure
-raises the one opaque `CryptoError`.
-
-Randomness comes only from the operating system: `secrets` for keys, getrandom in Rust for
-encryption randomness.
+`ElGamalPublicKey.from_bytes` and `decrypt` require every point to be a canonical encoding
+of a point of the prime-order subgroup other than the identity; every failure raises the
+one opaque `CryptoError`. Randomness comes only from the operating system: `secrets` for
+keys, getrandom in Rust for encryption randomness.
 """
 
 from __future__ import annotations
@@ -40,56 +37,25 @@ from __future__ import annotations
 import operator
 import secrets
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from cleanroom import _native
-from cleanroom.errors import CryptoError
-
-__all__ = [
-    "CIPHERTEXT_SIZE",
-    "PUBLIC_KEY_SIZE",
-    "ElGamalPrivateKey",
-    "ElGamalPublicKey",
-    "add",
-    "check_encodings",
-    "clear_torsion",
-    "sum_by_mask",
-]
-
-CIPHERTEXT_SIZE = 64
-PUBLIC_KEY_SIZE = 32
-
-# Order of the prime-order subgroup.
-_L = 2**252 + 27742317777372353535851937790883648493
-# Decrypt accepts bounds far beyond any count (2^40: at most 2^19 giant steps each way).
-_MAX_BOUND = 2**40
+from cleanroom.crypto import dlog
+from cleanroom.crypto.constants import CIPHERTEXT_SIZE, GROUP_ORDER, POINT_SIZE, SCALAR_SIZE
+from cleanroom.crypto.validation import check_public_key, received_bytes
 
 
 def _scalar(value: int) -> bytes:
-    """An integer as the 32-byte little-endian scalar value mod l."""
-    return (operator.index(value) % _L).to_bytes(32, "little")
+    """An integer as the little-endian scalar value mod l."""
+    return (operator.index(value) % GROUP_ORDER).to_bytes(SCALAR_SIZE, "little")
 
 
 def _given_randomness(randomness: int) -> bytes:
-    randomness = operator.index(randomness) % _L
+    randomness = operator.index(randomness) % GROUP_ORDER
     if randomness == 0:
         raise ValueError("randomness must be a non-zero scalar")
-    return randomness.to_bytes(32, "little")
-
-
-def _as_bytes(data: Any, size: int | None = None) -> bytes:
-    """Received data as bytes; a wrong type or length is a CryptoError."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise CryptoError()
-    encoded = bytes(data)
-    if size is not None and len(encoded) != size:
-        raise CryptoError()
-    return encoded
-
-
-# --------------------------------------------------------------------------- keys
+    return randomness.to_bytes(SCALAR_SIZE, "little")
 
 
 class ElGamalPublicKey:
@@ -104,8 +70,8 @@ class ElGamalPublicKey:
     @classmethod
     def from_bytes(cls, data: bytes) -> ElGamalPublicKey:
         """Parse a received key: canonical, in the prime-order subgroup, not the identity."""
-        encoded = _as_bytes(data, PUBLIC_KEY_SIZE)
-        _native.elgamal_check_public_key(encoded)
+        encoded = received_bytes(data, POINT_SIZE)
+        check_public_key(encoded)
         return cls(encoded)
 
     def to_bytes(self) -> bytes:
@@ -117,7 +83,7 @@ class ElGamalPublicKey:
 
     def rerandomize(self, ciphertext: bytes) -> bytes:
         """ciphertext + Enc(0) with fresh randomness: same plaintext, unlinkable bytes."""
-        return _native.elgamal_rerandomize(self._bytes, _as_bytes(ciphertext, CIPHERTEXT_SIZE))
+        return _native.elgamal_rerandomize(self._bytes, received_bytes(ciphertext, CIPHERTEXT_SIZE))
 
     def _encrypt_with_randomness(self, value: int, randomness: int) -> bytes:
         """Deterministic encryption for tests and known-answer vectors only."""
@@ -126,7 +92,7 @@ class ElGamalPublicKey:
     def _rerandomize_with_randomness(self, ciphertext: bytes, randomness: int) -> bytes:
         """Deterministic re-randomisation for tests and known-answer vectors only."""
         return _native.elgamal_rerandomize(
-            self._bytes, _as_bytes(ciphertext, CIPHERTEXT_SIZE), _given_randomness(randomness)
+            self._bytes, received_bytes(ciphertext, CIPHERTEXT_SIZE), _given_randomness(randomness)
         )
 
     def __eq__(self, other: object) -> bool:
@@ -146,7 +112,7 @@ class ElGamalPrivateKey:
 
     def __init__(self, scalar: int) -> None:
         # Internal: use generate(), or _from_scalar() in tests.
-        if scalar % _L == 0:
+        if scalar % GROUP_ORDER == 0:
             raise ValueError("the secret scalar must be non-zero mod l")
         self._sk = _scalar(scalar)
         self._public = ElGamalPublicKey(_native.elgamal_public_key(self._sk))
@@ -155,15 +121,15 @@ class ElGamalPrivateKey:
     def generate(cls) -> ElGamalPrivateKey:
         """A uniform non-zero scalar: 64 random bytes reduced mod l (bias < 2^-250)."""
         while True:
-            scalar = int.from_bytes(secrets.token_bytes(64), "little") % _L
+            scalar = int.from_bytes(secrets.token_bytes(64), "little") % GROUP_ORDER
             if scalar:
                 return cls(scalar)
 
     @classmethod
     def _from_scalar(cls, scalar: bytes) -> ElGamalPrivateKey:
         """A key from a 32-byte little-endian scalar (reduced mod l). Tests and vectors only."""
-        if not isinstance(scalar, bytes | bytearray) or len(scalar) != 32:
-            raise ValueError("the scalar must be 32 bytes")
+        if not isinstance(scalar, bytes | bytearray) or len(scalar) != SCALAR_SIZE:
+            raise ValueError(f"the scalar must be {SCALAR_SIZE} bytes")
         return cls(int.from_bytes(scalar, "little"))
 
     @property
@@ -187,18 +153,14 @@ class ElGamalPrivateKey:
             raise ValueError("randomness must be 64 bytes per indicator")
         sk = int.from_bytes(self._sk, "little")
         for i, bit in enumerate(encoded):
-            r = int.from_bytes(randomness[64 * i : 64 * (i + 1)], "little") % _L
-            if r == 0 or (bit + r * sk) % _L == 0:
+            r = int.from_bytes(randomness[64 * i : 64 * (i + 1)], "little") % GROUP_ORDER
+            if r == 0 or (bit + r * sk) % GROUP_ORDER == 0:
                 raise ValueError("the randomness gives an identity point: choose another")
         return _native.elgamal_encrypt_indicators(self._sk, encoded, randomness)
 
     def decrypt(self, ciphertext: bytes, bound: int) -> int:
         """The plaintext m with |m| <= bound, or CryptoError (never a wrong number)."""
-        bound = operator.index(bound)
-        if not 0 <= bound <= _MAX_BOUND:
-            raise ValueError(f"bound must be in [0, 2**40], got {bound}")
-        ciphertext = _as_bytes(ciphertext, CIPHERTEXT_SIZE)
-        return _native.elgamal_decrypt(self._sk, ciphertext, bound)
+        return dlog.decrypt(self._sk, received_bytes(ciphertext, CIPHERTEXT_SIZE), bound)
 
     def __repr__(self) -> str:
         return f"ElGamalPrivateKey(public={self._public.to_bytes().hex()[:16]}...)"
@@ -214,55 +176,3 @@ def _indicator_bytes(bits: np.ndarray | Sequence[int]) -> bytes:
     if arr.size and not bool(((arr == 0) | (arr == 1)).all()):
         raise ValueError("indicators must be 0 or 1")
     return arr.astype(np.uint8).tobytes()
-
-
-# --------------------------------------------------------------------------- ciphertexts
-
-
-def add(a: bytes, b: bytes) -> bytes:
-    """Enc(x) + Enc(y) = Enc(x + y), component-wise point addition."""
-    return _native.elgamal_add(_as_bytes(a, CIPHERTEXT_SIZE), _as_bytes(b, CIPHERTEXT_SIZE))
-
-
-def check_encodings(packed: bytes) -> None:
-    """Whole ciphertexts, every point canonically encoded (y < p, no sign bit on x = 0).
-
-    The cheap half of validation for ciphertexts the partner only adds up: curve membership
-    is checked where `sum_by_mask` decodes the points it adds, and whatever torsion a sum
-    carries is removed by :func:`clear_torsion` before anything derived from it is sent.
-    """
-    _native.elgamal_check_encodings(_as_bytes(packed))
-
-
-def clear_torsion(ciphertext: bytes) -> bytes:
-    """Both points mapped onto the prime-order subgroup without changing the plaintext.
-
-    Each point Q = P + T (P of prime order l, T of order dividing 8) becomes
-    [8^-1 mod l]([8]Q) = P: the three doublings kill T, the multiplication undoes the factor
-    8 on P. A sum the partner computed over ciphertexts a brand may have salted with small-
-    order components therefore decrypts as if they were absent, and carries no trace of which
-    records it included. A point not on the curve raises CryptoError.
-    """
-    return _native.elgamal_clear_torsion(_as_bytes(ciphertext, CIPHERTEXT_SIZE))
-
-
-def sum_by_mask(packed: bytes, masks: np.ndarray) -> list[bytes]:
-    """For each row j of masks (shape (k, n)), the sum of the ciphertexts where it is True.
-
-    An all-False row gives the trivial encryption of 0 (two identity points), which
-    the caller must re-randomise before sending it. The records are bucketed by their
-    pattern over groups of masks where that saves additions (docs/design-decisions.md).
-    """
-    packed = _as_bytes(packed)
-    if len(packed) % CIPHERTEXT_SIZE:
-        raise CryptoError()
-    n = len(packed) // CIPHERTEXT_SIZE
-    arr = np.asarray(masks)
-    if arr.ndim != 2 or arr.shape[1] != n:
-        raise ValueError(f"masks must have shape (k, {n}), got {arr.shape}")
-    if arr.dtype != np.bool_:
-        raise ValueError(f"masks must be a boolean array, got dtype {arr.dtype}")
-    k = arr.shape[0]
-    rows = np.ascontiguousarray(arr).view(np.uint8).tobytes()
-    sums = _native.elgamal_sum_by_mask(packed, rows, k)
-    return [sums[CIPHERTEXT_SIZE * j : CIPHERTEXT_SIZE * (j + 1)] for j in range(k)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cleanroom import _native
-from cleanroom.native import packed_bytes
+from cleanroom.crypto.native import packed_bytes
 
 
 def hash_to_curve_edwards25519(msg: bytes, dst: bytes) -> bytes:
@@ -31,3 +31,12 @@ def hash_to_curve(msg: bytes, dst: bytes) -> bytes:
 def hash_to_curve_batch(messages: Sequence[bytes], dst: bytes) -> bytes:
     """hash_to_curve of every message, packed as consecutive 32-byte u-coordinates."""
     return _native.hash_to_curve_batch(messages, packed_bytes(dst))
+
+
+def hash_to_curve_prefixed(prefix: bytes, digests: bytes, dst: bytes) -> bytes:
+    """hash_to_curve of ``prefix + digest`` for each 32-byte digest packed in ``digests``:
+    the same points as :func:`hash_to_curve_batch` of the joined messages, without a Python
+    ``bytes`` per message."""
+    return _native.hash_to_curve_prefixed(
+        packed_bytes(prefix), packed_bytes(digests), packed_bytes(dst)
+    )

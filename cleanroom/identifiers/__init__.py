@@ -1,4 +1,7 @@
-"""Identifiers: normalization profiles, SHA-256 digests, input quality (DESIGN §3).
+"""Identifiers: the match keys, normalization profiles, SHA-256 digests, input quality.
+
+The one home of ``MATCH_KEYS`` and ``PROFILES``; the profiles are documented in
+docs/reference/contract.md (normalization profiles).
 
 See :mod:`cleanroom.identifiers.normalize` for the profiles and
 :mod:`cleanroom.identifiers.quality` for the counting rules.
@@ -6,6 +9,7 @@ See :mod:`cleanroom.identifiers.normalize` for the profiles and
 
 from __future__ import annotations
 
+from cleanroom.identifiers.digests import DIGEST_SIZE, KeyDigests, drop_repeats
 from cleanroom.identifiers.masking import mask, mask_in_text
 from cleanroom.identifiers.normalize import (
     EMPTY_SHA256,
@@ -30,10 +34,10 @@ from cleanroom.identifiers.quality import (
     KeyQuality,
     check_invalid_fraction,
     digest_column,
-    drop_repeats,
 )
 
 __all__ = [
+    "DIGEST_SIZE",
     "EMPTY_SHA256",
     "HASHED_KINDS",
     "KEY_KINDS",
@@ -43,6 +47,7 @@ __all__ = [
     "PROFILES",
     "RAW_KINDS",
     "TRIM_CHARACTERS",
+    "KeyDigests",
     "KeyQuality",
     "check_invalid_fraction",
     "check_kind",

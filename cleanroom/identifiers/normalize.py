@@ -1,4 +1,5 @@
-"""Identifier normalization profiles and SHA-256 digests (DESIGN §3).
+"""Identifier normalization profiles and SHA-256 digests (docs/reference/contract.md,
+normalization profiles).
 
 A *key kind* says what a column holds: a raw ``email``, ``phone`` or ``maid`` (mobile
 advertising id), or a pre-hashed ``email_sha256`` / ``phone_sha256``. Each kind maps to
@@ -52,7 +53,7 @@ import hashlib
 import importlib
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import phonenumbers
@@ -61,12 +62,13 @@ import pyarrow.compute as pc
 
 from cleanroom import _native
 from cleanroom.errors import ContractError, InputError
+from cleanroom.identifiers.digests import DIGEST_SIZE, KeyDigests
 
 
 def _fastest_sha256() -> Callable[[bytes | memoryview], Any]:
-    """CPython's built-in SHA-256 (``_sha2`` from 3.12, ``_sha256`` before) costs about
-    0.65 us per short input against 1 us for OpenSSL's ``hashlib.sha256`` (object set-up
-    dominates); both compute the same function. Falls back to hashlib."""
+    """CPython's built-in SHA-256 (``_sha2`` from 3.12, ``_sha256`` before): cheaper per
+    short input than OpenSSL's ``hashlib.sha256``, whose object set-up dominates
+    (docs/performance.md); both compute the same function. Falls back to hashlib."""
     for name in ("_sha2", "_sha256"):
         try:
             constructor: Callable[[bytes | memoryview], Any] = importlib.import_module(name).sha256
@@ -309,7 +311,7 @@ def _scalar_to_text(v: Any, missing: tuple[Any, ...]) -> str | None:
     return str(v)
 
 
-def to_string_array(values: Any) -> pa.Array:
+def to_string_array(values: Any) -> pa.Array[Any]:
     """Return *values* as an Arrow ``string`` (or ``large_string``) array, nulls kept.
 
     Accepts a sequence, a NumPy array, a pandas Series, or an Arrow (chunked) array.
@@ -318,7 +320,7 @@ def to_string_array(values: Any) -> pa.Array:
     digits without ``.0``; other types go through Arrow's cast.
     """
     if isinstance(values, pa.ChunkedArray):
-        arr: pa.Array = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+        arr: Any = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     elif isinstance(values, pa.Array):
         arr = values
     else:
@@ -337,46 +339,45 @@ def to_string_array(values: Any) -> pa.Array:
         arr = arr.cast(t.value_type)
         t = arr.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return arr
+        return cast("pa.Array[Any]", arr)
     if pa.types.is_string_view(t):
-        return arr.cast(pa.string())
+        return cast("pa.Array[Any]", arr.cast(pa.string()))
     if pa.types.is_null(t):
         return pa.nulls(len(arr), pa.string())
     if pa.types.is_floating(t):
         finite = pc.drop_null(arr)
         if len(finite) == 0 or pc.all(pc.equal(pc.floor(finite), finite)).as_py():
             try:
-                return arr.cast(pa.int64()).cast(pa.string())
+                return cast("pa.Array[Any]", arr.cast(pa.int64()).cast(pa.string()))
             except pa.ArrowInvalid:  # out of int64 range
                 pass
-    return arr.cast(pa.string())
+    return cast("pa.Array[Any]", arr.cast(pa.string()))
 
 
-def _digests_of(strings: pa.Array) -> list[bytes]:
+def _digests_of(strings: pa.Array[Any]) -> bytes:
     """SHA-256 of every (non-null) UTF-8 string in *strings*, straight from Arrow buffers,
-    natively (native/src/sha256.rs)."""
+    natively (native/src/sha256.rs): packed, 32 bytes each."""
     n = len(strings)
     if n == 0:
-        return []
+        return b""
     offsets_dtype = np.int64 if pa.types.is_large_string(strings.type) else np.int32
-    buffers = strings.buffers()
+    buffers: list[Any] = strings.buffers()
     offsets = np.frombuffer(buffers[1], dtype=offsets_dtype)[
         strings.offset : strings.offset + n + 1
     ]
     data = buffers[2].to_pybytes() if buffers[2] is not None else b""
-    packed = _native.sha256_spans(data, offsets.astype("<i8").tobytes())
-    return [packed[i : i + 32] for i in range(0, len(packed), 32)]
+    return _native.sha256_spans(data, offsets.astype("<i8").tobytes())
 
 
-def _to_numpy_bool(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def _to_numpy_bool(mask: Any) -> np.ndarray:
     return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _email_array(trimmed: pa.Array, profile: str) -> tuple[pa.Array, pa.Array]:
-    lowered = pc.ascii_lower(trimmed)
-    valid = pc.and_(
+def _email_array(trimmed: pa.Array[Any], profile: str) -> tuple[pa.Array[Any], pa.Array[Any]]:
+    lowered: Any = pc.ascii_lower(trimmed)
+    valid: Any = pc.and_(
         pc.match_substring_regex(lowered, _EMAIL_PATTERN),
-        pc.less_equal(pc.utf8_length(lowered), _EMAIL_MAX_LENGTH),
+        pc.less_equal(pc.utf8_length(lowered), pa.scalar(_EMAIL_MAX_LENGTH)),
     )
     if profile == "google-1":
         is_gmail = pc.and_(
@@ -384,17 +385,17 @@ def _email_array(trimmed: pa.Array, profile: str) -> tuple[pa.Array, pa.Array]:
             pc.or_(pc.ends_with(lowered, "@gmail.com"), pc.ends_with(lowered, "@googlemail.com")),
         )
         if pc.any(is_gmail).as_py():
-            parts = pc.extract_regex(lowered, _GMAIL_SPLIT)
-            local = pc.replace_substring(parts.field("local"), ".", "")
+            parts: Any = pc.extract_regex(lowered, _GMAIL_SPLIT)
+            local: Any = pc.replace_substring(parts.field("local"), ".", "")
             rewritten = pc.binary_join_element_wise(local, pa.scalar("gmail.com"), "@")
             lowered = pc.if_else(is_gmail, rewritten, lowered)
-            empty_local = pc.and_(is_gmail, pc.equal(pc.utf8_length(local), 0))
+            empty_local = pc.and_(is_gmail, pc.equal(pc.utf8_length(local), pa.scalar(0)))
             valid = pc.and_(valid, pc.invert(empty_local))
     return lowered, valid
 
 
 def _phone_array(
-    trimmed: pa.Array, present: np.ndarray, region: str
+    trimmed: pa.Array[Any], present: np.ndarray, region: str
 ) -> tuple[list[str | None], np.ndarray]:
     """Per-value phonenumbers over the distinct present values (each parsed once)."""
     idx = np.flatnonzero(present)
@@ -402,7 +403,7 @@ def _phone_array(
     valid = np.zeros(len(trimmed), dtype=bool)
     if len(idx) == 0:
         return out, valid
-    encoded = trimmed.take(pa.array(idx)).dictionary_encode()
+    encoded: Any = trimmed.take(idx).dictionary_encode()
     distinct = [_normalize_phone(s, region) for s in encoded.dictionary.to_pylist()]
     codes = encoded.indices.to_numpy(zero_copy_only=False).tolist()
     for i, code in zip(idx.tolist(), codes, strict=True):
@@ -415,10 +416,11 @@ def _phone_array(
 
 def digest_array(
     values: Any, kind: str, profile: str, region: str
-) -> tuple[list[bytes | None], np.ndarray, np.ndarray, pa.Array]:
+) -> tuple[KeyDigests, np.ndarray, np.ndarray, pa.Array[Any]]:
     """Vectorised :func:`digest` over a column.
 
-    Returns ``(digests, empty, invalid, trimmed)``: one digest or ``None`` per row; a
+    Returns ``(digests, empty, invalid, trimmed)``: the packed digests (a row is present
+    where its value is valid); a
     boolean mask of empty rows ("no such key"); a boolean mask of invalid rows; and
     the trimmed input strings (for masked error examples). No de-duplication here.
     """
@@ -428,17 +430,19 @@ def digest_array(
         region = check_region(region)
     arr = to_string_array(values)
     n = len(arr)
-    trimmed = pc.utf8_trim(arr, characters=TRIM_CHARACTERS)
-    empty = _to_numpy_bool(pc.or_kleene(pc.is_null(trimmed), pc.equal(pc.utf8_length(trimmed), 0)))
+    trimmed: Any = pc.utf8_trim(arr, characters=TRIM_CHARACTERS)
+    empty = _to_numpy_bool(
+        pc.or_kleene(pc.is_null(trimmed), pc.equal(pc.utf8_length(trimmed), pa.scalar(0)))
+    )
     present = ~empty
-    digests: list[bytes | None] = [None] * n
+    digests = KeyDigests.missing(n)
 
     if kind == "phone":
         normalized, valid = _phone_array(trimmed, present, region)
         for i in np.flatnonzero(valid).tolist():
             text = normalized[i]
             if text is not None:
-                digests[i] = sha256(text)
+                digests.set(i, sha256(text))
         return digests, empty, present & ~valid, trimmed
 
     if kind in HASHED_KINDS:
@@ -450,12 +454,12 @@ def digest_array(
         )
         valid = present & shaped
         idx = np.flatnonzero(valid)
-        for i, text in zip(idx.tolist(), trimmed.take(pa.array(idx)).to_pylist(), strict=True):
+        for i, text in zip(idx.tolist(), trimmed.take(idx).to_pylist(), strict=True):
             raw = _decode_shaped(text)
             if raw is None:
                 valid[i] = False
             else:
-                digests[i] = raw
+                digests.set(i, raw)
         return digests, empty, present & ~valid, trimmed
 
     if kind == "email":
@@ -464,11 +468,11 @@ def digest_array(
         normalized_arr = pc.ascii_lower(trimmed)
         valid_arr = pc.and_(
             pc.match_substring_regex(normalized_arr, _MAID_PATTERN),
-            pc.not_equal(normalized_arr, _MAID_ZERO),
+            pc.not_equal(normalized_arr, pa.scalar(_MAID_ZERO)),
         )
     valid = present & _to_numpy_bool(valid_arr)
     idx = np.flatnonzero(valid)
     hashed = _digests_of(normalized_arr.filter(pa.array(valid)))
-    for i, d in zip(idx.tolist(), hashed, strict=True):
-        digests[i] = d
+    digests.matrix[idx] = np.frombuffer(hashed, dtype=np.uint8).reshape(-1, DIGEST_SIZE)
+    digests.present[idx] = True
     return digests, empty, present & ~valid, trimmed

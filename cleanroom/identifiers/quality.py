@@ -1,4 +1,6 @@
-"""Digesting whole identifier columns, with the input-quality summary (DESIGN §3).
+"""Digesting whole identifier columns, with the input-quality summary
+(docs/reference/contract.md, normalization profiles; docs/design-decisions.md, input
+quality stays local).
 
 Counting rules, per key-kind column:
 
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cleanroom.errors import ContractError, InputError
+from cleanroom.identifiers.digests import KeyDigests, drop_repeats
 from cleanroom.identifiers.masking import mask
 from cleanroom.identifiers.normalize import digest_array
 
@@ -37,7 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["MAX_EXAMPLES", "KeyQuality", "check_invalid_fraction", "digest_column", "drop_repeats"]
+__all__ = ["MAX_EXAMPLES", "KeyQuality", "check_invalid_fraction", "digest_column"]
 
 MAX_EXAMPLES = 3
 
@@ -79,22 +82,19 @@ class KeyQuality:
 
 
 def digest_column(
-    values: Sequence[str | None] | pa.Array | pa.ChunkedArray | pd.Series,
+    values: Sequence[str | None] | pa.Array[Any] | pa.ChunkedArray[Any] | pd.Series,
     kind: str,
     profile: str,
     region: str,
     *,
-    seen: set[bytes] | None = None,
     deduplicate: bool = True,
-) -> tuple[list[bytes | None], KeyQuality]:
+) -> tuple[KeyDigests, KeyQuality]:
     """Digest every value of one identifier column and count its quality.
 
-    Returns one entry per input row: the 32-byte digest, or ``None`` when the value is
-    empty, invalid, or a duplicate of an earlier digest. Pass the same ``seen`` set to
-    several calls (chunks of one column, or an ``email`` and an ``email_sha256`` column
-    of one list) to de-duplicate across them; it is updated in place. With
-    ``deduplicate=False`` repeats are kept (and not counted): a caller that coalesces
-    several columns of one key de-duplicates the coalesced column with :func:`drop_repeats`.
+    Returns the packed digests, one row per input row, present unless the value is empty,
+    invalid, or a duplicate of an earlier digest. With ``deduplicate=False`` repeats are
+    kept (and not counted): a caller that coalesces several columns of one key
+    de-duplicates the coalesced column with :func:`drop_repeats`.
 
     Raises :class:`~cleanroom.errors.InputError` for an unknown key kind and
     :class:`~cleanroom.errors.ContractError` for an unknown profile or region.
@@ -108,51 +108,8 @@ def digest_column(
         quality.rejected_examples = [mask(trimmed[i].as_py()) for i in first]
 
     if deduplicate:
-        quality.duplicates = len(drop_repeats(digests, seen))
+        quality.duplicates = len(drop_repeats(digests))
     return digests, quality
-
-
-def drop_repeats(digests: list[bytes | None], seen: set[bytes] | None = None) -> list[int]:
-    """Blank every digest an earlier row (or ``seen``) already holds, in place: the first
-    occurrence wins. Returns the rows blanked; ``seen`` gains the digests kept.
-
-    Only rows whose first 8 bytes occur more than once (or that ``seen`` may hold) go
-    through the per-row set; the rest are told apart by a NumPy sort of those 8 bytes.
-    """
-    rows = [i for i, d in enumerate(digests) if d is not None]
-    if seen:
-        candidates = rows
-    else:
-        candidates = [rows[j] for j in _repeated_prefixes(digests, rows).tolist()]
-    known: set[bytes] = set() if seen is None else seen
-    dropped = []
-    for i in candidates:
-        d = digests[i]
-        if d in known:
-            digests[i] = None
-            dropped.append(i)
-        else:
-            known.add(d)  # type: ignore[arg-type]
-    if seen is not None and candidates is not rows:
-        seen.update(digests[i] for i in rows if digests[i] is not None)  # type: ignore[misc]
-    return dropped
-
-
-def _repeated_prefixes(digests: list[bytes | None], rows: list[int]) -> np.ndarray:
-    """Positions in *rows* whose digest's first 8 bytes another of them shares."""
-    if len(rows) < 2:
-        return np.empty(0, dtype=np.int64)
-    joined = b"".join(digests[i][:8] for i in rows)  # type: ignore[index]
-    if len(joined) != 8 * len(rows):  # a digest shorter than 8 bytes: check every row
-        return np.arange(len(rows))
-    heads = np.frombuffer(joined, dtype=np.uint64)
-    order = np.argsort(heads, kind="stable")
-    ranked = heads[order]
-    same = ranked[1:] == ranked[:-1]
-    repeated = np.zeros(len(rows), dtype=bool)
-    repeated[1:] |= same
-    repeated[:-1] |= same
-    return np.sort(order[repeated])
 
 
 def check_invalid_fraction(

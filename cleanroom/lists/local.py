@@ -1,10 +1,12 @@
-"""Turn a party's table into what the protocol needs: per-record digests per match key.
+"""Turn a party's table into what the protocol needs: per-record digests per match key, in
+this process (``--engine local``; the list port is :mod:`cleanroom.protocol.list_port`).
 
 Everything here runs on the owner's machine before anything is sent. Identifiers are
-normalized and SHA-256 hashed (DESIGN §3), duplicates are removed (first occurrence wins),
-records with no valid key are dropped, and an input-quality summary is kept for this
-party only (it is never sent: docs/design-decisions.md). Bad input (a missing column, unknown labels, too many invalid values,
-non-boolean attributes) raises :class:`InputError` here, before any data leaves.
+normalized and SHA-256 hashed (docs/reference/contract.md, normalization profiles),
+duplicates are removed (first occurrence wins), records with no valid key are dropped, and an input-quality
+summary is kept for this party only (it is never sent: docs/design-decisions.md). Bad
+input (a missing column, unknown labels, too many invalid values, non-boolean attributes)
+raises :class:`InputError` here, before any data leaves.
 """
 
 from __future__ import annotations
@@ -12,162 +14,96 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from cleanroom.contract import Contract
+from cleanroom.crypto.batches import BatchRunner, hash_prefixed_and_encrypt
 from cleanroom.crypto.commutative import CommutativeCipher
-from cleanroom.engine import Engine, hash_and_encrypt
 from cleanroom.errors import InputError
 from cleanroom.identifiers import (
-    KEY_KINDS,
-    MATCH_KEY_OF,
+    KeyDigests,
     KeyQuality,
     check_invalid_fraction,
     digest_column,
     drop_repeats,
 )
+from cleanroom.lists.elements import key_prefix, record_points, sketch
+from cleanroom.lists.mapping import check_mapping, key_columns
 from cleanroom.lists.tables import (
     CsvDialect,
     boolean_column,
     load_table,
+    release_unused_memory,
     segment_column,
     source_name,
     string_column,
 )
-from cleanroom.privacy.setdiff import list_sketch
-from cleanroom.protocol.common import (
-    DIGEST_SIZE,
-    ELEMENTS_PER_CHUNK,
-    chunk_sizes,
-    dummy_messages,
-    element_messages,
-    random_permutation,
+from cleanroom.protocol.common import ELEMENTS_PER_CHUNK, chunk_sizes, random_permutation
+from cleanroom.protocol.list_port import (
+    EncryptedRecords,
+    GroupChunk,
+    OwnBrandList,
+    OwnPartnerList,
 )
 
 TableSource = str | os.PathLike[str] | pd.DataFrame | pa.Table
-Digest = bytes | None
-
-
-GroupChunk = tuple[int, int, bool, bytes]  # (segment, key, last chunk of the group, elements)
-
-
-class OwnList(Protocol):
-    """What a session needs of its own side's prepared list, wherever the list lives (this
-    process, or a Spark cluster: :mod:`cleanroom.lists.spark`)."""
-
-    quality: dict[str, dict[str, int]]
-    source: str
-
-    @property
-    def size(self) -> int: ...
-
-    def sketch(self, key: bytes) -> np.ndarray:
-        """The set-difference sketch of the records (:mod:`cleanroom.privacy.setdiff`)."""
-        ...
-
-
-class OwnBrandList(OwnList, Protocol):
-    def records_per_segment(self, contract: Contract) -> list[int]: ...
-
-    def group_sizes(self, contract: Contract) -> list[int]:
-        """Elements per (segment, key) group, ``segment * len(keys) + key``."""
-        ...
-
-    def encrypt(
-        self, cipher: CommutativeCipher, contract: Contract, engine: Engine
-    ) -> Iterator[GroupChunk]:
-        """Round 1: E_b(H(key:digest)) per group in group order, each group in an order that
-        says nothing about the CRM's row order, in chunks of at most ELEMENTS_PER_CHUNK."""
-        ...
-
-
-@dataclass(frozen=True)
-class EncryptedRecords:
-    """Round 2's partner records: ``attributes`` in the order ``chunks`` sends the records."""
-
-    attributes: np.ndarray
-    chunks: Iterator[bytes]  # E_a(H(...)) of len(keys) slots per record, records_per_chunk each
-
-
-class OwnPartnerList(OwnList, Protocol):
-    def encrypt(
-        self, cipher: CommutativeCipher, contract: Contract, engine: Engine
-    ) -> EncryptedRecords:
-        """The records in an order the brand cannot relate to the audience's row order
-        (it learns which positions matched), a random element in each missing key slot."""
-        ...
 
 
 @dataclass(frozen=True)
 class PreparedList:
-    """One party's de-duplicated records: ``digests[k][i]`` is record i's digest for key k."""
+    """One party's de-duplicated records for ``contract``: ``keys[k]`` holds every record's
+    digest for the contract's k-th match key."""
 
-    digests: tuple[tuple[Digest, ...], ...]
+    contract: Contract
+    keys: tuple[KeyDigests, ...]
     quality: dict[str, dict[str, int]]
     source: str
 
     @property
     def size(self) -> int:
-        return len(self.digests[0]) if self.digests else 0
+        return len(self.keys[0]) if self.keys else 0
 
     def sketch(self, key: bytes) -> np.ndarray:
-        return list_sketch(self.digests, key)
-
-    @cached_property
-    def packed(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-        """Per key, the digests as an (n, 32) uint8 matrix (zeros where a record has no such
-        key) and the mask of records that have one: what the vectorised steps work on."""
-        missing = bytes(DIGEST_SIZE)
-        out = []
-        for digests in self.digests:
-            present = np.fromiter((d is not None for d in digests), dtype=bool, count=self.size)
-            joined = b"".join(missing if d is None else d for d in digests)
-            matrix = np.frombuffer(joined, dtype=np.uint8).reshape(self.size, DIGEST_SIZE)
-            out.append((matrix, present))
-        return tuple(out)
+        return sketch(self.keys, key)
 
 
 @dataclass(frozen=True)
 class BrandList(PreparedList):
-    """A CRM prepared in this process; its crypto runs on the :class:`Engine`."""
+    """A CRM prepared in this process; its crypto runs on the session's :class:`BatchRunner`."""
 
     segments: np.ndarray  # int8 segment index per record, contract order
 
     def sketch(self, key: bytes) -> np.ndarray:
         """With each record's segment label: moving a record to another segment is a change."""
-        return list_sketch(self.digests, key, self.segments)
+        return sketch(self.keys, key, self.segments)
 
-    def records_per_segment(self, contract: Contract) -> list[int]:
-        counts = np.bincount(self.segments.astype(np.int64), minlength=len(contract.segments))
+    def records_per_segment(self) -> list[int]:
+        segments = len(self.contract.segments)
+        counts = np.bincount(self.segments.astype(np.int64), minlength=segments)
         return [int(c) for c in counts]
 
-    def group_sizes(self, contract: Contract) -> list[int]:
-        keys = len(contract.keys)
-        sizes = [0] * (len(contract.segments) * keys)
-        for k, (_, present) in enumerate(self.packed):
-            counts = np.bincount(
-                self.segments[present].astype(np.int64), minlength=len(contract.segments)
-            )
+    def group_sizes(self) -> list[int]:
+        keys, segments = len(self.contract.keys), len(self.contract.segments)
+        sizes = [0] * (segments * keys)
+        for k, column in enumerate(self.keys):
+            counts = np.bincount(self.segments[column.present].astype(np.int64), minlength=segments)
             for s, count in enumerate(counts):
                 sizes[s * keys + k] = int(count)
         return sizes
 
-    def encrypt(
-        self, cipher: CommutativeCipher, contract: Contract, engine: Engine
-    ) -> Iterator[GroupChunk]:
-        """Each group in a fresh secret random order, chunks encrypted on the engine's
-        workers while earlier ones are being sent (their messages built only then)."""
+    def encrypt(self, cipher: CommutativeCipher, runner: BatchRunner) -> Iterator[GroupChunk]:
+        """Each group in a fresh secret random order, chunks encrypted on the runner's
+        thread while earlier ones are being sent (their digests gathered only then)."""
+        contract = self.contract
         keys = len(contract.keys)
         parts: list[tuple[int, int, bool, np.ndarray]] = []  # (segment, key, last, rows)
         for g in range(len(contract.segments) * keys):
             segment, k = divmod(g, keys)
-            _, present = self.packed[k]
-            rows = np.flatnonzero(present & (self.segments == segment))
+            rows = np.flatnonzero(self.keys[k].present & (self.segments == segment))
             rows = rows[random_permutation(len(rows))]
             starts = range(0, len(rows), ELEMENTS_PER_CHUNK) or range(1)
             parts += [
@@ -178,25 +114,32 @@ class BrandList(PreparedList):
 
         def jobs() -> Iterator[tuple[int, tuple[Any, ...]]]:
             for _, k, _, rows in parts:
-                matrix, _ = self.packed[k]
-                messages = element_messages(contract.keys[k], matrix[rows])
-                yield len(messages), (cipher, messages, dst)
+                digests = self.keys[k].matrix[rows].tobytes()
+                yield len(rows), (cipher, key_prefix(contract.keys[k]), digests, dst)
 
-        encrypted = engine.map(hash_and_encrypt, jobs())
+        encrypted = runner.map(hash_prefixed_and_encrypt, jobs())
         for (segment, k, last, _), elements in zip(parts, encrypted, strict=True):
             yield segment, k, last, elements
 
 
+def encrypt_records(
+    cipher: CommutativeCipher, keys: Sequence[str], columns: Sequence[KeyDigests], dst: bytes
+) -> bytes:
+    """E_k of each record's points (:func:`cleanroom.lists.elements.record_points`)."""
+    points = record_points(keys, columns, dst)
+    return cipher.encrypt(points) if points else b""
+
+
 @dataclass(frozen=True)
 class PartnerList(PreparedList):
-    """An audience prepared in this process; its crypto runs on the :class:`Engine`."""
+    """An audience prepared in this process; its crypto runs on the session's
+    :class:`BatchRunner`."""
 
     attributes: np.ndarray  # bool (records, attributes), contract order
 
-    def encrypt(
-        self, cipher: CommutativeCipher, contract: Contract, engine: Engine
-    ) -> EncryptedRecords:
+    def encrypt(self, cipher: CommutativeCipher, runner: BatchRunner) -> EncryptedRecords:
         """The records in a secret random order."""
+        contract = self.contract
         order = random_permutation(self.size)
         attributes = self.attributes[order] if self.size else self.attributes
         dst = contract.hash_to_curve_dst()
@@ -206,61 +149,20 @@ class PartnerList(PreparedList):
             for size in chunk_sizes(self.size, contract):
                 rows = order[start : start + size]
                 start += size
-                slots = []  # per key, this chunk's messages in record order
-                for (matrix, present), key in zip(self.packed, contract.keys, strict=True):
-                    messages = element_messages(key, matrix[rows])
-                    missing = np.flatnonzero(~present[rows]).tolist()
-                    for i, dummy in zip(missing, dummy_messages(len(missing)), strict=True):
-                        messages[i] = dummy
-                    slots.append(messages)
-                messages = (
-                    slots[0]
-                    if len(slots) == 1
-                    else [m for record in zip(*slots, strict=True) for m in record]
-                )
-                yield len(messages), (cipher, messages, dst)
+                columns = [column.select(rows) for column in self.keys]
+                yield size * len(columns), (cipher, contract.keys, columns, dst)
 
-        return EncryptedRecords(attributes, engine.map(hash_and_encrypt, jobs()))
+        return EncryptedRecords(attributes, runner.map(encrypt_records, jobs()))
 
 
-def key_columns(
-    available: Sequence[str], mapping: Mapping[str, str], contract: Contract, source: str
-) -> dict[str, list[tuple[str, str]]]:
-    """For each match key, the (key kind, column) pairs to read, in coalescing order.
-
-    A list may lack a key the contract allows (a publisher without phone numbers): those
-    slots stay empty. A list with no column for any of the contract's keys is an error.
-    """
-    chosen: dict[str, list[tuple[str, str]]] = {}
-    for match_key in contract.keys:
-        kinds = [kind for kind in KEY_KINDS if MATCH_KEY_OF[kind] == match_key]
-        explicit = [(kind, mapping[kind]) for kind in kinds if kind in mapping]
-        chosen[match_key] = explicit or [(kind, kind) for kind in kinds if kind in available]
-    if not any(chosen.values()):
-        expected = ", ".join(
-            f"'{kind}'" for kind in KEY_KINDS if MATCH_KEY_OF[kind] in contract.keys
-        )
-        raise InputError(
-            f"{source}: no identifier column: expected one named {expected}, or map one with "
-            f"--column {contract.keys[0]}=COLUMN"
-        )
-    return chosen
-
-
-def check_mapping(mapping: Mapping[str, str], contract: Contract, extra: Sequence[str]) -> None:
-    allowed = set(KEY_KINDS) | set(contract.attributes) | set(extra)
-    for name in mapping:
-        if name not in allowed:
-            raise InputError(
-                f"unknown column mapping '{name}': not a key kind ({', '.join(KEY_KINDS)})"
-                f" or an attribute of contract '{contract.id}'"
-                + (f" ({', '.join(contract.attributes)})" if contract.attributes else "")
-            )
+# Both satisfy the list port (checked by mypy --strict).
+_brand_port: type[OwnBrandList] = BrandList
+_partner_port: type[OwnPartnerList] = PartnerList
 
 
 def _digests(
     table: pa.Table, mapping: Mapping[str, str], contract: Contract, source: str
-) -> tuple[list[list[Digest]], dict[str, dict[str, int]]]:
+) -> tuple[list[KeyDigests], dict[str, dict[str, int]]]:
     chosen = key_columns(table.column_names, mapping, contract, source)
     missing = [
         col for pairs in chosen.values() for _, col in pairs if col not in table.column_names
@@ -269,16 +171,16 @@ def _digests(
         raise InputError(
             f"{source}: missing column '{missing[0]}' (columns: {', '.join(table.column_names)})"
         )
-    per_key: list[list[Digest]] = []
+    per_key: list[KeyDigests] = []
     qualities: dict[str, KeyQuality] = {}
     columns_of: dict[str, str] = {}
     for pairs in chosen.values():
         # Raw and pre-hashed columns of one key are coalesced per row (a column fills only
         # rows the earlier ones left empty or invalid), then the first occurrence of each
         # coalesced digest wins; a dropped repeat counts against the column that supplied it.
-        merged: list[Digest] = [None] * table.num_rows
-        supplier: list[str] = [""] * table.num_rows
-        for kind, column in pairs:
+        merged = KeyDigests.missing(table.num_rows)
+        supplier = np.zeros(table.num_rows, dtype=np.int64)  # index into pairs
+        for j, (kind, column) in enumerate(pairs):
             digests, quality = digest_column(
                 string_column(table, column),
                 kind,
@@ -291,27 +193,28 @@ def _digests(
             if len(pairs) == 1:
                 merged = digests
                 continue
-            for i, d in enumerate(digests):
-                if d is not None and merged[i] is None:
-                    merged[i], supplier[i] = d, kind
+            fill = digests.present & ~merged.present
+            merged.matrix[fill] = digests.matrix[fill]
+            merged.present[fill] = True
+            supplier[fill] = j
         if len(pairs) > 1:
-            for i in drop_repeats(merged):
-                qualities[supplier[i]].duplicates += 1
+            for i in drop_repeats(merged).tolist():
+                qualities[pairs[supplier[i]][0]].duplicates += 1
         per_key.append(merged)
     check_invalid_fraction(qualities, contract.max_invalid_fraction, source, columns_of)
     return per_key, {kind: quality.to_dict() for kind, quality in qualities.items()}
 
 
-def _keep_records_with_a_key(per_key: list[list[Digest]]) -> np.ndarray:
+def _keep_records_with_a_key(per_key: list[KeyDigests]) -> np.ndarray:
     keep = np.zeros(len(per_key[0]), dtype=bool)
     for digests in per_key:
-        keep |= np.fromiter((d is not None for d in digests), dtype=bool, count=len(digests))
+        keep |= digests.present
     return keep
 
 
-def _select(per_key: list[list[Digest]], keep: np.ndarray) -> tuple[tuple[Digest, ...], ...]:
+def _select(per_key: list[KeyDigests], keep: np.ndarray) -> tuple[KeyDigests, ...]:
     rows = np.flatnonzero(keep)
-    return tuple(tuple(digests[i] for i in rows) for digests in per_key)
+    return tuple(digests.select(rows) for digests in per_key)
 
 
 def prepare_brand_list(
@@ -331,9 +234,16 @@ def prepare_brand_list(
     index = {segment: i for i, segment in enumerate(contract.segments)}
     segments = np.fromiter((index[label] for label in labels), dtype=np.int8, count=len(labels))
     keep = _keep_records_with_a_key(per_key)
-    return BrandList(
-        digests=_select(per_key, keep), quality=quality, source=name, segments=segments[keep]
+    prepared = BrandList(
+        contract=contract,
+        keys=_select(per_key, keep),
+        quality=quality,
+        source=name,
+        segments=segments[keep],
     )
+    del table, labels  # their Arrow buffers go back to the pool, and the pool's to the OS
+    release_unused_memory()
+    return prepared
 
 
 def prepare_partner_list(
@@ -354,6 +264,13 @@ def prepare_partner_list(
     for j, column in enumerate(attribute_columns):
         attributes[:, j] = boolean_column(table, column, name)
     keep = _keep_records_with_a_key(per_key)
-    return PartnerList(
-        digests=_select(per_key, keep), quality=quality, source=name, attributes=attributes[keep]
+    prepared = PartnerList(
+        contract=contract,
+        keys=_select(per_key, keep),
+        quality=quality,
+        source=name,
+        attributes=attributes[keep],
     )
+    del table  # its Arrow buffers go back to the pool, and the pool's to the OS
+    release_unused_memory()
+    return prepared

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -157,6 +157,13 @@ def _shown(value: object) -> str:
 # ------------------------------------------------------------------------ reading
 
 
+def release_unused_memory() -> None:
+    """Give back to the operating system what Arrow's memory pool keeps of freed buffers
+    once a list has been read and digested: its allocator (mimalloc or jemalloc) holds
+    those pages otherwise (figures in docs/performance.md, memory)."""
+    pa.default_memory_pool().release_unused()
+
+
 def load_table(
     source: str | os.PathLike[str] | pd.DataFrame | pa.Table,
     *,
@@ -245,7 +252,7 @@ def _sample_lines(path: Path) -> list[str]:
     with _open_binary(path) as fh:
         sample = fh.read(_SNIFF_BYTES + 1)
     cut = len(sample) > _SNIFF_BYTES
-    lines = sample[:_SNIFF_BYTES].decode("latin-1").splitlines(keepends=True)
+    lines: list[str] = sample[:_SNIFF_BYTES].decode("latin-1").splitlines(keepends=True)
     return lines[:-1] if cut and len(lines) > 1 else lines
 
 
@@ -331,7 +338,7 @@ def _read_csv(path: Path, role: str, dialect: CsvDialect) -> pa.Table:
     bad_rows: list[tuple[int | None, int, int]] = []
     transcode = codecs.lookup(dialect.encoding).name != "utf-8"
 
-    def on_invalid_row(row: Any) -> str:
+    def on_invalid_row(row: Any) -> Literal["skip", "error"]:
         # Record where and how, never the row's text (it holds identifiers).
         bad_rows.append((row.number, row.expected_columns, row.actual_columns))
         return "error"
@@ -374,9 +381,9 @@ def _read_csv(path: Path, role: str, dialect: CsvDialect) -> pa.Table:
     bad_rows.clear()
     with contextlib.suppress(pa.ArrowInvalid):
         read(use_threads=False)
-    number, expected, actual = bad_rows[0] if bad_rows else (None, 0, 0)
+    line, expected, actual = bad_rows[0] if bad_rows else (None, 0, 0)
     # pyarrow counts physical lines from 1, the header being line 1.
-    where = f"data row {number - 1}" if number else "a row"
+    where = f"data row {line - 1}" if line else "a row"
     if (other := _other_delimiter(header)) is not None:
         raise InputError(
             f"{role} file {path}: {where} has {actual} field(s), expected {expected}: the "
@@ -430,17 +437,18 @@ def _check_required(
 # ---------------------------------------------------------------------- columns
 
 
-def _column(table: pa.Table, column: str, source_name: str) -> pa.Array:
+def _column(table: pa.Table, column: str, source_name: str) -> pa.Array[Any]:
     if column not in table.column_names:
         raise InputError(
             f"{source_name}: no column {column!r}; available columns: "
             f"{', '.join(repr(c) for c in table.column_names) or 'none'}"
         )
     chunked = table.column(column)
-    return chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
+    combined = chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
+    return cast("pa.Array[Any]", combined)
 
 
-def string_column(table: pa.Table, column: str, source_name: str = "<table>") -> pa.Array:
+def string_column(table: pa.Table, column: str, source_name: str = "<table>") -> pa.Array[Any]:
     """Column *column* as an Arrow string array, nulls kept.
 
     Integers become their digits and whole-number floats lose their ``.0`` (a phone
@@ -457,26 +465,31 @@ def string_column(table: pa.Table, column: str, source_name: str = "<table>") ->
         ) from None
 
 
-def boolean_values(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def boolean_values(values: pa.Array[Any]) -> tuple[np.ndarray, np.ndarray]:
     """``(truth, bad)`` per row: booleans, integers 0/1 (also 0.0/1.0), or the strings
     ``true/false``, ``1/0``, ``yes/no`` in any case, whitespace ignored; anything else,
     or a missing value, is bad."""
     t = values.type
+    truth: Any
+    bad: Any
     if pa.types.is_boolean(t):
         truth = values
         bad = pc.is_null(values)
     elif pa.types.is_integer(t) or pa.types.is_floating(t):
-        is_one = pc.equal(values, 1)
+        is_one = pc.equal(values, pa.scalar(1, t))
         truth = is_one
-        bad = pc.invert(pc.or_(is_one, pc.equal(values, 0)))
+        bad = pc.invert(pc.or_(is_one, pc.equal(values, pa.scalar(0, t))))
     else:
         text = to_string_array(values)
         text = pc.utf8_lower(pc.utf8_trim_whitespace(text))
         truth = pc.is_in(text, value_set=pa.array(_TRUE))
         bad = pc.invert(pc.or_(truth, pc.is_in(text, value_set=pa.array(_FALSE))))
-    bad_np = np.asarray(pc.fill_null(bad, True).to_numpy(zero_copy_only=False), dtype=bool)
-    truth_np = np.asarray(pc.fill_null(truth, False).to_numpy(zero_copy_only=False), dtype=bool)
-    return truth_np, bad_np
+    return _flags(truth, missing=False), _flags(bad, missing=True)
+
+
+def _flags(values: Any, *, missing: bool) -> np.ndarray:
+    """A boolean Arrow array as a NumPy one, ``missing`` where it is null."""
+    return np.asarray(pc.fill_null(values, missing).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def bad_boolean_error(
@@ -504,12 +517,12 @@ def boolean_column(table: pa.Table, column: str, source_name: str) -> np.ndarray
     return truth
 
 
-def segment_labels(values: pa.Array) -> pa.Array:
+def segment_labels(values: pa.Array[Any]) -> pa.Array[Any]:
     """Trimmed labels; a missing or empty one means ``"all"``."""
-    trimmed = pc.utf8_trim_whitespace(values)
-    return pc.if_else(
-        pc.fill_null(pc.equal(pc.utf8_length(trimmed), 0), True), ALL_SEGMENT, trimmed
-    )
+    trimmed: Any = pc.utf8_trim_whitespace(values)
+    empty = _flags(pc.equal(pc.utf8_length(trimmed), pa.scalar(0, pa.int32())), missing=True)
+    labels: pa.Array[Any] = pc.if_else(pa.array(empty), ALL_SEGMENT, trimmed)
+    return labels
 
 
 def check_segment_column_configured(
@@ -563,7 +576,7 @@ def segment_column(
     labels = segment_labels(values)
     if allowed:
         ok = pc.is_in(labels, value_set=pa.array(list(allowed), pa.string()))
-        bad = ~np.asarray(pc.fill_null(ok, False).to_numpy(zero_copy_only=False), dtype=bool)
+        bad = ~_flags(ok, missing=False)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise bad_segment_error(

@@ -29,13 +29,19 @@ import numpy as np
 
 from cleanroom import _native
 from cleanroom.contract import PROTOCOL_VERSION, Contract
-from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
-from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPrivateKey
-from cleanroom.engine import INLINE, Engine, encrypt, encrypt_indicators, hash_and_encrypt
+from cleanroom.crypto.batches import (
+    INLINE,
+    BatchRunner,
+    encrypt,
+    encrypt_indicators,
+    hash_and_encrypt,
+)
+from cleanroom.crypto.commutative import CommutativeCipher
+from cleanroom.crypto.constants import CIPHERTEXT_SIZE, ELEMENT_SIZE
+from cleanroom.crypto.elgamal import ElGamalPrivateKey
 from cleanroom.errors import CleanroomError, ContractError, PolicyError, ProtocolError
 from cleanroom.faults import crash_point
 from cleanroom.identity import ReportSigner
-from cleanroom.lists.local import OwnBrandList
 from cleanroom.privacy.accounting import (
     brand_budget,
     group_patterns,
@@ -61,6 +67,7 @@ from cleanroom.protocol.common import (
     split_elements,
     truncate,
 )
+from cleanroom.protocol.list_port import OwnBrandList
 from cleanroom.protocol.ports import SessionStore
 from cleanroom.report.document import Report
 from cleanroom.report.release import ReleasedCounts, build_report
@@ -115,7 +122,7 @@ class BrandSession:
         elgamal_key: ElGamalPrivateKey | None = None,
         signer: ReportSigner | None = None,
         peer_key: ReportVerifier | None = None,
-        engine: Engine = INLINE,
+        engine: BatchRunner = INLINE,
         sketch: np.ndarray | None = None,
     ) -> None:
         """``signer`` signs the report as the brand and ``peer_key`` checks the partner's
@@ -145,8 +152,8 @@ class BrandSession:
         # The server passes the sketch it computed once for this list; computing it is O(list).
         self._sketch = sketch if sketch is not None else brand_list.sketch(store.sketch_key())
         self._list = brand_list
-        self._true_group_sizes = brand_list.group_sizes(contract)
-        self._true_records = brand_list.records_per_segment(contract)
+        self._true_group_sizes = brand_list.group_sizes()
+        self._true_records = brand_list.records_per_segment()
         # What the partner sees of this list: each group padded with a DP number of
         # elements that match nothing, and noisy record counts (docs/privacy.md).
         self._padding = self._budget.sizes.sample(len(self._true_group_sizes)).tolist()
@@ -277,7 +284,7 @@ class BrandSession:
         """The list's E groups, each with its padding shuffled in: H(random)^b elements that
         no identifier can produce, indistinguishable from the rest. Without padding the
         groups stream as the list produces them; with it, a group is held until complete."""
-        groups = self._list.encrypt(self._cipher, self.contract, self._engine)
+        groups = self._list.encrypt(self._cipher, self._engine)
         if not any(self._padding):
             yield from groups
             return

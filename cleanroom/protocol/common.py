@@ -16,11 +16,11 @@ from google.protobuf.message import Message
 
 from cleanroom import _native
 from cleanroom.contract import Contract
-from cleanroom.crypto.commutative import ELEMENT_SIZE
-from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
+from cleanroom.crypto.constants import CIPHERTEXT_SIZE, ELEMENT_SIZE
 from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.faults import crash_point
+from cleanroom.identifiers import DIGEST_SIZE
 from cleanroom.privacy.setdiff import difference, unpack
 from cleanroom.protocol.ports import SessionStore
 
@@ -57,7 +57,6 @@ def group_index(contract: Contract, segment: int, key: int) -> int:
     return segment * len(contract.keys) + key
 
 
-DIGEST_SIZE = 32
 _DUMMY = "dummy"
 
 

@@ -33,12 +33,14 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from cleanroom.contract import PROTOCOL_VERSION, Contract
-from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
-from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE, ElGamalPublicKey, add, clear_torsion
-from cleanroom.engine import INLINE, Engine, add_sums, check_and_sum, encrypt
+from cleanroom.crypto.batches import INLINE, BatchRunner, add_sums, check_and_sum, encrypt
+from cleanroom.crypto.commutative import CommutativeCipher
+from cleanroom.crypto.constants import CIPHERTEXT_SIZE, ELEMENT_SIZE
+from cleanroom.crypto.elgamal import ElGamalPublicKey
+from cleanroom.crypto.summation import add
+from cleanroom.crypto.validation import clear_torsion
 from cleanroom.errors import CleanroomError, PolicyError, ProtocolError
 from cleanroom.identity import ReportSigner
-from cleanroom.lists.local import EncryptedRecords, OwnPartnerList
 from cleanroom.privacy.accounting import brand_budget, group_patterns, partner_budget, patterns
 from cleanroom.privacy.setdiff import pack
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
@@ -57,6 +59,7 @@ from cleanroom.protocol.common import (
     split_elements,
     truncate,
 )
+from cleanroom.protocol.list_port import EncryptedRecords, OwnPartnerList
 from cleanroom.protocol.ports import SessionStore
 from cleanroom.report.document import Report
 
@@ -85,7 +88,7 @@ class PartnerSession:
         cipher: CommutativeCipher | None = None,
         signer: ReportSigner | None = None,
         peer_key: ReportVerifier | None = None,
-        engine: Engine = INLINE,
+        engine: BatchRunner = INLINE,
     ) -> None:
         """``signer`` signs the report as the partner and ``peer_key`` checks the brand's
         signature (both None only with --insecure); ``cipher`` is for tests."""
@@ -141,7 +144,7 @@ class PartnerSession:
             )
             raise
         # Before connecting: a Spark engine runs its job here, not while the brand waits.
-        self._records = self._list.encrypt(self._cipher, self.contract, self._engine)
+        self._records = self._list.encrypt(self._cipher, self._engine)
         self._draw_dummies()
         self._hello_sent = True
         message = pb.PartnerMessage(

@@ -25,10 +25,9 @@ import pyarrow as pa
 
 from cleanroom.cli_support import check_engine, check_seconds, check_workers
 from cleanroom.contract import Contract
-from cleanroom.crypto.commutative import ELEMENT_SIZE
-from cleanroom.crypto.elgamal import CIPHERTEXT_SIZE
+from cleanroom.crypto.batches import BatchRunner
+from cleanroom.crypto.constants import CIPHERTEXT_SIZE, ELEMENT_SIZE
 from cleanroom.crypto.signing import signing_key_from_tls_key, verify_report_signature
-from cleanroom.engine import Engine
 from cleanroom.errors import (
     AuthenticationError,
     CleanroomError,
@@ -321,7 +320,7 @@ class PartnerClient:
     def _run(self, prepared: PartnerList | SparkPartnerList, progress: Progress | None) -> Report:
         store = _PartnerStore(self.state)
         store.recover_crashed()  # earlier runs that were killed: aborted, reservations freed
-        engine = Engine(self.workers)
+        engine = BatchRunner(self.workers)
         session = PartnerSession(
             self.contract,
             prepared,

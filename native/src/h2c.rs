@@ -51,6 +51,28 @@ pub fn hash_to_curve_into(messages: &[&[u8]], dst: &[u8], out: &mut [u8]) {
     }
 }
 
+/// hash_to_curve of `prefix || digest` for each `digest_size`-byte digest of `digests`, into
+/// consecutive 32-byte slots of `out`: the messages are never joined in memory (RFC 9380's
+/// expand_message_xmd reads the message in parts).
+pub fn hash_to_curve_prefixed_into(
+    prefix: &[u8],
+    digests: &[u8],
+    digest_size: usize,
+    dst: &[u8],
+    out: &mut [u8],
+) {
+    let points: Vec<EdwardsPoint> = digests
+        .chunks_exact(digest_size)
+        .map(|digest| EdwardsPoint::hash_to_curve::<Sha512>(&[prefix, digest], &[dst]))
+        .collect();
+    for (slot, u) in out
+        .chunks_exact_mut(ELEMENT)
+        .zip(EdwardsPoint::to_montgomery_batch(&points))
+    {
+        slot.copy_from_slice(u.as_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +107,16 @@ mod tests {
         hash_to_curve_into(&refs, DST, &mut out);
         for (m, slot) in refs.iter().zip(out.chunks_exact(32)) {
             assert_eq!(slot, hash_to_curve(m, DST));
+        }
+    }
+
+    #[test]
+    fn prefixed_equals_the_joined_message() {
+        let digests: Vec<u8> = (0..5 * 32).map(|i| i as u8).collect();
+        let mut out = vec![0u8; 5 * 32];
+        hash_to_curve_prefixed_into(b"email:", &digests, 32, DST, &mut out);
+        for (digest, slot) in digests.chunks_exact(32).zip(out.chunks_exact(32)) {
+            assert_eq!(slot, hash_to_curve(&[b"email:", digest].concat(), DST));
         }
     }
 

@@ -122,6 +122,32 @@ pub(crate) mod python {
         Ok(PyBytes::new(py, &out))
     }
 
+    /// RFC 9380 curve25519_XMD:SHA-512_ELL2_RO_ of `prefix || digest` for each 32-byte digest
+    /// of `digests`: packed u-coordinates, without a Python `bytes` per message.
+    #[pyfunction]
+    fn hash_to_curve_prefixed<'py>(
+        py: Python<'py>,
+        prefix: &[u8],
+        digests: &[u8],
+        dst: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let dst = dst_or_error(dst)?;
+        if digests.len() % sha256::DIGEST != 0 {
+            return Err(PyValueError::new_err("digests are packed 32-byte values"));
+        }
+        let mut out = vec![0u8; digests.len() / sha256::DIGEST * h2c::ELEMENT];
+        guarded(py, || {
+            use rayon::prelude::*;
+            out.par_chunks_mut(TASK * h2c::ELEMENT)
+                .zip(digests.par_chunks(TASK * sha256::DIGEST))
+                .for_each(|(slots, chunk)| {
+                    h2c::hash_to_curve_prefixed_into(prefix, chunk, sha256::DIGEST, &dst, slots)
+                });
+            Ok(())
+        })?;
+        Ok(PyBytes::new(py, &out))
+    }
+
     /// RFC 9380 edwards25519_XMD:SHA-512_ELL2_RO_ of one message: the compressed point.
     #[pyfunction]
     fn hash_to_curve_edwards25519<'py>(
@@ -267,6 +293,66 @@ pub(crate) mod python {
         Ok(PyBytes::new(py, &packed))
     }
 
+    /// `list_sketch` of packed columns: `digests` holds `keys` columns one after the other,
+    /// each `records * 32` bytes, `present` one byte per (key, record) in the same order
+    /// (non-zero: the digest is there), `labels` one signed byte per record (a brand's
+    /// segment index) or None.
+    #[pyfunction]
+    #[pyo3(signature = (digests, present, keys, key, labels = None))]
+    fn list_sketch_packed<'py>(
+        py: Python<'py>,
+        digests: &[u8],
+        present: &[u8],
+        keys: usize,
+        key: &[u8],
+        labels: Option<&[u8]>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if key.len() > sketch::MAX_KEY {
+            return Err(PyValueError::new_err("a BLAKE2b key is at most 64 bytes"));
+        }
+        let records = present.len().checked_div(keys).unwrap_or(0);
+        if keys == 0
+            || present.len() != keys * records
+            || digests.len() != present.len() * sha256::DIGEST
+            || labels.is_some_and(|l| l.len() != records)
+        {
+            return Err(PyValueError::new_err(
+                "a packed sketch has keys * records digests, presence flags, and one label per record",
+            ));
+        }
+        let columns = sketch::Packed {
+            digests: digests
+                .chunks_exact(records.max(1) * sha256::DIGEST)
+                .collect(),
+            present: present.chunks_exact(records.max(1)).collect(),
+            digest_size: sha256::DIGEST,
+            labels,
+        };
+        let counts = guarded(py, || {
+            use rayon::prelude::*;
+            let starts: Vec<usize> = (0..records).step_by(16 * TASK).collect();
+            Ok(starts
+                .into_par_iter()
+                .fold(
+                    || vec![0u32; sketch::BUCKETS],
+                    |mut counts, start| {
+                        let end = (start + 16 * TASK).min(records);
+                        sketch::count_packed_into(&columns, start..end, key, &mut counts);
+                        counts
+                    },
+                )
+                .reduce(
+                    || vec![0u32; sketch::BUCKETS],
+                    |mut a, b| {
+                        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                        a
+                    },
+                ))
+        })?;
+        let packed: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+        Ok(PyBytes::new(py, &packed))
+    }
+
     /// The brand's match table of one match key: truncated elements and their segments.
     #[pyclass(frozen, module = "cleanroom._native")]
     struct MatchTable {
@@ -344,6 +430,8 @@ pub(crate) mod python {
         m.add_function(wrap_pyfunction!(permutation, m)?)?;
         m.add_function(wrap_pyfunction!(shuffle_packed, m)?)?;
         m.add_function(wrap_pyfunction!(list_sketch, m)?)?;
+        m.add_function(wrap_pyfunction!(list_sketch_packed, m)?)?;
+        m.add_function(wrap_pyfunction!(hash_to_curve_prefixed, m)?)?;
         m.add_class::<MatchTable>()?;
         m.add_function(wrap_pyfunction!(load_crypto_mb, m)?)?;
         m.add_function(wrap_pyfunction!(x25519_path, m)?)?;

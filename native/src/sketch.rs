@@ -44,6 +44,47 @@ pub fn count_into(
     }
 }
 
+/// The records of packed columns: `digests[k]` holds record r's digest for key k at
+/// `r * digest_size` when `present[k][r]` is non-zero (a missing digest otherwise), and a
+/// brand's `labels[r]` (a segment index) enters as one more field, `s<label>`.
+pub struct Packed<'a> {
+    pub digests: Vec<&'a [u8]>,
+    pub present: Vec<&'a [u8]>,
+    pub digest_size: usize,
+    pub labels: Option<&'a [u8]>,
+}
+
+/// Add the packed records in `range` to `counts`.
+pub fn count_packed_into(
+    columns: &Packed<'_>,
+    range: std::ops::Range<usize>,
+    key: &[u8],
+    counts: &mut [u32],
+) {
+    let size = columns.digest_size;
+    let names: Vec<Vec<u8>> = (i8::MIN..=i8::MAX)
+        .map(|label| format!("s{label}").into_bytes())
+        .collect();
+    let mut record: Vec<Option<&[u8]>> = Vec::with_capacity(columns.digests.len() + 1);
+    for r in range {
+        record.clear();
+        record.extend(
+            columns
+                .digests
+                .iter()
+                .zip(&columns.present)
+                .map(|(digests, present)| {
+                    (present[r] != 0).then(|| &digests[r * size..(r + 1) * size])
+                }),
+        );
+        if let Some(labels) = columns.labels {
+            let label = labels[r] as i8;
+            record.push(Some(&names[(label as i16 - i8::MIN as i16) as usize]));
+        }
+        counts[bucket(&record, key)] += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +101,26 @@ mod tests {
         assert_eq!(bucket(&record, b"k"), expected);
         let empty: [Option<&[u8]>; 3] = [Some(b"ab"), Some(b""), Some(b"cd")];
         assert_eq!(bucket(&empty, b"k"), expected);
+    }
+
+    #[test]
+    fn packed_equals_the_per_record_columns() {
+        let digests: Vec<u8> = (0..3 * 4).map(|i| i as u8).collect();
+        let present = [1u8, 0, 1];
+        let labels = [2u8, 0, 1];
+        let packed = Packed {
+            digests: vec![&digests],
+            present: vec![&present],
+            digest_size: 4,
+            labels: Some(&labels),
+        };
+        let mut counts = vec![0u32; BUCKETS];
+        count_packed_into(&packed, 0..3, b"k", &mut counts);
+        let column: Vec<Option<&[u8]>> = vec![Some(&digests[0..4]), None, Some(&digests[8..12])];
+        let names: Vec<&[u8]> = vec![b"s2", b"s0", b"s1"];
+        let mut expected = vec![0u32; BUCKETS];
+        let columns = vec![column, names.into_iter().map(Some).collect()];
+        count_into(&columns, 0..3, b"k", &mut expected);
+        assert_eq!(counts, expected);
     }
 }

@@ -56,7 +56,7 @@ def test_without_the_intel_wheels_x25519_runs_portable_with_the_same_bytes(tmp_p
         "import sys\n"
         "from cleanroom import _native\n"
         f"print(_native.load_crypto_mb({str(tmp_path)!r}))\n"
-        "import cleanroom.native\n"
+        "import cleanroom.crypto.native\n"
         "from cleanroom.crypto.commutative import CommutativeCipher\n"
         "from cleanroom.crypto.hash_to_curve import hash_to_curve_batch\n"
         "points = hash_to_curve_batch([bytes([i]) for i in range(100)], b'dst')\n"

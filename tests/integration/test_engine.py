@@ -1,4 +1,4 @@
-"""The engine: its background thread and native threads give exactly what inline gives, and
+"""The batch runner: its background thread and native threads give exactly what inline gives, and
 a party is one process (nothing left behind by `kill -9`, no `__main__` guard needed)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from cleanroom.brand.demo import synthetic_lists
-from cleanroom.engine import INLINE, Engine
+from cleanroom.crypto.batches import INLINE, BatchRunner
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.partner import PartnerSession
@@ -29,7 +29,7 @@ BRAND_COLUMNS = {
 
 @pytest.fixture(scope="module")
 def pool():
-    engine = Engine(workers=2)
+    engine = BatchRunner(workers=2)
     yield engine
     engine.close()
 
@@ -73,9 +73,9 @@ def test_engine_map_keeps_order_and_bounds_work_in_flight(pool):
 
 WORKLOAD = """
 import sys
-from cleanroom.privacy.calibration import parse_contract
 from cleanroom.brand.demo import contract_text, synthetic_lists
-from cleanroom.engine import Engine
+from cleanroom.crypto.batches import BatchRunner
+from cleanroom.privacy.calibration import parse_contract
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.transport.inprocess import run_in_process
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
@@ -85,7 +85,7 @@ from cleanroom.store.state import StateStore
 contract = parse_contract(contract_text("a" * 64, "b" * 64, mechanism="none",
                                         min_set_size=10, min_overlap=0).encode())
 lists = synthetic_lists(6000, 9000, seed=5)
-engine = Engine(workers=2)
+engine = BatchRunner(workers=2)
 columns = {"email": "email", "email_sha256": "email_sha256", "phone": "phone", "segment": "tier"}
 for run in range(1000):
     brand = BrandSession(contract, prepare_brand_list(lists.crm, columns, contract),
@@ -110,7 +110,7 @@ def test_a_killed_party_leaves_no_process_behind(tmp_path):
             assert party.stdout.readline().startswith("session 0")
             assert party.stdout.readline().startswith("session 1")  # a whole session ran
             process = psutil.Process(party.pid)
-            assert process.num_threads() > 2  # the engine thread and rayon's threads
+            assert process.num_threads() > 2  # the runner thread and rayon's threads
             assert process.children(recursive=True) == []
         finally:
             party.kill()  # SIGKILL

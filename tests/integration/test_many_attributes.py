@@ -39,13 +39,13 @@ def test_fifty_attributes_and_three_segments(make_contract, stores):
     # the same counts computed in the clear from the prepared lists
     segment_of = {}
     for k in range(len(contract.keys)):
-        for digest, segment in zip(brand_list.digests[k], brand_list.segments, strict=True):
+        for digest, segment in zip(brand_list.keys[k].as_list(), brand_list.segments, strict=True):
             if digest is not None:
                 segment_of[(k, digest)] = int(segment)
     expected = np.zeros((50, 3), dtype=int)
     for r in range(partner_list.size):
         for k in range(len(contract.keys)):
-            hit = segment_of.get((k, partner_list.digests[k][r]))
+            hit = segment_of.get((k, partner_list.keys[k].as_list()[r]))
             if hit is not None:
                 expected[:, hit] += partner_list.attributes[r]
                 break

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cleanroom.contract import Contract
-from cleanroom.crypto.commutative import ELEMENT_SIZE
+from cleanroom.crypto.constants import ELEMENT_SIZE
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.privacy import accounting
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb

@@ -24,7 +24,7 @@ from support import Deployment, deploy_site, state_rows
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.servicer import build_server
-from cleanroom.engine import INLINE_BELOW, Engine
+from cleanroom.crypto.batches import INLINE_BELOW, BatchRunner
 from cleanroom.lists.local import prepare_partner_list
 from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
@@ -62,7 +62,7 @@ def pooled_site(tmp_path_factory, certificates) -> Iterator[Deployment]:
     directory = tmp_path_factory.mktemp("pooled")
     inline = deploy_site(directory, certificates, epsilon_total=1000.0)
     inline.server.stop(grace=None)
-    engine = Engine(workers=2)
+    engine = BatchRunner(workers=2)
     server, port = build_server(load_server_config(directory / "brand.toml"), engine=engine)
     yield Deployment(directory, port, server)
     server.stop(grace=None)

@@ -280,8 +280,8 @@ def test_spark_prepares_the_same_lists_as_the_local_engine(contract, spark_lists
     assert local_brand.quality["email"]["duplicates"] > 100  # de-duplication is exercised
     assert spark_brand.quality == local_brand.quality
     assert spark_brand.size == local_brand.size
-    assert spark_brand.records_per_segment(contract) == local_brand.records_per_segment(contract)
-    assert spark_brand.group_sizes(contract) == local_brand.group_sizes(contract)
+    assert spark_brand.records_per_segment() == local_brand.records_per_segment()
+    assert spark_brand.group_sizes() == local_brand.group_sizes()
     assert spark_partner.quality == local_partner.quality
     assert spark_partner.size == local_partner.size
     key = b"sketch key of this party's state"
@@ -315,19 +315,19 @@ def test_spark_sessions_release_the_single_machine_report(
 def test_spark_stream_order_is_the_order_of_the_encrypted_values(contract, spark_lists):
     """The brand's groups and the partner's records go out sorted by encrypted value, an order
     the peer could compute from what it receives, so the file's row order stays hidden."""
+    from cleanroom.crypto.batches import INLINE
     from cleanroom.crypto.commutative import CommutativeCipher
-    from cleanroom.engine import INLINE
 
     brand, partner = spark_lists
     cipher = CommutativeCipher.generate()
     groups: dict[tuple[int, int], list[bytes]] = {}
-    for segment, key, _, elements in brand.encrypt(cipher, contract, INLINE):
+    for segment, key, _, elements in brand.encrypt(cipher, INLINE):
         groups.setdefault((segment, key), []).extend(
             elements[i : i + 32] for i in range(0, len(elements), 32)
         )
-    assert [len(groups[divmod(g, 2)]) for g in range(6)] == brand.group_sizes(contract)
+    assert [len(groups[divmod(g, 2)]) for g in range(6)] == brand.group_sizes()
     assert all(values == sorted(values) for values in groups.values())
-    records = partner.encrypt(cipher, contract, INLINE)
+    records = partner.encrypt(cipher, INLINE)
     sent = b"".join(records.chunks)
     rows = [sent[i : i + 64] for i in range(0, len(sent), 64)]
     assert len(rows) == partner.size == len(records.attributes)

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
+from cleanroom.crypto.commutative import CommutativeCipher
+from cleanroom.crypto.constants import ELEMENT_SIZE, FIELD_PRIME
 from cleanroom.crypto.hash_to_curve import hash_to_curve, hash_to_curve_batch
 from cleanroom.errors import CryptoError
 
-P = 2**255 - 19
+P = FIELD_PRIME
 DST = b"cleanroom-property-test"
 keys = st.binary(min_size=32, max_size=32)
 identifiers = st.binary(max_size=64)

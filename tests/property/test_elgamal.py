@@ -15,14 +15,9 @@ from hypothesis import strategies as st
 from reference import elgamal as reference
 
 from cleanroom import _native
-from cleanroom.crypto.elgamal import (
-    ElGamalPrivateKey,
-    ElGamalPublicKey,
-    add,
-    check_encodings,
-    clear_torsion,
-    sum_by_mask,
-)
+from cleanroom.crypto.elgamal import ElGamalPrivateKey, ElGamalPublicKey
+from cleanroom.crypto.summation import add, sum_by_mask
+from cleanroom.crypto.validation import check_encodings, clear_torsion
 from cleanroom.errors import CryptoError
 
 SK = ElGamalPrivateKey.generate()

@@ -4,6 +4,7 @@ messages each side hands to hash-to-curve."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 
 import numpy as np
@@ -12,11 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cleanroom.brand.demo import contract_text
-from cleanroom.engine import INLINE
-from cleanroom.identifiers import drop_repeats
-from cleanroom.lists import local as lists
+from cleanroom.crypto import batches
+from cleanroom.crypto.batches import INLINE
+from cleanroom.identifiers import KeyDigests, drop_repeats
+from cleanroom.lists import elements
+from cleanroom.lists.elements import sketch
 from cleanroom.lists.local import BrandList, PartnerList
 from cleanroom.privacy.calibration import parse_contract
+from cleanroom.privacy.setdiff import list_sketch
 from cleanroom.protocol import common
 from cleanroom.protocol.common import (
     ELEMENT_SIZE,
@@ -25,6 +29,7 @@ from cleanroom.protocol.common import (
     chunk_sizes,
     element_message,
     element_messages,
+    pieces,
     random_permutation,
     shuffled_packed,
     truncate,
@@ -97,21 +102,17 @@ def reference_drop_repeats(values: list[bytes | None], seen: set[bytes]) -> list
 @given(
     pool=st.lists(tricky_digests, min_size=1, max_size=8),
     picks=st.lists(st.one_of(st.none(), st.integers(0, 7)), max_size=40),
-    earlier=st.lists(st.integers(0, 7), max_size=3),
-    pass_seen=st.booleans(),
 )
 def test_drop_repeats_equals_the_per_row_definition(
-    pool: list[bytes], picks: list[int | None], earlier: list[int], pass_seen: bool
+    pool: list[bytes], picks: list[int | None]
 ) -> None:
     values = [None if p is None else pool[p % len(pool)] for p in picks]
-    seen_before = {pool[e % len(pool)] for e in earlier} if pass_seen else set()
-    expected_values, expected_seen = list(values), set(seen_before)
-    expected = reference_drop_repeats(expected_values, expected_seen)
-    seen = set(seen_before) if pass_seen else None
-    assert drop_repeats(values, seen) == expected
-    assert values == expected_values
-    if seen is not None:
-        assert seen == expected_seen
+    expected_values = list(values)
+    expected = reference_drop_repeats(expected_values, set())
+    digests = KeyDigests.of(values)
+    assert drop_repeats(digests).tolist() == expected
+    assert digests.as_list() == expected_values
+    assert digests == KeyDigests.of(expected_values)  # blanked rows are zeros, as if missing
 
 
 # ------------------------------------------------ what each side hands to hash-to-curve
@@ -140,14 +141,34 @@ def records(draw: st.DrawFn) -> list[tuple[bytes | None, bytes | None]]:
 
 
 class Recorder:
-    """Stands in for hash_and_encrypt: keeps the messages, returns one element per message."""
+    """Stands in for the native hash to curve of a prefix and packed digests: keeps each
+    message and returns its SHA-256 as its "point", so the output tells which message went
+    into each slot."""
 
     def __init__(self) -> None:
-        self.calls: list[list[bytes]] = []
+        self.message_of: dict[bytes, bytes] = {}
+        self.calls = 0
 
-    def __call__(self, cipher: object, messages: list[bytes], dst: bytes) -> bytes:
-        self.calls.append(list(messages))
-        return bytes(ELEMENT_SIZE * len(messages))
+    def __call__(self, prefix: bytes, digests: bytes, dst: bytes) -> bytes:
+        self.calls += 1
+        points = []
+        for digest in pieces(digests, 32):
+            message = prefix + digest
+            point = hashlib.sha256(message).digest()
+            self.message_of[point] = message
+            points.append(point)
+        return b"".join(points)
+
+
+class Identity:
+    """A cipher that leaves the points as they are."""
+
+    def encrypt(self, packed: bytes) -> bytes:
+        return packed
+
+
+def key_digests(rows: list[tuple[bytes | None, bytes | None]]) -> tuple[KeyDigests, ...]:
+    return tuple(KeyDigests.of([r[k] for r in rows]) for k in range(2))
 
 
 @SETTINGS
@@ -157,23 +178,21 @@ def test_brand_groups_hold_exactly_their_element_messages(
 ) -> None:
     segments = np.random.default_rng(segment_seed).integers(0, 2, len(rows)).astype(np.int8)
     brand = BrandList(
-        digests=tuple(tuple(r[k] for r in rows) for k in range(2)),
-        quality={},
-        source="test",
-        segments=segments,
+        contract=CONTRACT, keys=key_digests(rows), quality={}, source="test", segments=segments
     )
     recorder = Recorder()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lists, "hash_and_encrypt", recorder)
-        chunks = list(brand.encrypt(None, CONTRACT, INLINE))  # type: ignore[arg-type]
-    assert len(chunks) == len(recorder.calls)
-    sizes = brand.group_sizes(CONTRACT)
+        patch.setattr(batches, "hash_to_curve_prefixed", recorder)
+        chunks = list(brand.encrypt(Identity(), INLINE))  # type: ignore[arg-type]
+    sizes = brand.group_sizes()
     for g in range(4):
         segment, k = divmod(g, 2)
         mine = [i for i, c in enumerate(chunks) if (c[0], c[1]) == (segment, k)]
         assert [chunks[i][2] for i in mine] == [False] * (len(mine) - 1) + [True]
-        sent = [m for i in mine for m in recorder.calls[i]]
-        assert all(len(recorder.calls[i]) <= ELEMENTS_PER_CHUNK for i in mine)
+        assert all(len(chunks[i][3]) <= ELEMENTS_PER_CHUNK * ELEMENT_SIZE for i in mine)
+        sent = [
+            recorder.message_of[point] for i in mine for point in pieces(chunks[i][3], ELEMENT_SIZE)
+        ]
         expected = [
             element_message(KEYS[k], r[k])
             for r, s in zip(rows, segments, strict=True)
@@ -189,18 +208,21 @@ def test_partner_records_keep_their_keys_and_attributes_together(
 ) -> None:
     attributes = np.random.default_rng(attribute_seed).random((len(rows), 2)) < 0.5
     partner = PartnerList(
-        digests=tuple(tuple(r[k] for r in rows) for k in range(2)),
+        contract=CONTRACT,
+        keys=key_digests(rows),
         quality={},
         source="test",
         attributes=attributes,
     )
     recorder = Recorder()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lists, "hash_and_encrypt", recorder)
-        encrypted = partner.encrypt(None, CONTRACT, INLINE)  # type: ignore[arg-type]
-        assert b"".join(encrypted.chunks) == bytes(ELEMENT_SIZE * 2 * len(rows))
-    assert [len(c) for c in recorder.calls] == [2 * s for s in chunk_sizes(len(rows), CONTRACT)]
-    sent = [m for call in recorder.calls for m in call]
+        patch.setattr(elements, "hash_to_curve_prefixed", recorder)
+        encrypted = partner.encrypt(Identity(), INLINE)  # type: ignore[arg-type]
+        chunks = list(encrypted.chunks)
+    assert [len(c) for c in chunks] == [
+        2 * ELEMENT_SIZE * s for s in chunk_sizes(len(rows), CONTRACT)
+    ]
+    sent = [recorder.message_of[point] for chunk in chunks for point in pieces(chunk, ELEMENT_SIZE)]
     index = {
         element_message(KEYS[k], r[k]): i
         for i, r in enumerate(rows)
@@ -215,9 +237,22 @@ def test_partner_records_keep_their_keys_and_attributes_together(
         (owner,) = owners
         for k, message in enumerate(slots):
             if rows[owner][k] is None:
-                assert message.startswith(b"dummy:") and message not in index
+                assert message.startswith(b"dummy:") and len(message) == 38
+                assert message not in index
             else:
                 assert message == element_message(KEYS[k], rows[owner][k])
         assert encrypted.attributes[position].tolist() == attributes[owner].tolist()
         seen_records.append(owner)
     assert sorted(seen_records) == list(range(len(rows)))
+
+
+@SETTINGS
+@given(rows=records(), segment_seed=st.integers(0, 2**32 - 1), key=st.binary(max_size=64))
+def test_packed_sketch_equals_the_per_record_sketch(
+    rows: list[tuple[bytes | None, bytes | None]], segment_seed: int, key: bytes
+) -> None:
+    segments = np.random.default_rng(segment_seed).integers(0, 3, len(rows)).astype(np.int8)
+    columns = [[r[k] for r in rows] for k in range(2)]
+    packed = key_digests(rows)
+    assert sketch(packed, key).tolist() == list_sketch(columns, key).tolist()
+    assert sketch(packed, key, segments).tolist() == list_sketch(columns, key, segments).tolist()

@@ -24,6 +24,7 @@ from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.crypto.hash_to_curve import (
     hash_to_curve_batch,
     hash_to_curve_edwards25519,
+    hash_to_curve_prefixed,
 )
 from cleanroom.errors import CryptoError
 from cleanroom.identifiers.normalize import _digests_of
@@ -111,14 +112,34 @@ def test_crypto_mb_and_portable_give_the_same_bytes_on_a_long_batch() -> None:
     ).encrypt(packed)
 
 
+@given(
+    prefix=st.binary(max_size=12),
+    digests=st.lists(st.binary(min_size=32, max_size=32), max_size=20),
+    dst=st.binary(min_size=1, max_size=40),
+)
+@settings(max_examples=40, deadline=None)
+def test_hash_to_curve_prefixed_matches_the_oracle_of_the_joined_messages(
+    prefix: bytes, digests: list[bytes], dst: bytes
+) -> None:
+    expected = reference_h2c.hash_to_curve_batch([prefix + d for d in digests], dst)
+    assert hash_to_curve_prefixed(prefix, b"".join(digests), dst) == expected
+
+
+def test_hash_to_curve_prefixed_refuses_a_partial_digest() -> None:
+    with pytest.raises(ValueError):
+        hash_to_curve_prefixed(b"email:", bytes(33), b"dst")
+
+
 @given(items=st.lists(st.binary(max_size=70), max_size=1200))
 @settings(max_examples=40, deadline=None)
 def test_sha256_of_identifiers_matches_hashlib(items: list[bytes]) -> None:
     strings = pa.array([item.hex() for item in items], pa.string())
-    assert _digests_of(strings) == records.sha256_all([item.hex().encode() for item in items])
+    assert _digests_of(strings) == b"".join(
+        records.sha256_all([item.hex().encode() for item in items])
+    )
     if len(items) > 2:  # a sliced Arrow array: offsets that do not start at 0
-        assert _digests_of(strings.slice(1, len(items) - 2)) == records.sha256_all(
-            [item.hex().encode() for item in items[1:-1]]
+        assert _digests_of(strings.slice(1, len(items) - 2)) == b"".join(
+            records.sha256_all([item.hex().encode() for item in items[1:-1]])
         )
 
 

@@ -6,11 +6,12 @@ import pickle
 
 import pytest
 
-from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
+from cleanroom.crypto.commutative import CommutativeCipher
+from cleanroom.crypto.constants import ELEMENT_SIZE, FIELD_PRIME
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
 from cleanroom.errors import CryptoError
 
-P = 2**255 - 19
+P = FIELD_PRIME
 DST = b"cleanroom-unit-test"
 
 # Curve25519 points of low order, as libsodium blocks them (crypto_scalarmult/curve25519/

@@ -12,7 +12,7 @@ from cleanroom.contract import (
     MAX_NOISE_BOUND,
     RESERVED_ATTRIBUTE_NAMES,
 )
-from cleanroom.crypto import elgamal
+from cleanroom.crypto import dlog
 from cleanroom.errors import ContractError
 from cleanroom.identifiers import KEY_KINDS
 from cleanroom.privacy import accounting
@@ -137,7 +137,7 @@ def test_reserved_names_cover_every_key_kind():
 
 def test_the_noise_limit_is_half_of_what_elgamal_decrypts():
     """Sums are decrypted over records + partner noise bound: half the range is for records."""
-    assert 2 * MAX_NOISE_BOUND == elgamal._MAX_BOUND
+    assert 2 * MAX_NOISE_BOUND == dlog.MAX_BOUND
 
 
 MANY_ATTRIBUTES = tuple(f"attribute_{i}" for i in range(128))

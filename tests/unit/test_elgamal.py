@@ -13,16 +13,10 @@ import pytest
 from reference import elgamal as reference
 
 from cleanroom import _native
-from cleanroom.crypto import elgamal
-from cleanroom.crypto.elgamal import (
-    CIPHERTEXT_SIZE,
-    PUBLIC_KEY_SIZE,
-    ElGamalPrivateKey,
-    ElGamalPublicKey,
-    add,
-    check_encodings,
-    sum_by_mask,
-)
+from cleanroom.crypto.constants import CIPHERTEXT_SIZE, GROUP_ORDER, POINT_SIZE
+from cleanroom.crypto.elgamal import ElGamalPrivateKey, ElGamalPublicKey
+from cleanroom.crypto.summation import add, sum_by_mask
+from cleanroom.crypto.validation import check_encodings
 from cleanroom.errors import CryptoError
 
 VECTORS = json.loads(
@@ -95,8 +89,8 @@ def test_kat_addition(vector: dict[str, object]) -> None:
 
 def test_sizes() -> None:
     assert CIPHERTEXT_SIZE == 64
-    assert PUBLIC_KEY_SIZE == 32
-    assert len(PK.to_bytes()) == PUBLIC_KEY_SIZE
+    assert POINT_SIZE == 32
+    assert len(PK.to_bytes()) == POINT_SIZE
     assert len(PK.encrypt(3)) == CIPHERTEXT_SIZE
 
 
@@ -118,14 +112,14 @@ def test_from_scalar_rejects_bad_input() -> None:
     with pytest.raises(ValueError):
         ElGamalPrivateKey._from_scalar(bytes(32))  # zero
     with pytest.raises(ValueError):
-        ElGamalPrivateKey._from_scalar(elgamal._L.to_bytes(32, "little"))  # zero mod l
+        ElGamalPrivateKey._from_scalar(GROUP_ORDER.to_bytes(32, "little"))  # zero mod l
 
 
 def test_zero_randomness_is_refused() -> None:
     with pytest.raises(ValueError):
         PK._encrypt_with_randomness(1, 0)
     with pytest.raises(ValueError):
-        SK._encrypt_with_randomness(1, elgamal._L)
+        SK._encrypt_with_randomness(1, GROUP_ORDER)
 
 
 @pytest.mark.parametrize("name,point", INVALID, ids=[n for n, _ in INVALID])

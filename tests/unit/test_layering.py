@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cleanroom.protocol",),
     ("cleanroom.report", "cleanroom.privacy", "cleanroom.identity"),
     # The engine runs the crypto kernels on threads; native.py describes the extension.
-    ("cleanroom.crypto", "cleanroom.engine", "cleanroom.native"),
+    ("cleanroom.crypto",),
     ("cleanroom.contract",),
     ("cleanroom.identifiers",),
     # The generated wire messages and the Rust extension import nothing of cleanroom (the
@@ -207,26 +207,6 @@ RULES = {
     "no package import cycle": package_cycle,
 }
 
-# Rules that engineers working in parallel are still making true: the lead removes each
-# mark once their branch is merged. strict: a rule that passes early fails the run.
-PENDING: dict[str, str] = {
-    "imports point down only": "issue 11 item 3 (engineer 'lists'): the sessions import "
-    "cleanroom.lists.local for the list interface",
-    "no package import cycle": "issue 11 item 3 (engineer 'lists'): cleanroom.protocol <-> "
-    "cleanroom.lists",
-}
-
-
-def _rule_params() -> list[object]:
-    return [
-        pytest.param(
-            name,
-            marks=[pytest.mark.xfail(strict=True, reason=PENDING[name])] if name in PENDING else [],
-            id=name,
-        )
-        for name in RULES
-    ]
-
 
 GRAPH = import_graph()
 
@@ -245,7 +225,7 @@ def test_every_module_has_a_layer():
     assert unlayered(GRAPH) == []
 
 
-@pytest.mark.parametrize("rule", _rule_params())
+@pytest.mark.parametrize("rule", list(RULES))
 def test_rule_holds(rule):
     assert RULES[rule](GRAPH) == []
 

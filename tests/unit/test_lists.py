@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 
@@ -69,3 +73,36 @@ def test_segment_labels_the_contract_does_not_list_are_refused(contract):
 def test_a_missing_key_column_says_how_to_map_one(contract):
     with pytest.raises(InputError, match="--column email=COLUMN"):
         prepare_partner_list(audience(email=None, phone=None), None, contract)
+
+
+def test_the_protocol_imports_the_list_port_and_no_list_implementation():
+    """In a fresh interpreter (this one has imported the implementations long ago)."""
+    script = (
+        "import importlib, json, pkgutil, sys\n"
+        "import cleanroom.protocol\n"
+        "for info in pkgutil.iter_modules(cleanroom.protocol.__path__):\n"
+        "    importlib.import_module(f'cleanroom.protocol.{info.name}')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('cleanroom.'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    loaded = json.loads(done.stdout)
+    assert "cleanroom.protocol.list_port" in loaded
+    assert [m for m in loaded if m.startswith("cleanroom.lists")] == []
+
+
+def test_a_prepared_list_knows_its_contract(make_contract):
+    contract = make_contract(segments=("loyal", "lapsed"), keys=("email", "phone"))
+    crm = pd.DataFrame(
+        {
+            "email": ["a@example.com", "b@example.com", "c@example.com", "", "a@example.com"],
+            "phone": ["", "+12015550123", "", "+12015550124", ""],
+            "segment": ["loyal", "lapsed", "lapsed", "lapsed", "loyal"],
+        }
+    )
+    brand = prepare_brand_list(crm, {"segment": "segment"}, contract)
+    assert brand.contract is contract
+    assert brand.records_per_segment() == [1, 3]  # the repeated email left no key: dropped
+    # (segment, key) groups: loyal email, loyal phone, lapsed email, lapsed phone
+    assert brand.group_sizes() == [1, 0, 2, 2]

@@ -1,4 +1,4 @@
-"""The Spark engine's mapInArrow kernels, run on Arrow batches without Spark: the packed
+"""The Spark implementation's mapInArrow kernels, run on Arrow batches without Spark: the packed
 buffers they hand to the native batch functions give, row for row, what one call per
 element gives, also on sliced batches and with missing keys."""
 
@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import hashlib
 
+import numpy as np
 import pyarrow as pa
 
-from cleanroom.crypto.commutative import ELEMENT_SIZE, CommutativeCipher
+from cleanroom.crypto.commutative import CommutativeCipher
+from cleanroom.crypto.constants import ELEMENT_SIZE
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
-from cleanroom.lists.spark import _encrypt_brand_batches, _encrypt_partner_batches, _hash_batches
+from cleanroom.lists.spark.kernels import (
+    encrypt_brand_batches,
+    encrypt_partner_batches,
+    hash_batches,
+    sketch_batches,
+)
+from cleanroom.privacy.setdiff import list_sketch
 from cleanroom.protocol.common import element_message
 
 DST = b"cleanroom-test-dst"
@@ -34,7 +42,7 @@ def hashed_batch(rows: int) -> pa.RecordBatch:
             "a0": pa.array([i % 5 == 0 for i in range(rows)]),
         }
     )
-    (hashed,) = _hash_batches(KEYS, DST, [batch])
+    (hashed,) = hash_batches(KEYS, DST, [batch])
     return hashed.slice(2)
 
 
@@ -55,7 +63,7 @@ def test_hash_kernel_gives_each_present_digest_its_point_and_null_elsewhere():
 def test_brand_kernel_encrypts_every_present_point_into_its_group():
     batch = hashed_batch(40)
     cipher = CommutativeCipher.generate()
-    (out,) = _encrypt_brand_batches(cipher, len(KEYS), [batch])
+    (out,) = encrypt_brand_batches(cipher, len(KEYS), [batch])
     expected = [
         (segment * len(KEYS) + k, cipher.encrypt(point))
         for k in range(len(KEYS))
@@ -71,7 +79,7 @@ def test_brand_kernel_encrypts_every_present_point_into_its_group():
 def test_partner_kernel_packs_each_record_and_fills_missing_keys_with_fresh_elements():
     batch = hashed_batch(40)
     cipher = CommutativeCipher.generate()
-    (out,) = _encrypt_partner_batches(cipher, len(KEYS), 1, DST, [batch])
+    (out,) = encrypt_partner_batches(cipher, len(KEYS), 1, DST, [batch])
     records = out.column("record").to_pylist()
     assert len(records) == batch.num_rows
     assert out.column("a0").to_pylist() == batch.column("a0").to_pylist()
@@ -88,3 +96,13 @@ def test_partner_kernel_packs_each_record_and_fills_missing_keys_with_fresh_elem
     missing = sum(batch.column(f"p{k}").null_count for k in range(len(KEYS)))
     assert len(fillers) == missing > 0  # every filler a different element
     assert cipher.encrypt(b"".join(fillers))  # and each a valid point the peer will accept
+
+
+def test_sketch_kernel_counts_the_records_as_the_per_record_sketch_does():
+    batch = hashed_batch(40)
+    (out,) = sketch_batches(len(KEYS), b"sketch key", [batch])
+    counts = np.frombuffer(out.column("sketch")[0].as_py(), dtype="<u8")
+    digests = [batch.column(f"k{k}").to_pylist() for k in range(len(KEYS))]
+    labels = batch.column("segment").to_pylist()
+    assert counts.tolist() == list_sketch(digests, b"sketch key", labels).tolist()
+    assert counts.sum() == batch.num_rows

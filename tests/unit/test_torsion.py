@@ -8,13 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cleanroom.crypto.elgamal import (
-    ElGamalPrivateKey,
-    add,
-    check_encodings,
-    clear_torsion,
-    sum_by_mask,
-)
+from cleanroom.crypto.elgamal import ElGamalPrivateKey
+from cleanroom.crypto.summation import add, sum_by_mask
+from cleanroom.crypto.validation import check_encodings, clear_torsion
 from cleanroom.errors import CryptoError
 
 # The eight torsion points of edwards25519 (libsodium's blocklist, canonical encodings).

@@ -1,5 +1,5 @@
-"""The native core (``cleanroom._native``, built from native/ by ``pip install``): how it is
-found and what it reports.
+"""The native core (``cleanroom._native``, built from native/ by ``pip install``): how its
+X25519 path is chosen and what it reports.
 
 Imported for its side effect once per process: Intel crypto_mb is looked for in the
 environment's ``lib`` directory, where the ``ipp-crypto`` and ``intel-cmplr-lib-rt`` wheels

@@ -2,12 +2,15 @@
 
 Every heavy step of the protocol is a pure function of a key and a batch (hash to curve and
 exponentiate, exponentiate, encrypt indicators, validate and sum ciphertexts), so the state
-machines hand batches to an :class:`Engine` and get futures back. The batch functions call
-the native core (``cleanroom._native``), which releases the GIL and spreads each batch over
-``workers`` rayon threads. The engine runs them on one background thread, so the partner
-exponentiates the brand's first chunk while later chunks are still arriving, and so on for
-every round. There are no worker processes: nothing is pickled, no key leaves the process,
-nothing outlives a killed party, and a plain script needs no ``__main__`` guard.
+machines hand batches to a :class:`BatchRunner` and get futures back. The batch functions
+call the native core (``cleanroom._native``), which releases the GIL and spreads each batch
+over ``workers`` rayon threads. The runner runs them on one background thread, so the
+partner exponentiates the brand's first chunk while later chunks are still arriving, and so
+on for every round. There are no worker processes: nothing is pickled, no key leaves the
+process, nothing outlives a killed party, and a plain script needs no ``__main__`` guard.
+
+(The user-facing ``--engine local|spark`` is another thing: where a party's own list is
+prepared and encrypted, :mod:`cleanroom.lists.local` or :mod:`cleanroom.lists.spark`.)
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import numpy as np
 
 from cleanroom import _native
 from cleanroom.crypto.commutative import CommutativeCipher
-from cleanroom.crypto.elgamal import ElGamalPrivateKey, add, check_encodings, sum_by_mask
-from cleanroom.crypto.hash_to_curve import hash_to_curve_batch
+from cleanroom.crypto.elgamal import ElGamalPrivateKey
+from cleanroom.crypto.hash_to_curve import hash_to_curve_batch, hash_to_curve_prefixed
+from cleanroom.crypto.summation import add, sum_by_mask
+from cleanroom.crypto.validation import check_encodings
 
 R = TypeVar("R")
 INLINE_BELOW = (
@@ -34,7 +39,7 @@ INLINE_BELOW = (
 IN_FLIGHT = 2  # jobs of a map submitted ahead: one computing while the next is queued
 
 
-class Engine:
+class BatchRunner:
     """Runs batch functions on a background thread whose native calls use ``workers``
     threads (``workers=1``: inline on the caller's thread, one core)."""
 
@@ -48,7 +53,7 @@ class Engine:
             if self._thread is None:
                 self._thread = ThreadPoolExecutor(
                     1,
-                    thread_name_prefix="cleanroom-engine",
+                    thread_name_prefix="cleanroom-batches",
                     initializer=_native.bind_threads,
                     initargs=(self.workers,),
                 )
@@ -88,15 +93,23 @@ class Engine:
                 self._thread = None
 
 
-INLINE = Engine(workers=1)
+INLINE = BatchRunner(workers=1)
 
 
-# -- the batch functions the engine runs ------------------------------------------------------
+# -- the batch functions the runner runs -------------------------------------------------------
 
 
 def hash_and_encrypt(cipher: CommutativeCipher, messages: Sequence[bytes], dst: bytes) -> bytes:
     """E_k(H(m)) for each message: the first exponentiation of either side."""
     return cipher.encrypt(hash_to_curve_batch(messages, dst)) if messages else b""
+
+
+def hash_prefixed_and_encrypt(
+    cipher: CommutativeCipher, prefix: bytes, digests: bytes, dst: bytes
+) -> bytes:
+    """E_k(H(prefix || digest)) for each 32-byte digest of ``digests``: :func:`hash_and_encrypt`
+    of packed digests that share a prefix, without a Python ``bytes`` per message."""
+    return cipher.encrypt(hash_to_curve_prefixed(prefix, digests, dst)) if digests else b""
 
 
 def encrypt(cipher: CommutativeCipher, elements: bytes) -> bytes:
