@@ -101,7 +101,7 @@ INLINE = BatchRunner(workers=1)
 
 def hash_and_encrypt(cipher: CommutativeCipher, messages: Sequence[bytes], dst: bytes) -> bytes:
     """E_k(H(m)) for each message: the first exponentiation of either side."""
-    return cipher.encrypt(hash_to_curve_batch(messages, dst)) if messages else b""
+    return cipher.encrypt_own(hash_to_curve_batch(messages, dst)) if messages else b""
 
 
 def hash_prefixed_and_encrypt(
@@ -109,11 +109,17 @@ def hash_prefixed_and_encrypt(
 ) -> bytes:
     """E_k(H(prefix || digest)) for each 32-byte digest of ``digests``: :func:`hash_and_encrypt`
     of packed digests that share a prefix, without a Python ``bytes`` per message."""
-    return cipher.encrypt(hash_to_curve_prefixed(prefix, digests, dst)) if digests else b""
+    return cipher.encrypt_own(hash_to_curve_prefixed(prefix, digests, dst)) if digests else b""
 
 
 def encrypt(cipher: CommutativeCipher, elements: bytes) -> bytes:
+    """E_k of elements received from the peer."""
     return cipher.encrypt(elements) if elements else b""
+
+
+def encrypt_own(cipher: CommutativeCipher, points: bytes) -> bytes:
+    """E_k of points this party hashed from its own identifiers (prepared once, e.g. on Spark)."""
+    return cipher.encrypt_own(points) if points else b""
 
 
 def encrypt_indicators(key: ElGamalPrivateKey, bits: np.ndarray) -> bytes:

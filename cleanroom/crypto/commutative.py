@@ -11,8 +11,13 @@ point on the twist (order 4 times a large prime) cannot leak key bits either, so
 on-curve check is needed.
 
 The batch runs natively (``cleanroom._native``, native/src/x25519.rs) on every thread the
-calling :class:`~cleanroom.crypto.batches.BatchRunner` allows: Intel crypto_mb's 8-lane X25519 where the
-CPU has AVX-512 IFMA, curve25519-dalek's ladder elsewhere; both give the same bytes.
+calling :class:`~cleanroom.crypto.batches.BatchRunner` allows. Elements received from the
+peer always go through curve25519-dalek's ladder (:meth:`CommutativeCipher.encrypt`). Only
+points this party derived itself, by hashing its own identifiers, may take Intel
+crypto_mb's 8-lane X25519 where the CPU has AVX-512 IFMA
+(:meth:`CommutativeCipher.encrypt_own`): crypto_mb returns wrong bytes for some valid
+inputs a peer could craft, never for a hash-to-curve output in practice
+(docs/design-decisions.md, "X25519: Intel crypto_mb only for a party's own points").
 """
 
 from __future__ import annotations
@@ -53,10 +58,16 @@ class CommutativeCipher:
         return (type(self), (self._key,))
 
     def encrypt(self, packed: bytes) -> bytes:
-        """E_k of each 32-byte element of ``packed``, packed in the same order.
+        """E_k of each 32-byte element of ``packed`` received from the peer, packed in the
+        same order, on curve25519-dalek's ladder whatever the CPU.
 
         Every element comes from the peer, so each is validated; any invalid one (or a
         length that is not a multiple of 32) aborts with the same opaque CryptoError,
         whichever check failed.
         """
-        return _native.x25519_batch(self._key, packed_bytes(packed))
+        return _native.x25519_batch(self._key, packed_bytes(packed), portable=True)
+
+    def encrypt_own(self, points: bytes) -> bytes:
+        """E_k of points this party hashed to the curve from its own identifiers: the fast
+        path (Intel crypto_mb where the CPU has it), with the same validation and bytes."""
+        return _native.x25519_batch(self._key, packed_bytes(points))

@@ -29,6 +29,11 @@ def describe(workers: int | None = None) -> dict[str, object]:
     path, reason = _native.x25519_path()
     if path == "portable":
         reason = f"curve25519-dalek; Intel crypto_mb not used: {reason}"
+    else:
+        reason = (
+            f"{reason}, for this party's own hashed points; elements received from the "
+            "peer always use curve25519-dalek"
+        )
     return {
         "native_core": _native.__version__,
         "x25519_path": path,

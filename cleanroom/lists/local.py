@@ -127,7 +127,7 @@ def encrypt_records(
 ) -> bytes:
     """E_k of each record's points (:func:`cleanroom.lists.elements.record_points`)."""
     points = record_points(keys, columns, dst)
-    return cipher.encrypt(points) if points else b""
+    return cipher.encrypt_own(points) if points else b""
 
 
 @dataclass(frozen=True)

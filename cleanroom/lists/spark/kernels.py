@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cleanroom.crypto.batches import BatchRunner, encrypt
+from cleanroom.crypto.batches import BatchRunner, encrypt_own
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.crypto.constants import ELEMENT_SIZE
 from cleanroom.identifiers import DIGEST_SIZE, KeyDigests, mask
@@ -184,7 +184,7 @@ def encrypt_brand_batches(
                 {
                     "group": pa.array(np.concatenate(groups) if groups else [], pa.int32()),
                     "element": unpacked(
-                        runner.submit(size, encrypt, cipher, joined).result(), ELEMENT_SIZE
+                        runner.submit(size, encrypt_own, cipher, joined).result(), ELEMENT_SIZE
                     ),
                 }
             )
@@ -214,7 +214,7 @@ def encrypt_partner_batches(
                         -1, ELEMENT_SIZE
                     )
             size = batch.num_rows * keys
-            encrypted = runner.submit(size, encrypt, cipher, slots.tobytes()).result()
+            encrypted = runner.submit(size, encrypt_own, cipher, slots.tobytes()).result()
             columns: dict[str, pa.Array[Any]] = {"record": unpacked(encrypted, keys * ELEMENT_SIZE)}
             for j in range(attributes):
                 columns[f"a{j}"] = batch.column(f"a{j}")
