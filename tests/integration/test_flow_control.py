@@ -1,7 +1,8 @@
 """Both pumps over links with a finite window, as gRPC's flow control gives them: a session of
-many chunks finishes. A party that stops reading while it streams would stall both sides
-once the windows fill (at 10^6 records with attributes: 122 indicator chunks, each side
-blocked sending to a peer that had stopped reading); small chunks show it on small lists."""
+many chunks finishes. A party that stops reading while it streams stalls both sides once the
+windows fill: the 20-attribute session at 10^6 (122 indicator chunks) did, each reader
+waiting for room in its own outbox behind its side's long stream, each sender blocked on a
+peer that had stopped reading. Small chunks show it on small lists."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import pytest
 
 from cleanroom.demo import synthetic_lists
 from cleanroom.engine import Engine
+from cleanroom.lists import local
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
+from cleanroom.protocol import brand as brand_protocol
 from cleanroom.protocol import common
+from cleanroom.protocol import partner as partner_protocol
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.partner import PartnerSession
 from cleanroom.transport.pump import Pump
@@ -50,7 +54,10 @@ class Link:
 def test_a_session_of_many_chunks_finishes_through_finite_windows(
     make_contract, stores, monkeypatch, overlap_only
 ):
-    # 4 records per W chunk: about 300 record chunks and as many indicator chunks.
+    # 16 elements per E and Z chunk (about 60 of each), 4 records per W chunk (about 300
+    # record chunks and as many indicator chunks).
+    for module in (brand_protocol, partner_protocol, local):
+        monkeypatch.setattr(module, "ELEMENTS_PER_CHUNK", 16)
     per_record = 3 * common.CIPHERTEXT_SIZE  # three segments
     monkeypatch.setattr(common, "CHUNK_BYTES", 4 * per_record)
     attributes = () if overlap_only else ("age_25_34", "parent")
