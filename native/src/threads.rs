@@ -66,7 +66,7 @@ mod tests {
     #[test]
     fn a_batch_uses_exactly_the_bound_thread_count() {
         for threads in [1, 3] {
-            let used = run(threads, || rayon::current_num_threads());
+            let used = run(threads, rayon::current_num_threads);
             assert_eq!(used, threads);
         }
     }
