@@ -89,7 +89,12 @@ class Pump:
                 if self._stopped.is_set():
                     return
                 self._touch()
-                self._put(self._machine.receive(message))
+                replies = self._machine.receive(message)
+                # A message with nothing to answer must not wait for the outbox: a reader
+                # stuck behind this side's own long stream stops reading, and once both
+                # windows fill neither side moves (tests/integration/test_flow_control.py).
+                if not (isinstance(replies, tuple) and not replies):
+                    self._put(replies)
                 if self._machine.finished:
                     return
             if not self._machine.finished:
