@@ -13,8 +13,8 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from cleanroom.demo import synthetic_lists
-from cleanroom.engine import Engine
+from cleanroom.brand.demo import synthetic_lists
+from cleanroom.crypto.batches import BatchRunner
 from cleanroom.lists import local
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol import brand as brand_protocol
@@ -66,7 +66,7 @@ def test_a_session_of_many_chunks_finishes_through_finite_windows(
     )
     assert common.records_per_chunk(contract) == 4
     lists = synthetic_lists(600, 1200, seed=8)
-    engines = Engine(workers=2), Engine(workers=2)
+    engines = BatchRunner(workers=2), BatchRunner(workers=2)
     brand = BrandSession(
         contract,
         prepare_brand_list(lists.crm, BRAND_COLUMNS, contract),
@@ -101,5 +101,5 @@ def test_a_session_of_many_chunks_finishes_through_finite_windows(
             engine.close()
     assert brand_pump.error is None and partner_pump.error is None
     assert brand.report is not None and partner.report is not None
-    assert brand.report["transcript_sha256"] == partner.report["transcript_sha256"]
-    assert bool(brand.report["attributes"]) is not overlap_only
+    assert brand.report.transcript_sha256 == partner.report.transcript_sha256
+    assert bool(brand.report.document["attributes"]) is not overlap_only
