@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from xdist.remote import Producer  # type: ignore[import-untyped]
+from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
 
 from cleanroom.contract import Contract, parse_contract
 from cleanroom.demo import contract_text
@@ -18,32 +20,32 @@ from cleanroom.store.state import StateStore
 BRAND_FP = "a" * 64
 PARTNER_FP = "b" * 64
 
-# Modules whose tests share nothing but session fixtures: xdist may run them on different
-# workers. Every other module runs whole on one worker (one xdist group per module), so its
-# module-scoped fixtures (a server, the Spark cluster) start once and its tests keep their order.
+# Modules whose tests share nothing but session fixtures: xdist may run their tests on
+# different workers. Every other module runs whole on one worker, so that its module-scoped
+# fixtures (a server, the Spark cluster) start once and its tests keep their order.
 SPREAD = {
-    "integration/test_faults.py",
-    "integration/test_storage_faults.py",
-    "integration/test_matching_privacy.py",
-    "integration/test_operations.py",
-    "integration/test_report_signatures.py",
-    "integration/test_connection_errors.py",
-    "integration/test_plaintext_crosscheck.py",
+    "tests/integration/test_faults.py",
+    "tests/integration/test_storage_faults.py",
+    "tests/integration/test_matching_privacy.py",
+    "tests/integration/test_operations.py",
+    "tests/integration/test_report_signatures.py",
+    "tests/integration/test_connection_errors.py",
+    "tests/integration/test_plaintext_crosscheck.py",
 }
-# The longest modules, longest first (seconds of a quiet 2-core machine in the README): they
-# start first, so that no worker begins one while the others are nearly done.
+# The longest modules, longest first: they start first, so that no worker begins one
+# while the others are nearly done.
 FIRST = (
-    "integration/test_spark_engine.py",
-    "integration/test_spark_cli.py",
-    "integration/test_matching_privacy.py",
-    "integration/test_faults.py",
-    "integration/test_tutorial.py",
-    "integration/test_cli.py",
-    "integration/test_storage_faults.py",
-    "integration/test_interrupt.py",
-    "integration/test_operations.py",
-    "integration/test_plaintext_crosscheck.py",
-    "integration/test_report_signatures.py",
+    "tests/integration/test_spark_engine.py",
+    "tests/integration/test_spark_cli.py",
+    "tests/integration/test_matching_privacy.py",
+    "tests/integration/test_faults.py",
+    "tests/integration/test_tutorial.py",
+    "tests/integration/test_cli.py",
+    "tests/integration/test_storage_faults.py",
+    "tests/integration/test_interrupt.py",
+    "tests/integration/test_operations.py",
+    "tests/integration/test_plaintext_crosscheck.py",
+    "tests/integration/test_report_signatures.py",
 )
 TMPFS = Path("/dev/shm")  # noqa: S108 - only as mkdtemp's parent: a private new directory
 
@@ -60,20 +62,37 @@ def pytest_configure(config: pytest.Config) -> None:
     config.add_cleanup(lambda: shutil.rmtree(config.option.basetemp, ignore_errors=True))
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest modules first, and an xdist group for each module not in SPREAD (before
-    xdist reads the groups under ``--dist loadgroup``)."""
-    rank = {name: i for i, name in enumerate(FIRST)}
-    items.sort(key=lambda item: rank.get(module_of(item), len(FIRST)))
-    for item in items:
-        if module_of(item) not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(module_of(item)))
+    """The longest modules first (xdist hands out work in this order, given
+    ``--no-loadscope-reorder``)."""
+    rank = {module: i for i, module in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(module_of(item.nodeid), len(FIRST)))
 
 
-def module_of(item: pytest.Item) -> str:
-    """The item's module as a path under tests/, e.g. ``integration/test_cli.py``."""
-    return item.path.relative_to(Path(__file__).parent).as_posix()
+def module_of(nodeid: str) -> str:
+    """The test's module as pytest names it, e.g. ``tests/integration/test_cli.py``."""
+    return nodeid.split("::")[0]
+
+
+class ModulesAndSpreadTests(LoadScopeScheduling):  # type: ignore[misc]
+    """``--dist loadscope`` (one module per unit of work) but each test of a SPREAD module
+    its own unit. (``--dist loadgroup`` would say this with marks, but it renames the test
+    ids through an attribute that pytest 9 no longer reads, so it groups nothing.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        if module_of(nodeid) in SPREAD:
+            return nodeid
+        scope: str = super()._split_scope(nodeid)
+        return scope
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(
+    config: pytest.Config, log: Producer
+) -> ModulesAndSpreadTests | None:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    return ModulesAndSpreadTests(config, log)
 
 
 @pytest.fixture
