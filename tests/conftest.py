@@ -48,6 +48,7 @@ FIRST = (
     "tests/integration/test_report_signatures.py",
 )
 TMPFS = Path("/dev/shm")  # noqa: S108 - only as mkdtemp's parent: a private new directory
+TMPFS_NEEDED = 1 << 30  # bytes free; a run writes well under 100 MB, containers may give 64 MB
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -57,6 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
     all) made sessions wait far longer than they compute. Runs in the controller before
     pytest makes its temporary directory factory; xdist gives each worker a subdirectory."""
     if config.option.basetemp or hasattr(config, "workerinput") or not TMPFS.is_dir():
+        return
+    if shutil.disk_usage(TMPFS).free < TMPFS_NEEDED:
         return
     config.option.basetemp = tempfile.mkdtemp(prefix="cleanroom-tests-", dir=TMPFS)
     config.add_cleanup(lambda: shutil.rmtree(config.option.basetemp, ignore_errors=True))
