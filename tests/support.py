@@ -9,9 +9,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from cleanroom_client import Client
@@ -52,14 +53,18 @@ class Deployment:
         return StateStore(self.directory / "brand-state.db")
 
 
+# A name's certificate, private key and fingerprint (tests/conftest.py's ``certificates``).
+Certificates = Mapping[str, tuple[Path, Path, str]]
+
+
 def deploy_site(
     directory: Path,
-    certificates,
+    certificates: Certificates,
     *,
     idle_timeout: float = 300.0,
     session_timeout: float = 86400.0,
     second_partner: bool = False,
-    **contract_fields: object,
+    **contract_fields: Any,
 ) -> Deployment:
     """A brand site: lists, certificates, contract(s), config, and a running server on port 0."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -72,8 +77,13 @@ def deploy_site(
         cert, key, _ = certificates[name]
         shutil.copy(cert, certs / cert.name)
         shutil.copy(key, certs / key.name)
-    fields = {"min_set_size": 50, "min_overlap": 0, "mechanism": "none", **contract_fields}
-    text = contract_text(certificates["acme"][2], certificates["newsco"][2], **fields)  # type: ignore[arg-type]
+    fields: dict[str, Any] = {
+        "min_set_size": 50,
+        "min_overlap": 0,
+        "mechanism": "none",
+        **contract_fields,
+    }
+    text = contract_text(certificates["acme"][2], certificates["newsco"][2], **fields)
     (directory / "contract.toml").write_text(text)
     config = brand_config_text("contract.toml").replace(
         'state = "brand-state.db"',
@@ -180,7 +190,9 @@ def partner_args(port: int, *extra: str) -> list[str]:
     ]
 
 
-def raw_stub(deployment, name: str) -> tuple[grpc.Channel, session_pb2_grpc.CleanRoomStub]:
+def raw_stub(
+    deployment: Deployment, name: str
+) -> tuple[grpc.Channel, session_pb2_grpc.CleanRoomStub]:
     """A hand-driven client presenting certs/NAME.crt, for sending what the library never would."""
     certs = deployment.directory / "certs"
     credentials = grpc.ssl_channel_credentials(
@@ -191,10 +203,10 @@ def raw_stub(deployment, name: str) -> tuple[grpc.Channel, session_pb2_grpc.Clea
     channel = grpc.secure_channel(
         deployment.address, credentials, options=[("grpc.ssl_target_name_override", "acme")]
     )
-    return channel, session_pb2_grpc.CleanRoomStub(channel)
+    return channel, session_pb2_grpc.CleanRoomStub(channel)  # type: ignore[no-untyped-call]
 
 
-def hello_for(contract_path) -> pb.PartnerMessage:
+def hello_for(contract_path: Path) -> pb.PartnerMessage:
     contract = load_contract(contract_path)
     return pb.PartnerMessage(
         hello=pb.Hello(
@@ -206,7 +218,7 @@ def hello_for(contract_path) -> pb.PartnerMessage:
     )
 
 
-def state_rows(store: StateStore) -> dict[str, set[tuple]]:
+def state_rows(store: StateStore) -> dict[str, set[tuple[Any, ...]]]:
     """Every row of every table but the audit log."""
     with sqlite3.connect(store.path) as db:
         names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -217,7 +229,13 @@ def state_rows(store: StateStore) -> dict[str, set[tuple]]:
         }
 
 
-def report_cell(attribute, segment, count, partner_count, suppressed=False):
+def report_cell(
+    attribute: str,
+    segment: str,
+    count: int | None,
+    partner_count: int,
+    suppressed: bool = False,
+) -> dict[str, object]:
     """One (attribute, segment) cell of a report, as the brand releases it."""
     if suppressed:
         return {
