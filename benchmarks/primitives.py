@@ -74,7 +74,12 @@ def main() -> None:
             None,
         ),
         (
-            f"X25519 batch, active path ({X25519_PATH})",
+            f"X25519 batch, own points ({X25519_PATH})",
+            per_element_us(lambda: cipher.encrypt_own(points), BATCH),
+            per_element_us(lambda: cipher.encrypt_own(points), BATCH, cores),
+        ),
+        (
+            "X25519 batch, received elements (dalek)",
             per_element_us(lambda: cipher.encrypt(points), BATCH),
             per_element_us(lambda: cipher.encrypt(points), BATCH, cores),
         ),
