@@ -47,6 +47,37 @@ pub(crate) mod python {
         }
     }
 
+    /// A sketch's bucket counts, as little-endian u32s: `records` records in rayon tasks of
+    /// `16 * TASK`, each task's counts from `add` and summed.
+    fn sketch_counts<'py>(
+        py: Python<'py>,
+        records: usize,
+        add: impl Fn(std::ops::Range<usize>, &mut [u32]) + Sync + Send,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let counts = guarded(py, || {
+            use rayon::prelude::*;
+            let starts: Vec<usize> = (0..records).step_by(16 * TASK).collect();
+            Ok(starts
+                .into_par_iter()
+                .fold(
+                    || vec![0u32; sketch::BUCKETS],
+                    |mut counts, start| {
+                        add(start..(start + 16 * TASK).min(records), &mut counts);
+                        counts
+                    },
+                )
+                .reduce(
+                    || vec![0u32; sketch::BUCKETS],
+                    |mut a, b| {
+                        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                        a
+                    },
+                ))
+        })?;
+        let packed: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+        Ok(PyBytes::new(py, &packed))
+    }
+
     fn key32(key: &[u8]) -> PyResult<[u8; 32]> {
         key.try_into()
             .map_err(|_| PyValueError::new_err("an X25519 key is 32 bytes"))
@@ -268,29 +299,9 @@ pub(crate) mod python {
                     .collect()
             })
             .collect();
-        let counts = guarded(py, || {
-            use rayon::prelude::*;
-            let starts: Vec<usize> = (0..records).step_by(16 * TASK).collect();
-            Ok(starts
-                .into_par_iter()
-                .fold(
-                    || vec![0u32; sketch::BUCKETS],
-                    |mut counts, start| {
-                        let end = (start + 16 * TASK).min(records);
-                        sketch::count_into(&columns, start..end, key, &mut counts);
-                        counts
-                    },
-                )
-                .reduce(
-                    || vec![0u32; sketch::BUCKETS],
-                    |mut a, b| {
-                        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                        a
-                    },
-                ))
-        })?;
-        let packed: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
-        Ok(PyBytes::new(py, &packed))
+        sketch_counts(py, records, |range, counts| {
+            sketch::count_into(&columns, range, key, counts)
+        })
     }
 
     /// `list_sketch` of packed columns: `digests` holds `keys` columns one after the other,
@@ -328,29 +339,9 @@ pub(crate) mod python {
             digest_size: sha256::DIGEST,
             labels,
         };
-        let counts = guarded(py, || {
-            use rayon::prelude::*;
-            let starts: Vec<usize> = (0..records).step_by(16 * TASK).collect();
-            Ok(starts
-                .into_par_iter()
-                .fold(
-                    || vec![0u32; sketch::BUCKETS],
-                    |mut counts, start| {
-                        let end = (start + 16 * TASK).min(records);
-                        sketch::count_packed_into(&columns, start..end, key, &mut counts);
-                        counts
-                    },
-                )
-                .reduce(
-                    || vec![0u32; sketch::BUCKETS],
-                    |mut a, b| {
-                        a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                        a
-                    },
-                ))
-        })?;
-        let packed: Vec<u8> = counts.iter().flat_map(|c| c.to_le_bytes()).collect();
-        Ok(PyBytes::new(py, &packed))
+        sketch_counts(py, records, |range, counts| {
+            sketch::count_packed_into(&columns, range, key, counts)
+        })
     }
 
     /// The brand's match table of one match key: truncated elements and their segments.
