@@ -283,7 +283,8 @@ def doctor(
     ] = 0,
     output_format: FormatOption = "table",
 ) -> None:
-    """Check the native core: its version, the active X25519 path and why, the thread count."""
+    """Check the native core: its version, the active X25519 path and why, curve25519-dalek's
+    backend, the thread count."""
     from cleanroom.crypto.native import describe
 
     check_format(output_format)
@@ -293,6 +294,7 @@ def doctor(
         return
     print(f"native core   cleanroom._native {facts['native_core']}")
     print(f"x25519        {facts['x25519_path']}: {facts['x25519_reason']}")
+    print(f"dalek backend {facts['dalek_backend']}")
     print(f"threads       {facts['threads']}")
 
 

@@ -24,8 +24,9 @@ def packed_bytes(data: bytes | bytearray | memoryview) -> bytes:
 
 
 def describe(workers: int | None = None) -> dict[str, object]:
-    """What ``cleanroom doctor`` prints: version, X25519 path and why, and the threads a
-    session would use with ``--workers`` (None: every core)."""
+    """What ``cleanroom doctor`` prints: version, X25519 path and why, curve25519-dalek's
+    backend (received elements, hash to curve, ElGamal), and the threads a session would
+    use with ``--workers`` (None: every core)."""
     path, reason = _native.x25519_path()
     if path == "portable":
         reason = f"curve25519-dalek; Intel crypto_mb not used: {reason}"
@@ -38,5 +39,6 @@ def describe(workers: int | None = None) -> dict[str, object]:
         "native_core": _native.__version__,
         "x25519_path": path,
         "x25519_reason": reason,
+        "dalek_backend": _native.dalek_backend(),
         "threads": workers or _native.thread_count(),
     }

@@ -157,7 +157,7 @@ impl CryptoMb {
     /// input canonical and not of low order, no output all zeros. Eight lanes per call; a short tail is padded
     /// with a valid element and its results are thrown away.
     pub fn x25519_into(&self, key: &[u8; 32], input: &[u8], out: &mut [u8]) -> Result<(), Invalid> {
-        if input.len() % ELEMENT != 0 || out.len() != input.len() {
+        if !input.len().is_multiple_of(ELEMENT) || out.len() != input.len() {
             return Err(Invalid);
         }
         for element in input.chunks_exact(ELEMENT) {

@@ -86,7 +86,7 @@ pub fn encode(point: &EdwardsPoint) -> [u8; 32] {
 }
 
 fn ciphertext_count(packed: &[u8]) -> Result<usize> {
-    if packed.len() % CIPHERTEXT_SIZE != 0 {
+    if !packed.len().is_multiple_of(CIPHERTEXT_SIZE) {
         return Err(Invalid);
     }
     Ok(packed.len() / CIPHERTEXT_SIZE)

@@ -93,7 +93,7 @@ pub(crate) mod python {
         portable: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let key = key32(key)?;
-        if packed.len() % x25519::ELEMENT != 0 {
+        if !packed.len().is_multiple_of(x25519::ELEMENT) {
             return Err(CryptoError::new_err(()));
         }
         let mut out = vec![0u8; packed.len()];
@@ -163,7 +163,7 @@ pub(crate) mod python {
         dst: &[u8],
     ) -> PyResult<Bound<'py, PyBytes>> {
         let dst = dst_or_error(dst)?;
-        if digests.len() % sha256::DIGEST != 0 {
+        if !digests.len().is_multiple_of(sha256::DIGEST) {
             return Err(PyValueError::new_err("digests are packed 32-byte values"));
         }
         let mut out = vec![0u8; digests.len() / sha256::DIGEST * h2c::ELEMENT];
@@ -201,7 +201,7 @@ pub(crate) mod python {
         data: &[u8],
         offsets: &[u8],
     ) -> PyResult<Bound<'py, PyBytes>> {
-        if offsets.len() % 8 != 0 {
+        if !offsets.len().is_multiple_of(8) {
             return Err(CryptoError::new_err(()));
         }
         let offsets: Vec<i64> = offsets
@@ -246,7 +246,7 @@ pub(crate) mod python {
         packed: &[u8],
         size: usize,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        if size == 0 || packed.len() % size != 0 {
+        if size == 0 || !packed.len().is_multiple_of(size) {
             return Err(CryptoError::new_err(()));
         }
         let out = py
@@ -366,7 +366,7 @@ pub(crate) mod python {
         /// The segment (int8) of each `size`-byte item of `values`, -1 where absent.
         fn lookup<'py>(&self, py: Python<'py>, values: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
             let size = self.table.size();
-            if values.len() % size != 0 {
+            if !values.len().is_multiple_of(size) {
                 return Err(CryptoError::new_err(()));
             }
             let mut out = vec![0i8; values.len() / size];
@@ -398,6 +398,12 @@ pub(crate) mod python {
         }
     }
 
+    /// The curve25519-dalek backend this CPU uses: "avx512ifma", "avx2" or "serial".
+    #[pyfunction]
+    fn dalek_backend() -> &'static str {
+        x25519::dalek_backend()
+    }
+
     /// Bind the calling thread's batches to `threads` threads (0: every core); returns the
     /// previous binding.
     #[pyfunction]
@@ -426,6 +432,7 @@ pub(crate) mod python {
         m.add_class::<MatchTable>()?;
         m.add_function(wrap_pyfunction!(load_crypto_mb, m)?)?;
         m.add_function(wrap_pyfunction!(x25519_path, m)?)?;
+        m.add_function(wrap_pyfunction!(dalek_backend, m)?)?;
         m.add_function(wrap_pyfunction!(bind_threads, m)?)?;
         m.add_function(wrap_pyfunction!(thread_count, m)?)?;
         // ---- ElGamal (the `elgamal` branch): its PyO3 layer is native/src/elgamal/python.rs

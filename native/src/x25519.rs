@@ -4,11 +4,12 @@
 //! be of low order: the clamped key is a multiple of the cofactor, so X25519 of a low-order
 //! point is all zeros, and that output is refused (RFC 7748 section 6.1). The portable
 //! multiplication is curve25519-dalek's (`EdwardsPoint::mul_clamped` through the birational
-//! map for points of the curve, the Montgomery ladder `MontgomeryPoint::mul_clamped` for
-//! points of the twist);
+//! map for points of the curve, its inversions batched, the Montgomery ladder
+//! `MontgomeryPoint::mul_clamped` for points of the twist);
 //! on CPUs with AVX-512 IFMA the batch goes through Intel crypto_mb instead (`crypto_mb.rs`),
 //! with the same checks around it, so both paths give the same bytes.
 
+use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::montgomery::MontgomeryPoint;
 
 pub const ELEMENT: usize = 32;
@@ -73,42 +74,74 @@ pub fn is_canonical(u: &[u8; 32]) -> bool {
 }
 
 /// The all-zero output of a low-order input (RFC 7748 section 6.1).
-pub fn is_zero(out: &[u8; 32]) -> bool {
+pub fn is_zero(out: &[u8]) -> bool {
     out.iter().fold(0u8, |acc, b| acc | b) == 0
+}
+
+/// Which curve25519-dalek backend this CPU gets, mirroring dalek's run-time choice
+/// (`get_selected_backend` in its backend.rs): AVX-512 IFMA when compiled in (the cfg in
+/// the repository's `.cargo/config.toml`) and the CPU has it, else AVX2, else serial.
+pub fn dalek_backend() -> &'static str {
+    #[cfg(all(target_arch = "x86_64", curve25519_dalek_backend = "avx512"))]
+    if std::is_x86_feature_detected!("avx512ifma") && std::is_x86_feature_detected!("avx512vl") {
+        return "avx512ifma";
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        return "avx2";
+    }
+    "serial"
 }
 
 /// X25519(key, u) with the checks above, portable implementation.
 pub fn x25519(key: &[u8; 32], u: &[u8; 32]) -> Result<[u8; 32], Invalid> {
-    if !is_canonical(u) {
-        return Err(Invalid);
-    }
-    let point = MontgomeryPoint(*u);
-    // A point of the curve goes through edwards25519, whose scalar multiplication uses
-    // dalek's AVX2 / AVX-512 backends where the CPU has them (about 1.6x the serial ladder);
-    // the birational map is a group isomorphism and X25519's u depends only on +-P, so the
-    // bytes are the ladder's. A point of the twist has no Edwards image: the ladder.
-    let out = match point.to_edwards(0) {
-        Some(edwards) => edwards.mul_clamped(*key).to_montgomery(),
-        None => point.mul_clamped(*key),
-    }
-    .to_bytes();
-    if is_zero(&out) {
-        return Err(Invalid);
-    }
+    let mut out = [0u8; 32];
+    x25519_into(key, u, &mut out)?;
     Ok(out)
 }
 
 /// X25519 of each element of `input` into `out` (same length, a multiple of 32), portable.
+///
+/// A point of the curve goes through edwards25519, whose scalar multiplication uses dalek's
+/// AVX2 / AVX-512 IFMA backends where the CPU has them (`dalek_backend`); the birational map
+/// is a group isomorphism and X25519's u depends only on +-P, so the bytes are the ladder's.
+/// The map back to u takes one field inversion per element, batched over the call with
+/// `EdwardsPoint::to_montgomery_batch` (Montgomery's trick, which leaves a zero denominator
+/// zero, so the identity still comes out as u = 0 and is refused). A point of the twist has
+/// no Edwards image: the ladder.
 pub fn x25519_into(key: &[u8; 32], input: &[u8], out: &mut [u8]) -> Result<(), Invalid> {
-    if input.len() % ELEMENT != 0 || out.len() != input.len() {
+    if !input.len().is_multiple_of(ELEMENT) || out.len() != input.len() {
         return Err(Invalid);
     }
-    for (src, dst) in input
+    let count = input.len() / ELEMENT;
+    let mut products = Vec::with_capacity(count);
+    let mut product_slots = Vec::with_capacity(count);
+    for (slot, (src, dst)) in input
         .chunks_exact(ELEMENT)
         .zip(out.chunks_exact_mut(ELEMENT))
+        .enumerate()
     {
-        let u: &[u8; 32] = src.try_into().map_err(|_| Invalid)?;
-        dst.copy_from_slice(&x25519(key, u)?);
+        let u: [u8; 32] = src.try_into().map_err(|_| Invalid)?;
+        if !is_canonical(&u) {
+            return Err(Invalid);
+        }
+        let point = MontgomeryPoint(u);
+        match point.to_edwards(0) {
+            Some(edwards) => {
+                products.push(edwards.mul_clamped(*key));
+                product_slots.push(slot);
+            }
+            None => dst.copy_from_slice(point.mul_clamped(*key).as_bytes()),
+        }
+    }
+    for (slot, u) in product_slots
+        .into_iter()
+        .zip(EdwardsPoint::to_montgomery_batch(&products))
+    {
+        out[slot * ELEMENT..(slot + 1) * ELEMENT].copy_from_slice(u.as_bytes());
+    }
+    if out.chunks_exact(ELEMENT).any(is_zero) {
+        return Err(Invalid);
     }
     Ok(())
 }
@@ -171,6 +204,28 @@ mod tests {
                 assert_eq!(out, MontgomeryPoint(other).mul_clamped(key).to_bytes());
             }
         }
+    }
+
+    #[test]
+    fn a_batch_of_curve_and_twist_points_gives_each_ladder_result() {
+        let key = [0x5au8; 32];
+        let mut input = Vec::new();
+        for i in 0..64u32 {
+            let mut u = crate::h2c::hash_to_curve(&i.to_le_bytes(), b"batch");
+            if i % 3 == 0 {
+                u[0] ^= 1; // about half of these land on the twist
+            }
+            input.extend_from_slice(&u);
+        }
+        let mut out = vec![0u8; input.len()];
+        x25519_into(&key, &input, &mut out).unwrap();
+        for (u, result) in input.chunks_exact(32).zip(out.chunks_exact(32)) {
+            let u: [u8; 32] = u.try_into().unwrap();
+            assert_eq!(result, MontgomeryPoint(u).mul_clamped(key).as_bytes());
+        }
+        // one low-order element fails the whole batch, wherever it sits
+        input[32 * 40..32 * 41].copy_from_slice(&LOW_ORDER[2]);
+        assert_eq!(x25519_into(&key, &input, &mut out), Err(Invalid));
     }
 
     #[test]

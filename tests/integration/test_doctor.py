@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
+
+import pytest
 
 from support import tool
 
@@ -34,6 +37,29 @@ def test_doctor_reports_version_path_and_threads() -> None:
     assert table.returncode == 0, table.stderr
     assert "threads       3" in table.stdout
     assert f"cleanroom._native {_native.__version__}" in table.stdout
+    assert f"dalek backend {facts['dalek_backend']}" in table.stdout
+
+
+def cpu_flags() -> set[str]:
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="dalek's vector backends are x86-64")
+def test_dalek_uses_the_fastest_backend_this_cpu_has() -> None:
+    """The repository's .cargo/config.toml compiles dalek's AVX-512 IFMA backend in; a build
+    that lost it would silently run received elements at the AVX2 speed (1.5x slower)."""
+    flags = cpu_flags()
+    if {"avx512ifma", "avx512vl"} <= flags:
+        expected = "avx512ifma"
+    elif "avx2" in flags:
+        expected = "avx2"
+    else:
+        expected = "serial"
+    assert _native.dalek_backend() == expected
 
 
 def test_doctor_says_when_the_portable_path_is_forced() -> None:
