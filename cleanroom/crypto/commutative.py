@@ -12,7 +12,7 @@ on-curve check is needed.
 
 The batch runs natively (``cleanroom._native``, native/src/x25519.rs) on every thread the
 calling :class:`~cleanroom.crypto.batches.BatchRunner` allows. Elements received from the
-peer always go through curve25519-dalek's ladder (:meth:`CommutativeCipher.encrypt`). Only
+peer always go through curve25519-dalek (:meth:`CommutativeCipher.encrypt`). Only
 points this party derived itself, by hashing its own identifiers, may take Intel
 crypto_mb's 8-lane X25519 where the CPU has AVX-512 IFMA
 (:meth:`CommutativeCipher.encrypt_own`): crypto_mb returns wrong bytes for some valid
@@ -59,7 +59,7 @@ class CommutativeCipher:
 
     def encrypt(self, packed: bytes) -> bytes:
         """E_k of each 32-byte element of ``packed`` received from the peer, packed in the
-        same order, on curve25519-dalek's ladder whatever the CPU.
+        same order, on curve25519-dalek whatever the CPU.
 
         Every element comes from the peer, so each is validated; any invalid one (or a
         length that is not a multiple of 32) aborts with the same opaque CryptoError,
@@ -71,3 +71,10 @@ class CommutativeCipher:
         """E_k of points this party hashed to the curve from its own identifiers: the fast
         path (Intel crypto_mb where the CPU has it), with the same validation and bytes."""
         return _native.x25519_batch(self._key, packed_bytes(points))
+
+
+def x25519_fresh_keys(keys: bytes, point: bytes) -> bytes:
+    """X25519(t, point) for each 32-byte key t of ``keys``, packed in key order: fresh
+    one-use keys on one point (the partner's dummy matches, docs/protocol.md), on
+    curve25519-dalek. ``point`` is validated like a received element, and so is each result."""
+    return _native.x25519_keys(packed_bytes(keys), packed_bytes(point))

@@ -30,11 +30,10 @@ from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from cleanroom.contract import PROTOCOL_VERSION, Contract
 from cleanroom.crypto.batches import INLINE, BatchRunner, add_sums, check_and_sum, encrypt
-from cleanroom.crypto.commutative import CommutativeCipher
+from cleanroom.crypto.commutative import CommutativeCipher, x25519_fresh_keys
 from cleanroom.crypto.constants import CIPHERTEXT_SIZE, ELEMENT_SIZE
 from cleanroom.crypto.elgamal import ElGamalPublicKey
 from cleanroom.crypto.summation import add
@@ -179,23 +178,29 @@ class PartnerSession:
 
     def _make_dummies(self, brand_point: bytes) -> None:
         """For each dummy match: a fresh t, W slot X25519(t, A) = X25519(a, X25519(t, G)) and
-        Z element X25519(t, X25519(a, B)), which the brand's b makes equal. ``encrypt``
+        Z element X25519(t, X25519(a, B)), which the brand's b makes equal; a key with no
+        match gets X25519(t, G), a random element like a missing key's. ``encrypt``
         validates B (canonical, not of low order) like every received element."""
-        own = X25519PublicKey.from_public_bytes(self._cipher.encrypt(BASE_POINT))
-        theirs = X25519PublicKey.from_public_bytes(self._cipher.encrypt(brand_point))
+        own = self._cipher.encrypt(BASE_POINT)
+        theirs = self._cipher.encrypt(brand_point)
+        cells = np.array(
+            [
+                (key, segment)
+                for pattern in self._dummy_patterns
+                for key, segment in enumerate(pattern)
+            ],
+            dtype=np.int64,
+        ).reshape(-1, 2)
+        matched = cells[:, 1] >= 0
+        keys = element_rows(secrets.token_bytes(ELEMENT_SIZE * len(cells)))
+        slots = np.empty_like(keys)
+        for rows, point in ((~matched, BASE_POINT), (matched, own)):
+            slots[rows] = element_rows(x25519_fresh_keys(keys[rows].tobytes(), point))
+        z_elements = element_rows(x25519_fresh_keys(keys[matched].tobytes(), theirs))
         self._z_dummies = [[] for _ in range(self._segments * self._keys)]
-        slots = []
-        for pattern in self._dummy_patterns:
-            for key, segment in enumerate(pattern):
-                t = X25519PrivateKey.generate()
-                if segment < 0:  # no match for this key: a random element, like a missing key
-                    slots.append(t.public_key().public_bytes_raw())
-                    continue
-                slots.append(t.exchange(own))
-                self._z_dummies[segment * self._keys + key].append(
-                    t.exchange(theirs)[:TRUNCATED_SIZE]
-                )
-        self._dummy_slots = b"".join(slots)
+        for (key, segment), element in zip(cells[matched].tolist(), z_elements, strict=True):
+            self._z_dummies[segment * self._keys + key].append(element[:TRUNCATED_SIZE].tobytes())
+        self._dummy_slots = slots.tobytes()
 
     def _check_preconditions(self) -> None:
         self.contract.check_not_expired()
@@ -522,3 +527,8 @@ def _parse_report(data: bytes) -> Report:
         raise ProtocolError("the brand's release is not valid JSON") from None
     except TypeError:
         raise ProtocolError("the brand's release is not a JSON object") from None
+
+
+def element_rows(packed: bytes) -> np.ndarray:
+    """Packed 32-byte elements as an (n, 32) byte matrix, without a copy."""
+    return np.frombuffer(packed, dtype=np.uint8).reshape(-1, ELEMENT_SIZE)

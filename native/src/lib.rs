@@ -110,6 +110,28 @@ pub(crate) mod python {
         Ok(PyBytes::new(py, &out))
     }
 
+    /// X25519(k, point) for each 32-byte key k of `keys`, validated; packed in key order.
+    #[pyfunction]
+    fn x25519_keys<'py>(
+        py: Python<'py>,
+        keys: &[u8],
+        point: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let point: [u8; 32] = point.try_into().map_err(|_| CryptoError::new_err(()))?;
+        if !keys.len().is_multiple_of(x25519::ELEMENT) {
+            return Err(CryptoError::new_err(()));
+        }
+        let mut out = vec![0u8; keys.len()];
+        guarded(py, || {
+            use rayon::prelude::*;
+            let span = TASK * x25519::ELEMENT;
+            out.par_chunks_mut(span)
+                .zip(keys.par_chunks(span))
+                .try_for_each(|(dst, src)| x25519::x25519_keys_into(src, &point, dst))
+        })?;
+        Ok(PyBytes::new(py, &out))
+    }
+
     fn dst_or_error(dst: &[u8]) -> PyResult<Vec<u8>> {
         h2c::effective_dst(dst).ok_or_else(|| {
             PyValueError::new_err("RFC 9380 requires a non-empty domain separation tag")
@@ -421,6 +443,7 @@ pub(crate) mod python {
     fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add_function(wrap_pyfunction!(x25519_batch, m)?)?;
+        m.add_function(wrap_pyfunction!(x25519_keys, m)?)?;
         m.add_function(wrap_pyfunction!(hash_to_curve_batch, m)?)?;
         m.add_function(wrap_pyfunction!(hash_to_curve_edwards25519, m)?)?;
         m.add_function(wrap_pyfunction!(sha256_spans, m)?)?;

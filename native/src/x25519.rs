@@ -146,6 +146,47 @@ pub fn x25519_into(key: &[u8; 32], input: &[u8], out: &mut [u8]) -> Result<(), I
     Ok(())
 }
 
+/// The u-coordinate of the base point, 9 (RFC 7748 section 4.1).
+pub const BASE_POINT: [u8; 32] = {
+    let mut u = [0u8; 32];
+    u[0] = 9;
+    u
+};
+
+/// X25519(k, u) for each 32-byte key k of `keys` into `out` (same length): many fresh keys,
+/// one point, for the partner's dummy matches. The base point takes dalek's fixed-base
+/// tables (`EdwardsPoint::mul_base_clamped`); any other point the checks of `x25519_into`.
+pub fn x25519_keys_into(keys: &[u8], u: &[u8; 32], out: &mut [u8]) -> Result<(), Invalid> {
+    if !keys.len().is_multiple_of(ELEMENT) || out.len() != keys.len() || !is_canonical(u) {
+        return Err(Invalid);
+    }
+    let keys = keys.chunks_exact(ELEMENT).map(|key| {
+        let key: [u8; 32] = key.try_into().unwrap_or([0; 32]);
+        key
+    });
+    let point = MontgomeryPoint(*u);
+    let products: Vec<EdwardsPoint> = match (*u == BASE_POINT, point.to_edwards(0)) {
+        (true, _) => keys.map(EdwardsPoint::mul_base_clamped).collect(),
+        (false, Some(edwards)) => keys.map(|key| edwards.mul_clamped(key)).collect(),
+        (false, None) => {
+            for (key, dst) in keys.zip(out.chunks_exact_mut(ELEMENT)) {
+                dst.copy_from_slice(point.mul_clamped(key).as_bytes());
+            }
+            Vec::new()
+        }
+    };
+    for (dst, result) in out
+        .chunks_exact_mut(ELEMENT)
+        .zip(EdwardsPoint::to_montgomery_batch(&products))
+    {
+        dst.copy_from_slice(result.as_bytes());
+    }
+    if out.chunks_exact(ELEMENT).any(is_zero) {
+        return Err(Invalid);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +267,37 @@ mod tests {
         // one low-order element fails the whole batch, wherever it sits
         input[32 * 40..32 * 41].copy_from_slice(&LOW_ORDER[2]);
         assert_eq!(x25519_into(&key, &input, &mut out), Err(Invalid));
+    }
+
+    #[test]
+    fn many_keys_on_one_point_give_each_ladder_result() {
+        let keys: Vec<u8> = (0..40u8).flat_map(|i| [i.wrapping_mul(37); 32]).collect();
+        let on_curve = crate::h2c::hash_to_curve(b"dummy", b"keys");
+        let mut on_twist = on_curve;
+        let twist = loop {
+            on_twist[1] = on_twist[1].wrapping_add(1);
+            if MontgomeryPoint(on_twist).to_edwards(0).is_none() {
+                break on_twist;
+            }
+        };
+        for u in [BASE_POINT, on_curve, twist] {
+            let mut out = vec![0u8; keys.len()];
+            x25519_keys_into(&keys, &u, &mut out).unwrap();
+            for (key, result) in keys.chunks_exact(32).zip(out.chunks_exact(32)) {
+                let key: [u8; 32] = key.try_into().unwrap();
+                assert_eq!(result, MontgomeryPoint(u).mul_clamped(key).as_bytes());
+            }
+        }
+        let mut out = vec![0u8; keys.len()];
+        assert_eq!(
+            x25519_keys_into(&keys, &LOW_ORDER[3], &mut out),
+            Err(Invalid)
+        );
+        assert_eq!(x25519_keys_into(&keys, &P_BYTES, &mut out), Err(Invalid));
+        assert_eq!(
+            x25519_keys_into(&keys[1..], &BASE_POINT, &mut out[1..]),
+            Err(Invalid)
+        );
     }
 
     #[test]

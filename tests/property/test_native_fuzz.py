@@ -17,7 +17,7 @@ from reference import hash_to_curve as reference_h2c
 from reference import records
 
 from cleanroom import _native
-from cleanroom.crypto.commutative import CommutativeCipher
+from cleanroom.crypto.commutative import CommutativeCipher, x25519_fresh_keys
 from cleanroom.crypto.hash_to_curve import hash_to_curve_batch, hash_to_curve_edwards25519
 from cleanroom.errors import CryptoError
 
@@ -41,6 +41,19 @@ def test_encrypt_random_bytes_any_buffer(key: bytes, data: bytes) -> None:
         except CryptoError:
             got = None
         assert got == expected
+
+
+@given(keys=st.binary(max_size=200), point=st.binary(max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_x25519_fresh_keys_random_bytes(keys: bytes, point: bytes) -> None:
+    """A ragged key buffer or a point of the wrong length, low order or not canonical: the
+    one CryptoError, never a crash; otherwise one 32-byte result per key."""
+    try:
+        packed = x25519_fresh_keys(keys, point)
+    except CryptoError:
+        return
+    assert len(keys) % 32 == 0 and len(point) == 32
+    assert len(packed) == len(keys)
 
 
 @given(key=st.binary(max_size=64).filter(lambda k: len(k) != 32), data=st.binary(max_size=64))

@@ -20,7 +20,7 @@ from reference import hash_to_curve as reference_h2c
 from reference import records
 
 from cleanroom import _native
-from cleanroom.crypto.commutative import CommutativeCipher
+from cleanroom.crypto.commutative import CommutativeCipher, x25519_fresh_keys
 from cleanroom.crypto.hash_to_curve import (
     hash_to_curve_batch,
     hash_to_curve_edwards25519,
@@ -29,7 +29,12 @@ from cleanroom.crypto.hash_to_curve import (
 from cleanroom.errors import CryptoError
 from cleanroom.identifiers.normalize import _digests_of
 from cleanroom.privacy.setdiff import list_sketch
-from cleanroom.protocol.common import TRUNCATED_SIZE, random_permutation, shuffled_packed
+from cleanroom.protocol.common import (
+    BASE_POINT,
+    TRUNCATED_SIZE,
+    random_permutation,
+    shuffled_packed,
+)
 
 P = 2**255 - 19
 keys = st.binary(min_size=32, max_size=32)
@@ -88,6 +93,29 @@ def test_x25519_batch_matches_pyca(key: bytes, batch: list[bytes]) -> None:
     native = outcome(CommutativeCipher._from_key(key).encrypt, packed)
     oracle = outcome(reference_commutative.CommutativeCipher._from_key(key).encrypt, packed)
     assert native == oracle
+
+
+@given(key_list=st.lists(keys, max_size=19), point=st.one_of(elements, st.just(BASE_POINT)))
+@settings(max_examples=200, deadline=None)
+def test_x25519_fresh_keys_matches_pyca(key_list: list[bytes], point: bytes) -> None:
+    """Many keys on one point (the partner's dummy matches, the base point on dalek's
+    fixed-base tables): pyca's bytes key by key, or CryptoError exactly where it refuses."""
+    native = outcome(lambda k: x25519_fresh_keys(k, point), b"".join(key_list))
+    results = [
+        outcome(reference_commutative.CommutativeCipher._from_key(key).encrypt, point)
+        for key in key_list
+    ]
+    oracle = CryptoError if CryptoError in results else b"".join(results)  # type: ignore[arg-type]
+    assert native == oracle
+
+
+def test_x25519_fresh_keys_spans_many_rayon_tasks_in_key_order() -> None:
+    key_list = [os.urandom(32) for _ in range(1500)]
+    point = reference_h2c.hash_to_curve(b"one point", b"oracle")
+    packed = x25519_fresh_keys(b"".join(key_list), point)
+    for index in (0, 511, 512, 1499):
+        expected = reference_commutative.CommutativeCipher._from_key(key_list[index]).encrypt(point)
+        assert packed[32 * index : 32 * index + 32] == expected
 
 
 # What the fast path (crypto_mb where the CPU has it) is given: this party's own hashed points,
