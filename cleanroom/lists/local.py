@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from cleanroom.contract import Contract
@@ -50,7 +49,10 @@ from cleanroom.protocol.list_port import (
     OwnPartnerList,
 )
 
-TableSource = str | os.PathLike[str] | pd.DataFrame | pa.Table
+if TYPE_CHECKING:
+    import pandas as pd
+
+TableSource: TypeAlias = "str | os.PathLike[str] | pd.DataFrame | pa.Table"
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ import csv
 import gzip
 import io
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, cast
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -30,6 +30,9 @@ import pyarrow.parquet as pq
 
 from cleanroom.errors import InputError
 from cleanroom.identifiers import mask_in_text, to_string_array
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ALL_SEGMENT",
@@ -39,6 +42,7 @@ __all__ = [
     "CsvDialect",
     "boolean_column",
     "csv_dialect",
+    "is_dataframe",
     "load_table",
     "segment_column",
     "source_name",
@@ -120,9 +124,16 @@ def csv_dialect(
     return CsvDialect(chosen, name, style)
 
 
+def is_dataframe(value: object) -> TypeGuard[pd.DataFrame]:
+    """A pandas DataFrame, told without importing pandas (about 0.4 s of every CLI's
+    start-up): whoever holds a DataFrame has imported pandas already."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
 def source_name(source: object) -> str:
     """How a table is named in messages: its path, ``<DataFrame>`` or ``<Arrow table>``."""
-    if isinstance(source, pd.DataFrame):
+    if is_dataframe(source):
         return "<DataFrame>"
     if isinstance(source, (pa.Table, pa.RecordBatch)):
         return "<Arrow table>"
@@ -184,7 +195,7 @@ def load_table(
     default: UTF-8, the delimiter sniffed from its first lines).
     """
     dialect = dialect or CsvDialect()
-    if isinstance(source, pd.DataFrame):
+    if is_dataframe(source):
         table = _from_pandas(source, role)
         name = "<DataFrame>"
     elif isinstance(source, pa.RecordBatch):
@@ -604,7 +615,7 @@ def write_table(table_or_df: pa.Table | pd.DataFrame, path: str | os.PathLike[st
             f"output file {target}: unknown file extension; use one of "
             f"{', '.join(CSV_EXTENSIONS + PARQUET_EXTENSIONS)}"
         )
-    if isinstance(table_or_df, pd.DataFrame):
+    if is_dataframe(table_or_df):
         table = _from_pandas(table_or_df, "output")
     elif isinstance(table_or_df, pa.Table):
         table = table_or_df

@@ -1,4 +1,4 @@
-"""The index (lift) of a report cell, and the report as a tidy DataFrame.
+"""The index (lift) of a report cell, and the report as tidy rows (or a DataFrame).
 
 index = 100 x (share of the segment's matched users with the attribute)
               / (share of all partner users with the attribute)
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from cleanroom.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FRAME_COLUMNS = (
     "segment",
@@ -47,7 +48,8 @@ HALFWIDTH_FIELDS = (
 )
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
+    """A suppressed or undefined number: None, or a float NaN."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
@@ -64,7 +66,7 @@ def lift_index(
     ``count`` is negative (a noisy count below zero has no meaningful share).
     """
     values = (count, overlap, partner_count, partner_size)
-    if any(_is_missing(v) for v in values):
+    if any(is_missing(v) for v in values):
         return None
     if overlap <= 0 or partner_count <= 0 or partner_size <= 0 or count < 0:  # type: ignore[operator]
         return None
@@ -169,7 +171,7 @@ def index_range(
     w_p = halfwidths.get("partner_count")
     w_s = halfwidths.get("partner_size") or 0
     values = (count, overlap, partner_count, partner_size, w_c, w_o, w_p)
-    if any(_is_missing(v) for v in values):
+    if any(is_missing(v) for v in values):
         return None, None
     low = lift_index(max(count - w_c, 0), overlap + w_o, partner_count + w_p, partner_size - w_s)  # type: ignore[operator]
     high = lift_index(count + w_c, overlap - w_o, partner_count - w_p, partner_size + w_s)  # type: ignore[operator]
@@ -181,25 +183,14 @@ def within_noise(index_lo: float | None, index_hi: float | None) -> bool:
     attribute may be as common among matched users as on average. The one rule by which
     the terminal table (greyed, ``†``) and the lift chart (pale bar) mark a cell; False
     when the range is unknown (``index_hi`` None means unbounded)."""
-    if _is_missing(index_lo):
+    if is_missing(index_lo):
         return False
-    return index_lo <= 100.0 and (_is_missing(index_hi) or index_hi >= 100.0)  # type: ignore[operator]
+    return index_lo <= 100.0 and (is_missing(index_hi) or index_hi >= 100.0)  # type: ignore[operator]
 
 
-def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per attribute cell: segment, attribute, count, overlap (the segment's),
-    partner_count, partner_size, index, suppressed, and the noise columns.
-
-    Suppressed numbers are missing (``<NA>``): count, overlap, partner_count and
-    partner_size are nullable ``Int64``, index is nullable ``Float64``. The index is the
-    released one when present, else computed with :func:`lift_index`.
-
-    Noise columns (from ``privacy.interval_999``): ``count_lo`` / ``count_hi`` is the
-    count's 99.9% interval (low end clamped at 0); ``index_lo`` / ``index_hi`` come from
-    :func:`index_range` (``index_hi`` missing means unbounded); ``noise_dominated`` is
-    true when the count is below its half-width, i.e. its interval reaches 0;
-    ``within_noise`` is :func:`within_noise` of the index range.
-    """
+def report_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One dict per attribute cell with the columns of :func:`report_to_frame`, suppressed
+    numbers ``None``: what the terminal table reads, without importing pandas."""
     partner_size = _field(report, "partner_size")
     halfwidths = noise_halfwidths(report)
     w_c = halfwidths["attribute_count"]
@@ -213,7 +204,7 @@ def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
         index = cell.get("index")
         if index is None and not suppressed:
             index = lift_index(count, overlap, partner_count, partner_size)
-        known = not suppressed and not _is_missing(count) and w_c is not None
+        known = not suppressed and not is_missing(count) and w_c is not None
         index_lo, index_hi = index_range(
             count if known else None, overlap, partner_count, partner_size, halfwidths
         )
@@ -235,7 +226,26 @@ def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
                 "within_noise": within_noise(index_lo, index_hi),
             }
         )
-    frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+    return rows
+
+
+def report_to_frame(report: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per attribute cell: segment, attribute, count, overlap (the segment's),
+    partner_count, partner_size, index, suppressed, and the noise columns.
+
+    Suppressed numbers are missing (``<NA>``): count, overlap, partner_count and
+    partner_size are nullable ``Int64``, index is nullable ``Float64``. The index is the
+    released one when present, else computed with :func:`lift_index`.
+
+    Noise columns (from ``privacy.interval_999``): ``count_lo`` / ``count_hi`` is the
+    count's 99.9% interval (low end clamped at 0); ``index_lo`` / ``index_hi`` come from
+    :func:`index_range` (``index_hi`` missing means unbounded); ``noise_dominated`` is
+    true when the count is below its half-width, i.e. its interval reaches 0;
+    ``within_noise`` is :func:`within_noise` of the index range.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(report_rows(report), columns=list(FRAME_COLUMNS))
     return frame.astype(
         {
             "segment": "string",

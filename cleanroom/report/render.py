@@ -6,13 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
 from rich import box
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from cleanroom.report.index import noise_halfwidths, report_to_frame, segment_overlap, segments
+from cleanroom.report.index import (
+    is_missing,
+    noise_halfwidths,
+    report_rows,
+    segment_overlap,
+    segments,
+)
 
 SUPPRESSED = "suppressed"
 DASH = "\u2013"  # en dash: no value
@@ -31,7 +36,7 @@ def _num(value: Any) -> str:
 
 
 def _opt(value: Any, kind: type) -> Any:
-    return None if value is None or pd.isna(value) else kind(value)
+    return None if is_missing(value) else kind(value)
 
 
 def _pct(num: Any, den: Any) -> str:
@@ -163,7 +168,7 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
     includes 100: :func:`~cleanroom.report.index.within_noise`, as on the lift chart) is
     greyed and marked, and shares pushed past 100% by noise are capped and marked.
     """
-    frame = report_to_frame(report)
+    rows = report_rows(report)
     w_c = noise_halfwidths(report)["attribute_count"]
     table = Table(
         title="Audience attributes · index 100 = average partner user",
@@ -183,10 +188,12 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
         "Segment",
         style="bold",
         no_wrap=True,
-        min_width=max((len(s) for s in frame["segment"]), default=7),
+        min_width=max((len(row["segment"]) for row in rows), default=7),
     )
     table.add_column(
-        "Attribute", no_wrap=True, min_width=max((len(a) for a in frame["attribute"]), default=9)
+        "Attribute",
+        no_wrap=True,
+        min_width=max((len(row["attribute"]) for row in rows), default=9),
     )
     table.add_column("Matched with\nattribute", justify="right", no_wrap=True)
     table.add_column("Share of\nmatched", justify="right", no_wrap=True)
@@ -195,17 +202,19 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
     table.add_column("99.9%\nrange", justify="right", no_wrap=True)
 
     partner_size = report.get("partner_size")
-    order = [s for s in segments(report) if s in set(frame["segment"])]
+    order = [s for s in segments(report) if s in {row["segment"] for row in rows}]
     for i, segment in enumerate(order):
         if i:
             table.add_section()
-        part = frame[frame["segment"] == segment]
-        shown = part[~part["suppressed"]].sort_values(
-            "index", ascending=False, kind="stable", na_position="last"
+        part = [row for row in rows if row["segment"] == segment]
+        # highest index first, ties in report order, cells without an index last
+        shown = sorted(
+            (row for row in part if not row["suppressed"]),
+            key=lambda row: (is_missing(row["index"]), -(_opt(row["index"], float) or 0.0)),
         )
-        hidden = part[part["suppressed"]]
+        hidden = [row for row in part if row["suppressed"]]
         overlap = segment_overlap(report, segment)
-        for j, row in enumerate(shown.to_dict("records")):
+        for j, row in enumerate(shown):
             count = _opt(row["count"], int)
             idx = _opt(row["index"], float)
             share, capped = _share(count, overlap)
@@ -221,10 +230,10 @@ def attribute_table(report: Mapping[str, Any]) -> Table:
                 _index_range(row["index_lo"], row["index_hi"]),
                 style="dim" if noisy else None,
             )
-        for j, row in enumerate(hidden.to_dict("records")):
+        for j, row in enumerate(hidden):
             dim = "dim italic"
             table.add_row(
-                segment if j == 0 and shown.empty else "",
+                segment if j == 0 and not shown else "",
                 Text(str(row["attribute"]), style="dim"),
                 Text(SUPPRESSED, style=dim),
                 Text(SUPPRESSED, style=dim),

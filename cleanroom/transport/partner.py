@@ -17,10 +17,9 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import grpc
-import pandas as pd
 import pyarrow as pa
 
 from cleanroom.cli_support import check_engine, check_seconds, check_workers
@@ -52,7 +51,7 @@ from cleanroom.identity import (
 )
 from cleanroom.lists.local import PartnerList, TableSource, prepare_partner_list
 from cleanroom.lists.spark import SparkPartnerList, prepare_partner_list_spark, start_spark
-from cleanroom.lists.tables import CsvDialect
+from cleanroom.lists.tables import CsvDialect, is_dataframe
 from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.common import ReportVerifier
@@ -283,14 +282,15 @@ class PartnerClient:
                     f"{dialect.setting('delimiter')} and {dialect.setting('encoding')} are "
                     "for the local engine; Spark reads comma-separated UTF-8 CSV files"
                 )
-            if isinstance(audience, pd.DataFrame | pa.Table):
+            if is_dataframe(audience) or isinstance(audience, pa.Table):
                 raise InputError(
                     "the Spark engine reads a path, table:NAME or a Spark DataFrame; "
                     "a pandas DataFrame or Arrow table is for the local engine"
                 )
+            spark_source = cast("str | os.PathLike[str] | SparkDataFrame", audience)
             return prepare_partner_list_spark(
                 start_spark("cleanroom-client"),
-                os.fspath(audience) if isinstance(audience, os.PathLike) else audience,
+                os.fspath(spark_source) if isinstance(spark_source, os.PathLike) else spark_source,
                 columns,
                 self.contract,
                 self.spark_scratch,

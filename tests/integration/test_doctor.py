@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-
 from support import tool
 
 from cleanroom import _native
