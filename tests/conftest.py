@@ -3,6 +3,7 @@ tmpfs, spread over the xdist workers with the longest tests first."""
 
 from __future__ import annotations
 
+import compileall
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -52,13 +53,26 @@ TMPFS = Path("/dev/shm")  # noqa: S108 - only as mkdtemp's parent: a private new
 TMPFS_NEEDED = 1 << 30  # bytes free; a run writes well under 100 MB, containers may give 64 MB
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Temporary directories on tmpfs unless --basetemp says otherwise: the state databases
+    """Byte-code for the editable install, then temporary directories on tmpfs.
+
+    The suite starts about 200 ``cleanroom`` and ``cleanroom-client`` processes; where
+    ``PYTHONDONTWRITEBYTECODE`` is set, each would compile cleanroom's 60-odd modules from
+    source again (0.1 CPU-s each), so they are compiled once here.
+
+    Temporary directories on tmpfs unless --basetemp says otherwise: the state databases
     commit with ``synchronous=FULL``, and an fsync per commit on a disk (a busy one above
     all) made sessions wait far longer than they compute. Runs in the controller before
     pytest makes its temporary directory factory; xdist gives each worker a subdirectory."""
-    if config.option.basetemp or hasattr(config, "workerinput") or not TMPFS.is_dir():
+    if hasattr(config, "workerinput"):
+        return
+    for package in ("cleanroom", "clients"):
+        compileall.compile_dir(REPOSITORY / package, quiet=1)
+    if config.option.basetemp or not TMPFS.is_dir():
         return
     if shutil.disk_usage(TMPFS).free < TMPFS_NEEDED:
         return
