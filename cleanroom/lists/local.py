@@ -261,10 +261,14 @@ def prepare_partner_list(
     check_mapping(columns, contract, extra=())
     attribute_columns = [columns.get(a, a) for a in contract.attributes]
     table = load_table(source, required=attribute_columns, role="partner audience", dialect=dialect)
-    per_key, quality = _digests(table, columns, contract, name)
     attributes = np.zeros((table.num_rows, len(attribute_columns)), dtype=bool)
     for j, column in enumerate(attribute_columns):
         attributes[:, j] = boolean_column(table, column, name)
+    # The attributes' text columns go before the keys are digested: with 20 attributes they
+    # are most of a CSV's table, and the digests' own copies would stack on top of them.
+    table = table.select([c for c in table.column_names if c not in set(attribute_columns)])
+    release_unused_memory()
+    per_key, quality = _digests(table, columns, contract, name)
     keep = _keep_records_with_a_key(per_key)
     prepared = PartnerList(
         contract=contract,

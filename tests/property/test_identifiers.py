@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+from unittest import mock
 
 import phonenumbers
 from hypothesis import HealthCheck, assume, given, settings
@@ -18,6 +19,7 @@ from cleanroom.identifiers import (
     mask,
     normalize,
 )
+from cleanroom.identifiers import quality as quality_module
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -206,6 +208,23 @@ def test_digest_column_equals_scalar_digest_phone(values: list, region: str) -> 
 )
 def test_digest_column_equals_scalar_digest_prehashed(values: list) -> None:
     _check_column_equals_scalar(values, "email_sha256", "pair-1", "US")
+
+
+@SETTINGS
+@given(
+    values=st.lists(st.one_of(messy_emails(), any_text, st.none()), max_size=20),
+    slice_rows=st.integers(1, 7),
+)
+def test_a_column_digested_in_slices_is_the_column_digested_whole(
+    values: list, slice_rows: int
+) -> None:
+    """digest_column works a slice at a time (memory): the digests, the counts and the
+    first three invalid examples do not depend on where the slices fall."""
+    whole_digests, whole_quality = digest_column(values, "email", "pair-1", "US")
+    with mock.patch.object(quality_module, "SLICE_ROWS", slice_rows):
+        sliced_digests, sliced_quality = digest_column(values, "email", "pair-1", "US")
+    assert sliced_digests == whole_digests
+    assert sliced_quality == whole_quality
 
 
 def _check_column_equals_scalar(values: list, kind: str, profile: str, region: str) -> None:
