@@ -83,6 +83,27 @@ pub(crate) mod python {
             .map_err(|_| PyValueError::new_err("an X25519 key is 32 bytes"))
     }
 
+    /// `work(out, input)` on each span of `TASK` elements of `packed` (32-byte elements, else
+    /// CryptoError), in parallel into a buffer of the same length.
+    fn element_spans<'py>(
+        py: Python<'py>,
+        packed: &[u8],
+        work: impl Fn(&mut [u8], &[u8]) -> Result<(), x25519::Invalid> + Sync + Send,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if !packed.len().is_multiple_of(x25519::ELEMENT) {
+            return Err(CryptoError::new_err(()));
+        }
+        let mut out = vec![0u8; packed.len()];
+        guarded(py, || {
+            use rayon::prelude::*;
+            let span = TASK * x25519::ELEMENT;
+            out.par_chunks_mut(span)
+                .zip(packed.par_chunks(span))
+                .try_for_each(|(dst, src)| work(dst, src))
+        })?;
+        Ok(PyBytes::new(py, &out))
+    }
+
     /// X25519(key, u) for each 32-byte u of `packed`, validated; packed in the same order.
     #[pyfunction]
     #[pyo3(signature = (key, packed, portable = false))]
@@ -93,21 +114,10 @@ pub(crate) mod python {
         portable: bool,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let key = key32(key)?;
-        if !packed.len().is_multiple_of(x25519::ELEMENT) {
-            return Err(CryptoError::new_err(()));
-        }
-        let mut out = vec![0u8; packed.len()];
-        guarded(py, || {
-            use rayon::prelude::*;
-            let span = TASK * x25519::ELEMENT;
-            out.par_chunks_mut(span)
-                .zip(packed.par_chunks(span))
-                .try_for_each(|(dst, src)| match (portable, crypto_mb::get()) {
-                    (false, Some(mb)) => mb.x25519_into(&key, src, dst),
-                    _ => x25519::x25519_into(&key, src, dst),
-                })
-        })?;
-        Ok(PyBytes::new(py, &out))
+        element_spans(py, packed, |dst, src| match (portable, crypto_mb::get()) {
+            (false, Some(mb)) => mb.x25519_into(&key, src, dst),
+            _ => x25519::x25519_into(&key, src, dst),
+        })
     }
 
     /// X25519(k, point) for each 32-byte key k of `keys`, validated; packed in key order.
@@ -118,18 +128,9 @@ pub(crate) mod python {
         point: &[u8],
     ) -> PyResult<Bound<'py, PyBytes>> {
         let point: [u8; 32] = point.try_into().map_err(|_| CryptoError::new_err(()))?;
-        if !keys.len().is_multiple_of(x25519::ELEMENT) {
-            return Err(CryptoError::new_err(()));
-        }
-        let mut out = vec![0u8; keys.len()];
-        guarded(py, || {
-            use rayon::prelude::*;
-            let span = TASK * x25519::ELEMENT;
-            out.par_chunks_mut(span)
-                .zip(keys.par_chunks(span))
-                .try_for_each(|(dst, src)| x25519::x25519_keys_into(src, &point, dst))
-        })?;
-        Ok(PyBytes::new(py, &out))
+        element_spans(py, keys, |dst, src| {
+            x25519::x25519_keys_into(src, &point, dst)
+        })
     }
 
     fn dst_or_error(dst: &[u8]) -> PyResult<Vec<u8>> {
