@@ -396,13 +396,16 @@ IDENTITIES = {
 @given(data=st.data())
 def test_servicer_maps_any_stream_to_a_status(world, certificates, empty_state, tmp_path, data):
     contract, brand_list, _, to_brand, _, _ = world
-    stream = data.draw(
-        st.one_of(
-            mutations(to_brand, random_partner_message()),
-            st.lists(random_partner_message(), max_size=6),
+    stream, identity = data.draw(
+        st.tuples(
+            st.one_of(
+                mutations(to_brand, random_partner_message()),
+                st.lists(random_partner_message(), max_size=6),
+            ),
+            st.sampled_from(sorted(IDENTITIES)),
         )
     )
-    pinned, presented = IDENTITIES[data.draw(st.sampled_from(sorted(IDENTITIES)))]
+    pinned, presented = IDENTITIES[identity]
     store = fresh_store(empty_state, tmp_path)
     offer = Offer(contract, brand_list, certificates[pinned][2] if pinned else None)
     service = CleanRoomService({contract.id: offer}, store, idle_timeout=5)
