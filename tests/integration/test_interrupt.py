@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -33,10 +34,19 @@ def site(tmp_path_factory):
     stop_server(server)
 
 
+# Runs a command with SIGINT at its default action. A suite started as a background job
+# (`pytest &`) hands its children an ignored SIGINT, which exec keeps, and Python then
+# installs no KeyboardInterrupt handler: the partner would sleep through the Ctrl-C.
+DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def interrupt_at(directory, port, pause_at: str, out: str) -> tuple[int, list[str]]:
     """Run the partner, wait until it pauses at ``pause_at``, send SIGINT; (exit, stderr lines)."""
     partner = subprocess.Popen(
-        partner_args(port, "--out", out),
+        [sys.executable, "-c", DEFAULT_SIGINT, *partner_args(port, "--out", out)],
         cwd=directory,
         stderr=subprocess.PIPE,
         text=True,
