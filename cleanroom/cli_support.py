@@ -11,29 +11,27 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import typer
+import click
+from click.decorators import FC
 
 from cleanroom.errors import CleanroomError, InputError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-# Plain help (no rich panels): flags show as flags, and `--help` needs no rich import.
-TYPER_SETTINGS: dict[str, Any] = {
-    "no_args_is_help": True,
-    "add_completion": False,
-    "rich_markup_mode": None,
-    "context_settings": {
-        "help_option_names": ["-h", "--help"],
-        "max_content_width": 100,
-        # Piped help is not cut to 80 columns (a terminal's own width still applies).
-        "terminal_width": None if sys.stdout.isatty() else 100,
-    },
+# Plain click help: flags show as flags, defaults and [required] are shown, and `--help`
+# imports nothing but click and the standard library.
+CONTEXT_SETTINGS: dict[str, Any] = {
+    "help_option_names": ["-h", "--help"],
+    "max_content_width": 100,
+    # Piped help is not cut to 80 columns (a terminal's own width still applies).
+    "terminal_width": None if sys.stdout.isatty() else 100,
+    "show_default": True,
 }
 #: Width of output written to a pipe or file: wide enough that no table is wrapped.
 UNWRAPPED_WIDTH = 10_000
@@ -48,40 +46,80 @@ def package_version() -> str:
         return "unknown (not installed)"
 
 
-def _print_version(value: bool) -> None:
-    if value:
+def _print_version(context: click.Context, _: click.Parameter, value: bool) -> None:
+    if value and not context.resilient_parsing:
         print(f"cleanroom {package_version()}")
-        raise typer.Exit()
+        context.exit()
 
 
-VersionOption = Annotated[
-    bool,
-    typer.Option(
+class _Group(click.Group):
+    """Commands listed in the order they are defined (the order a user needs them), not
+    alphabetically."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+class _Program(_Group):
+    """A command line's top group. A Ctrl-C inside a command leaves it as one line: click
+    would turn it into a silent ``Abort``; an :class:`cleanroom.errors.Interrupted` carries
+    what became of the session and of the budget."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as interrupt:
+            raise _Interruption(interrupt) from None
+
+
+def program(name: str, docstring: str) -> click.Group:
+    """A command line's top group: help when run without a command, and ``--version``."""
+    group = _Program(
+        name=name, help=docstring, no_args_is_help=True, context_settings=CONTEXT_SETTINGS
+    )
+    click.option(
         "--version",
-        callback=_print_version,
+        is_flag=True,
+        expose_value=False,
         is_eager=True,
+        callback=_print_version,
         help="Print the installed cleanroom version and exit.",
-    ),
-]
+    )(group)
+    return group
+
+
+def command_group(parent: click.Group, name: str, help_text: str) -> click.Group:
+    group = _Group(
+        name=name, help=help_text, no_args_is_help=True, context_settings=CONTEXT_SETTINGS
+    )
+    parent.add_command(group)
+    return group
+
+
+def file_option(*names: str, help_text: str, **settings: Any) -> Callable[[FC], FC]:
+    """An option naming a file (a :class:`pathlib.Path`; nothing is checked before the
+    command reads it, so its errors name the file in cleanroom's own words)."""
+    return click.option(
+        *names, type=click.Path(path_type=Path), metavar="FILE", help=help_text, **settings
+    )
+
 
 # The lookalike model's options: the brand (`report model`) and the partner (`lookalike`)
 # must derive the same model, so both commands take them with one definition.
-NoiseMultipleOption = Annotated[
-    float,
-    typer.Option(
-        "--noise-multiple",
-        help="use an attribute only if its count is at least this many 99.9% noise half-widths",
-        metavar="K",
-    ),
-]
-SmoothingOption = Annotated[
-    float | None,
-    typer.Option(
-        "--smoothing",
-        help="prior strength in pseudo-users (default: the count's noise half-width)",
-        metavar="M",
-    ),
-]
+noise_multiple_option = click.option(
+    "--noise-multiple",
+    type=float,
+    default=1.0,
+    metavar="K",
+    help="use an attribute only if its count is at least this many 99.9% noise half-widths",
+)
+smoothing_option = click.option(
+    "--smoothing",
+    type=float,
+    default=None,
+    metavar="M",
+    help="prior strength in pseudo-users (default: the count's noise half-width)",
+)
 
 FORMATS = ("table", "json")
 
@@ -101,11 +139,9 @@ def output_console(*, stderr: bool = False, quiet: bool = False) -> Console:
     return console
 
 
-def run_app(app: typer.Typer, argv: list[str] | None = None) -> NoReturn:
-    """Run a typer app; every cleanroom error becomes one line on stderr and its exit code."""
+def run_app(command: click.Command, argv: list[str] | None = None) -> NoReturn:
+    """Run a command line; every cleanroom error becomes one line on stderr and its exit code."""
     quiet_grpc_log()
-    command = typer.main.get_command(app)
-    _help_defaults_to_false(command)
     try:
         result = command.main(args=argv, standalone_mode=False)
     except CleanroomError as error:
@@ -117,18 +153,12 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> NoReturn:
         message = str(interruption.args[0])
         print(f"interrupted {message}" if message else "interrupted", file=sys.stderr)
         sys.exit(130)
-    except (typer.Abort, KeyboardInterrupt):
-        result = 130
-    except Exception as error:
-        # Usage errors (unknown option, missing argument) come from click, which recent typer
-        # releases vendor: recognise them by what they offer rather than by their class.
-        show, exit_code = getattr(error, "show", None), getattr(error, "exit_code", None)
-        if callable(show) and isinstance(exit_code, int):
-            show()
-            sys.exit(exit_code)
-        raise
-    if result == 130:  # typer turns a Ctrl-C outside `reporting_interrupts` into this code
+    except (click.Abort, KeyboardInterrupt):  # a Ctrl-C while the arguments were parsed
         print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as error:  # unknown option, missing argument, bad value
+        error.show()
+        sys.exit(error.exit_code)
     sys.exit(result if isinstance(result, int) else 0)
 
 
@@ -141,35 +171,7 @@ def quiet_grpc_log() -> None:
 
 
 class _Interruption(Exception):
-    """Carries a Ctrl-C's message past typer, which turns any KeyboardInterrupt into a
-    silent exit 130."""
-
-
-@contextmanager
-def reporting_interrupts() -> Iterator[None]:
-    """Ctrl-C inside exits 130 with one line, ``interrupted`` and, for a session, what became
-    of it and of the budget (the message of :class:`cleanroom.errors.Interrupted`)."""
-    try:
-        yield
-    except KeyboardInterrupt as interrupt:
-        raise _Interruption(interrupt) from None
-
-
-def _help_defaults_to_false(command: Any) -> None:
-    """Give every command's ``--help`` the default False rather than None: typer coerces a
-    None through pydantic, which would cost `cleanroom-client run --help` a third of a
-    second of imports for a flag that was not given."""
-    original = command.get_help_option
-
-    def help_option(ctx: Any) -> Any:
-        option = original(ctx)
-        if option is not None and option.default is None:
-            option.default = False
-        return option
-
-    command.get_help_option = help_option
-    for sub in getattr(command, "commands", {}).values():
-        _help_defaults_to_false(sub)
+    """Carries a Ctrl-C's message (empty for a bare Ctrl-C) out of click."""
 
 
 def check_format(value: str) -> str:

@@ -12,24 +12,26 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import typer
+import click
+from click.decorators import FC
 
 from cleanroom.cli_support import (
-    TYPER_SETTINGS,
-    NoiseMultipleOption,
-    SmoothingOption,
-    VersionOption,
     check_engine,
     check_format,
     check_workers,
+    command_group,
+    file_option,
+    noise_multiple_option,
     output_console,
     print_json,
+    program,
     run_app,
+    smoothing_option,
 )
 from cleanroom.errors import InputError, IntegrityError
 
@@ -38,30 +40,8 @@ if TYPE_CHECKING:
 
     from cleanroom.brand.servicer import Offer
 
-app = typer.Typer(name="cleanroom", **TYPER_SETTINGS)
-contract_app = typer.Typer(help="Inspect and check contracts.", **TYPER_SETTINGS)
-certs_app = typer.Typer(help="Create pinned TLS identities.", **TYPER_SETTINGS)
-report_app = typer.Typer(help="Read, chart and model a released report.", **TYPER_SETTINGS)
-audit_app = typer.Typer(help="Check the tamper-evident audit log.", **TYPER_SETTINGS)
-crm_app = typer.Typer(help="Check the brand's CRM before serving it.", **TYPER_SETTINGS)
-app.add_typer(contract_app, name="contract")
-app.add_typer(certs_app, name="certs")
-app.add_typer(report_app, name="report")
-app.add_typer(audit_app, name="audit")
-app.add_typer(crm_app, name="crm")
-
-FormatOption = Annotated[str, typer.Option("--format", help="table or json", metavar="table|json")]
-ConfigOption = Annotated[
-    Path, typer.Option("--config", help="brand server config (TOML)", metavar="FILE")
-]
-ReportArgument = Annotated[Path, typer.Argument(help="a report file", metavar="FILE")]
-StateOption = Annotated[
-    Path, typer.Option("--state", help="a brand or partner state database", metavar="FILE")
-]
-
-
-@app.callback()
-def main_options(version: VersionOption = False) -> None:
+app = program(
+    "cleanroom",
     """A two-party first-party data clean room: the brand's server and the shared tools.
 
     \b
@@ -70,7 +50,19 @@ def main_options(version: VersionOption = False) -> None:
       cleanroom crm check --config brand.toml          # the CRM's input quality
       cleanroom serve --config brand.toml              # serve the partners in the config
       cleanroom report show report.json
-    """
+    """,
+)
+
+
+def format_option(default: str) -> Callable[[FC], FC]:
+    return click.option(
+        "--format", "output_format", default=default, metavar="table|json", help="table or json"
+    )
+
+
+config_option = file_option("--config", required=True, help_text="brand server config (TOML)")
+state_option = file_option("--state", required=True, help_text="a brand or partner state database")
+file_argument = click.argument("file", type=click.Path(path_type=Path), metavar="FILE")
 
 
 def print_crm_quality(offers: dict[str, Offer], console: Console) -> None:
@@ -130,50 +122,39 @@ class JsonStatus:
 
 
 @app.command()
+@config_option
+@click.option("--insecure", is_flag=True, help="plain TCP without TLS; loopback addresses only")
+@click.option(
+    "--workers", type=int, default=0, metavar="N", help="threads for the crypto (0: every core)"
+)
+@click.option(
+    "--engine",
+    "engine_name",
+    default="local",
+    metavar="local|spark",
+    help="local, or spark: the CRM's per-record work on Spark",
+)
+@click.option("--spark-scratch", metavar="URI", help="where Spark writes each session's elements")
+@click.option(
+    "--metrics-listen",
+    metavar="HOST:PORT",
+    help="HOST:PORT to serve Prometheus metrics on (overrides [server] metrics_listen)",
+)
+@click.option(
+    "--log-format", metavar="text|json", help="text or json (overrides [server] log_format)"
+)
+@click.option(
+    "--quiet", "-q", is_flag=True, help="no input-quality tables, start-up lines or session log"
+)
 def serve(
-    config: ConfigOption,
-    insecure: Annotated[
-        bool,
-        typer.Option("--insecure", help="plain TCP without TLS; loopback addresses only"),
-    ] = False,
-    workers: Annotated[
-        int,
-        typer.Option("--workers", help="threads for the crypto (0: every core)", metavar="N"),
-    ] = 0,
-    engine_name: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            help="local, or spark: the CRM's per-record work on Spark",
-            metavar="local|spark",
-        ),
-    ] = "local",
-    spark_scratch: Annotated[
-        str | None,
-        typer.Option(
-            "--spark-scratch", help="where Spark writes each session's elements", metavar="URI"
-        ),
-    ] = None,
-    metrics_listen: Annotated[
-        str | None,
-        typer.Option(
-            "--metrics-listen",
-            help="HOST:PORT to serve Prometheus metrics on (overrides [server] metrics_listen)",
-            metavar="HOST:PORT",
-        ),
-    ] = None,
-    log_format: Annotated[
-        str | None,
-        typer.Option(
-            "--log-format", help="text or json (overrides [server] log_format)", metavar="text|json"
-        ),
-    ] = None,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet", "-q", help="no input-quality tables, start-up lines or session log"
-        ),
-    ] = False,
+    config: Path,
+    insecure: bool,
+    workers: int,
+    engine_name: str,
+    spark_scratch: str | None,
+    metrics_listen: str | None,
+    log_format: str | None,
+    quiet: bool,
 ) -> None:
     """Serve the brand's CRM to the partners named in the config, until interrupted.
 
@@ -252,19 +233,22 @@ def serve(
 
 
 @app.command()
-def demo(
-    directory: Annotated[
-        Path, typer.Option("--dir", help="where the demo writes its files", metavar="DIR")
-    ] = Path("cleanroom-demo"),
-    brand_records: Annotated[
-        int, typer.Option("--brand-records", help="rows of the synthetic CRM", metavar="N")
-    ] = 6000,
-    partner_records: Annotated[
-        int,
-        typer.Option("--partner-records", help="rows of the synthetic audience", metavar="N"),
-    ] = 12000,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing")] = False,
-) -> None:
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path),
+    default="cleanroom-demo",
+    metavar="DIR",
+    help="where the demo writes its files",
+)
+@click.option(
+    "--brand-records", type=int, default=6000, metavar="N", help="rows of the synthetic CRM"
+)
+@click.option(
+    "--partner-records", type=int, default=12000, metavar="N", help="rows of the synthetic audience"
+)
+@click.option("--quiet", "-q", is_flag=True, help="print nothing")
+def demo(directory: Path, brand_records: int, partner_records: int, quiet: bool) -> None:
     """Synthetic brand and partner, a real TLS session over loopback, the report and a chart.
 
     \b
@@ -277,12 +261,16 @@ def demo(
 
 
 @app.command()
-def doctor(
-    workers: Annotated[
-        int, typer.Option("--workers", help="threads a session would use (default: every core)")
-    ] = 0,
-    output_format: FormatOption = "table",
-) -> None:
+@click.option(
+    "--workers",
+    type=int,
+    default=0,
+    metavar="N",
+    help="threads a session would use (default: every core)",
+    show_default=False,
+)
+@format_option("table")
+def doctor(workers: int, output_format: str) -> None:
     """Check the native core: its version, the active X25519 path and why, curve25519-dalek's
     backend, the thread count."""
     from cleanroom.crypto.native import describe
@@ -298,11 +286,12 @@ def doctor(
     print(f"threads       {facts['threads']}")
 
 
-ContractArgument = Annotated[Path, typer.Argument(help="a contract (TOML)", metavar="FILE")]
+contract_app = command_group(app, "contract", "Inspect and check contracts.")
 
 
 @contract_app.command("hash")
-def contract_hash(file: ContractArgument) -> None:
+@file_argument
+def contract_hash(file: Path) -> None:
     """Print the contract's SHA-256 (both parties must see the same)."""
     from cleanroom.privacy.calibration import load_contract
 
@@ -310,7 +299,9 @@ def contract_hash(file: ContractArgument) -> None:
 
 
 @contract_app.command("check")
-def contract_check(file: ContractArgument, output_format: FormatOption = "table") -> None:
+@file_argument
+@format_option("table")
+def contract_check(file: Path, output_format: str) -> None:
     """Validate a contract and summarise what it allows.
 
     \b
@@ -369,11 +360,13 @@ def contract_check(file: ContractArgument, output_format: FormatOption = "table"
     console.print(table)
 
 
+crm_app = command_group(app, "crm", "Check the brand's CRM before serving it.")
+
+
 @crm_app.command("check")
-def crm_check(
-    config: ConfigOption,
-    output_format: FormatOption = "table",
-) -> None:
+@config_option
+@format_option("table")
+def crm_check(config: Path, output_format: str) -> None:
     """Read, normalize, check and hash the CRM as `serve` does, and print its input quality.
 
     Nothing is served and no state database is touched. A CRM that `serve` would refuse
@@ -394,17 +387,14 @@ def crm_check(
         print_crm_quality(offers, output_console())
 
 
+certs_app = command_group(app, "certs", "Create pinned TLS identities.")
+
+
 @certs_app.command("init")
-def certs_init(
-    directory: Annotated[
-        Path, typer.Argument(help="where to write NAME.crt and NAME.key", metavar="DIR")
-    ],
-    name: Annotated[str, typer.Option("--name", help="party name, e.g. acme", metavar="NAME")],
-    host: Annotated[
-        str | None,
-        typer.Option("--host", help="DNS name or IP the server is reached at", metavar="HOST"),
-    ] = None,
-) -> None:
+@click.argument("directory", type=click.Path(path_type=Path), metavar="DIR")
+@click.option("--name", required=True, metavar="NAME", help="party name, e.g. acme")
+@click.option("--host", metavar="HOST", help="DNS name or IP the server is reached at")
+def certs_init(directory: Path, name: str, host: str | None) -> None:
     """Write NAME.crt and NAME.key and print the fingerprint to put in the contract.
 
     \b
@@ -418,8 +408,13 @@ def certs_init(
     print(fingerprint)
 
 
+report_app = command_group(app, "report", "Read, chart and model a released report.")
+
+
 @report_app.command("show")
-def report_show(file: ReportArgument, output_format: FormatOption = "table") -> None:
+@file_argument
+@format_option("table")
+def report_show(file: Path, output_format: str) -> None:
     """Print a report: overlap, then the attribute index table sorted by index."""
     from cleanroom.report.document import Report
     from cleanroom.report.render import print_report
@@ -432,20 +427,16 @@ def report_show(file: ReportArgument, output_format: FormatOption = "table") -> 
 
 
 @report_app.command("plot")
-def report_plot(
-    file: ReportArgument,
-    out: Annotated[Path, typer.Option("--out", help="PNG to write", metavar="FILE")] = Path(
-        "lift.png"
-    ),
-    top: Annotated[
-        int,
-        typer.Option(
-            "--top",
-            help="per segment, draw only the N highest and N lowest indices (0: every cell)",
-            metavar="N",
-        ),
-    ] = 6,
-) -> None:
+@file_argument
+@file_option("--out", default="lift.png", help_text="PNG to write")
+@click.option(
+    "--top",
+    type=int,
+    default=6,
+    metavar="N",
+    help="per segment, draw only the N highest and N lowest indices (0: every cell)",
+)
+def report_plot(file: Path, out: Path, top: int) -> None:
     """Draw the lift chart: per segment, each index with its 99.9% range.
 
     \b
@@ -460,15 +451,17 @@ def report_plot(
 
 
 @report_app.command("model")
+@file_argument
+@click.option("--segment", metavar="NAME", help="segment to model (default: all pooled)")
+@noise_multiple_option
+@smoothing_option
+@format_option("json")
 def report_model(
-    file: ReportArgument,
-    segment: Annotated[
-        str | None,
-        typer.Option("--segment", help="segment to model (default: all pooled)", metavar="NAME"),
-    ] = None,
-    noise_multiple: NoiseMultipleOption = 1.0,
-    smoothing: SmoothingOption = None,
-    output_format: FormatOption = "json",
+    file: Path,
+    segment: str | None,
+    noise_multiple: float,
+    smoothing: float | None,
+    output_format: str,
 ) -> None:
     """The lookalike model derived from the report alone (the partner derives the same)."""
     from rich.markup import escape
@@ -498,16 +491,16 @@ def report_model(
 
 
 @report_app.command("export")
-def report_export(
-    state: StateOption,
-    session: Annotated[
-        str,
-        typer.Option("--session", help="session id (default: the latest)", metavar="ID"),
-    ] = "",
-    out: Annotated[
-        Path, typer.Option("--out", help="where to write the report JSON", metavar="FILE")
-    ] = Path("report.json"),
-) -> None:
+@state_option
+@click.option(
+    "--session",
+    default="",
+    metavar="ID",
+    help="session id (default: the latest)",
+    show_default=False,
+)
+@file_option("--out", default="report.json", help_text="where to write the report JSON")
+def report_export(state: Path, session: str, out: Path) -> None:
     """Write a stored report (the brand's copy, or the partner's) to a JSON file.
 
     \b
@@ -531,17 +524,10 @@ def report_export(
 
 
 @report_app.command("verify")
-def report_verify(
-    file: ReportArgument,
-    brand_cert: Annotated[
-        Path,
-        typer.Option("--brand-cert", help="the brand's pinned certificate", metavar="FILE"),
-    ],
-    partner_cert: Annotated[
-        Path,
-        typer.Option("--partner-cert", help="the partner's pinned certificate", metavar="FILE"),
-    ],
-) -> None:
+@file_argument
+@file_option("--brand-cert", required=True, help_text="the brand's pinned certificate")
+@file_option("--partner-cert", required=True, help_text="the partner's pinned certificate")
+def report_verify(file: Path, brand_cert: Path, partner_cert: Path) -> None:
     """Check that both parties signed exactly this report (exit 9 if not).
 
     \b
@@ -556,18 +542,17 @@ def report_verify(
     print(json.dumps({"report": str(file), "session_id": report.session_id, "signatures": "valid"}))
 
 
+audit_app = command_group(app, "audit", "Check the tamper-evident audit log.")
+
+
 @audit_app.command("verify")
-def audit_verify(
-    state: StateOption,
-    anchor: Annotated[
-        str | None,
-        typer.Option(
-            "--anchor",
-            help="an audit head hash recorded earlier: fail if the chain no longer contains it",
-            metavar="HASH",
-        ),
-    ] = None,
-) -> None:
+@state_option
+@click.option(
+    "--anchor",
+    metavar="HASH",
+    help="an audit head hash recorded earlier: fail if the chain no longer contains it",
+)
+def audit_verify(state: Path, anchor: str | None) -> None:
     """Check the audit log's hash chain, and the reports, signatures and ledger against it.
 
     \b

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import typer
+import click
 
 from cleanroom.cli_support import (
-    TYPER_SETTINGS,
-    NoiseMultipleOption,
     Phases,
-    SmoothingOption,
-    VersionOption,
     check_format,
     check_seconds,
     check_workers,
+    file_option,
+    noise_multiple_option,
     output_console,
     print_json,
-    reporting_interrupts,
+    program,
     run_app,
+    smoothing_option,
     write_atomically,
 )
 from cleanroom.errors import InputError, Interrupted, StorageError
@@ -59,64 +58,41 @@ def partner_client(server: str, **settings: Any) -> PartnerClient:
 
 
 # Options that `run` and `recover` share: the same files, described once.
-ContractOption = Annotated[
-    Path,
-    typer.Option(
-        "--contract", help="the contract, byte-identical to the brand's copy", metavar="FILE"
-    ),
-]
-TlsCertOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--tls-cert",
-        help="your certificate, the one the contract pins for the partner "
-        "[required unless --insecure]",
-        metavar="FILE",
-    ),
-]
-TlsKeyOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--tls-key",
-        help="your private key (unencrypted PEM) [required unless --insecure]",
-        metavar="FILE",
-    ),
-]
-ServerCertOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--server-cert",
-        help="the brand's certificate, the one the contract pins for the brand "
-        "[required unless --insecure]",
-        metavar="FILE",
-    ),
-]
-StateOption = Annotated[
-    Path,
-    typer.Option(
-        "--state", help="partner state database: sessions, budget, reports, audit", metavar="FILE"
-    ),
-]
-DelimiterOption = Annotated[
-    str | None,
-    typer.Option(
-        "--delimiter",
-        help="the CSV file's delimiter: one character, or tab (default: detected from the file)",
-        metavar="CHAR",
-    ),
-]
-EncodingOption = Annotated[
-    str,
-    typer.Option(
-        "--encoding", help="the CSV file's text encoding, e.g. latin-1 or cp1252", metavar="NAME"
-    ),
-]
+contract_option = file_option(
+    "--contract", required=True, help_text="the contract, byte-identical to the brand's copy"
+)
+tls_cert_option = file_option(
+    "--tls-cert",
+    help_text="your certificate, the one the contract pins for the partner "
+    "[required unless --insecure]",
+)
+tls_key_option = file_option(
+    "--tls-key", help_text="your private key (unencrypted PEM) [required unless --insecure]"
+)
+server_cert_option = file_option(
+    "--server-cert",
+    help_text="the brand's certificate, the one the contract pins for the brand "
+    "[required unless --insecure]",
+)
+state_option = file_option(
+    "--state",
+    default=DEFAULT_STATE,
+    help_text="partner state database: sessions, budget, reports, audit",
+)
+delimiter_option = click.option(
+    "--delimiter",
+    metavar="CHAR",
+    help="the CSV file's delimiter: one character, or tab (default: detected from the file)",
+)
+encoding_option = click.option(
+    "--encoding",
+    default="utf-8",
+    metavar="NAME",
+    help="the CSV file's text encoding, e.g. latin-1 or cp1252",
+)
 
-app = typer.Typer(name="cleanroom-client", **TYPER_SETTINGS)
-
-
-@app.callback()
-def main_options(version: VersionOption = False) -> None:
+app = program(
+    "cleanroom-client",
     """The partner side of a cleanroom session: run a session against a brand's server,
     then export a lookalike audience from its report.
 
@@ -127,10 +103,11 @@ def main_options(version: VersionOption = False) -> None:
         --server-cert acme.crt
       cleanroom-client lookalike --report report.json --audience audience.csv \\
         --size 10000 --out lookalike.csv
-    """
+    """,
+)
 
 
-def parse_columns(values: list[str]) -> dict[str, str]:
+def parse_columns(values: tuple[str, ...]) -> dict[str, str]:
     columns: dict[str, str] = {}
     for value in values:
         name, sep, column = value.partition("=")
@@ -143,88 +120,81 @@ def parse_columns(values: list[str]) -> dict[str, str]:
 
 
 @app.command()
+@click.option("--server", required=True, metavar="HOST:PORT", help="the brand's server, HOST:PORT")
+@contract_option
+@file_option(
+    "--audience",
+    required=True,
+    help_text="CSV or Parquet list (or table:NAME with --engine spark)",
+)
+@file_option(
+    "--out", default="report.json", help_text="where to write the report with both signatures"
+)
+@click.option(
+    "--column",
+    multiple=True,
+    metavar="KIND=COLUMN",
+    help="KIND=COLUMN: read a key kind or contract attribute from another column (repeatable)",
+)
+@delimiter_option
+@encoding_option
+@tls_cert_option
+@tls_key_option
+@server_cert_option
+@state_option
+@click.option("--insecure", is_flag=True, help="plain TCP without TLS; loopback servers only")
+@click.option(
+    "--timeout",
+    type=float,
+    default=300.0,
+    metavar="SECONDS",
+    help="seconds the session may go without a message (exit 7)",
+)
+@click.option(
+    "--connect-timeout",
+    type=float,
+    default=DEFAULT_CONNECT_TIMEOUT,
+    metavar="SECONDS",
+    help="seconds the server has to answer at the start",
+)
+@click.option(
+    "--workers", type=int, default=0, metavar="N", help="threads for the crypto (0: every core)"
+)
+@click.option(
+    "--engine",
+    default="local",
+    metavar="local|spark",
+    help="local, or spark: the audience's per-record work on Spark",
+)
+@click.option("--spark-scratch", metavar="URI", help="where Spark writes the session's elements")
+@click.option(
+    "--format",
+    "output_format",
+    default="table",
+    metavar="table|json",
+    help="table, or json: the report file's JSON plus this side's input_quality",
+)
+@click.option("--quiet", "-q", is_flag=True, help="no progress bars; with table, print nothing")
 def run(
-    server: Annotated[
-        str, typer.Option("--server", help="the brand's server, HOST:PORT", metavar="HOST:PORT")
-    ],
-    contract: ContractOption,
-    audience: Annotated[
-        Path,
-        typer.Option(
-            "--audience",
-            help="CSV or Parquet list (or table:NAME with --engine spark)",
-            metavar="FILE",
-        ),
-    ],
-    out: Annotated[
-        Path,
-        typer.Option(
-            "--out", help="where to write the report with both signatures", metavar="FILE"
-        ),
-    ] = Path("report.json"),
-    column: Annotated[
-        list[str],
-        typer.Option(
-            "--column",
-            help="KIND=COLUMN: read a key kind or contract attribute from another column "
-            "(repeatable)",
-            metavar="KIND=COLUMN",
-        ),
-    ] = [],  # noqa: B006
-    delimiter: DelimiterOption = None,
-    encoding: EncodingOption = "utf-8",
-    tls_cert: TlsCertOption = None,
-    tls_key: TlsKeyOption = None,
-    server_cert: ServerCertOption = None,
-    state: StateOption = Path(DEFAULT_STATE),
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="plain TCP without TLS; loopback servers only")
-    ] = False,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            "--timeout",
-            help="seconds the session may go without a message (exit 7)",
-            metavar="SECONDS",
-        ),
-    ] = 300.0,
-    connect_timeout: Annotated[
-        float,
-        typer.Option(
-            "--connect-timeout",
-            help="seconds the server has to answer at the start",
-            metavar="SECONDS",
-        ),
-    ] = DEFAULT_CONNECT_TIMEOUT,
-    workers: Annotated[
-        int, typer.Option("--workers", help="threads for the crypto (0: every core)", metavar="N")
-    ] = 0,
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            help="local, or spark: the audience's per-record work on Spark",
-            metavar="local|spark",
-        ),
-    ] = "local",
-    spark_scratch: Annotated[
-        str | None,
-        typer.Option(
-            "--spark-scratch", help="where Spark writes the session's elements", metavar="URI"
-        ),
-    ] = None,
-    output_format: Annotated[
-        str,
-        typer.Option(
-            "--format",
-            help="table, or json: the report file's JSON plus this side's input_quality",
-            metavar="table|json",
-        ),
-    ] = "table",
-    quiet: Annotated[
-        bool,
-        typer.Option("--quiet", "-q", help="no progress bars; with table, print nothing"),
-    ] = False,
+    server: str,
+    contract: Path,
+    audience: Path,
+    out: Path,
+    column: tuple[str, ...],
+    delimiter: str | None,
+    encoding: str,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    server_cert: Path | None,
+    state: Path,
+    insecure: bool,
+    timeout: float,
+    connect_timeout: float,
+    workers: int,
+    engine: str,
+    spark_scratch: str | None,
+    output_format: str,
+    quiet: bool,
 ) -> None:
     """Match the audience against the brand's CRM; write and print the released report.
 
@@ -248,48 +218,45 @@ def run(
     from cleanroom.lists.tables import csv_dialect
 
     dialect = csv_dialect(delimiter, encoding, style="cli")
-    with reporting_interrupts():
-        client = partner_client(
-            server,
-            contract=contract,
-            certificate=tls_cert,
-            private_key=tls_key,
-            server_certificate=server_cert,
-            state=state,
-            insecure=insecure,
-            idle_timeout=timeout,
-            connect_timeout=connect_timeout,
-            workers=workers,
-            engine=engine,
-            spark_scratch=spark_scratch,
-        )
-        phases = Phases(quiet)
-        with phases.running():
-            phases.advance("reading audience", 0, total=1)
-            try:
-                prepared = client.prepare(audience, parse_columns(column), dialect=dialect)
-            except KeyboardInterrupt:
-                raise Interrupted(
-                    "while reading the audience: no session was opened and no privacy "
-                    "budget was spent"
-                ) from None
-            phases.done("reading audience")
-            try:
-                report = client.run(prepared, progress=phases.advance)
-            except UnsavedReportError as error:
-                write_atomically(out, error.report.to_json())
-                raise StorageError(
-                    f"{error}. The signed report was written to {out}; once the database is "
-                    f"writable, record it with: cleanroom-client recover --report {out} "
-                    f"--contract {contract} --state {state}"
-                    + (
-                        ""
-                        if insecure
-                        else f" --tls-cert {tls_cert} --tls-key {tls_key} "
-                        f"--server-cert {server_cert}"
-                    )
-                    + (" --insecure" if insecure else "")
-                ) from None
+    client = partner_client(
+        server,
+        contract=contract,
+        certificate=tls_cert,
+        private_key=tls_key,
+        server_certificate=server_cert,
+        state=state,
+        insecure=insecure,
+        idle_timeout=timeout,
+        connect_timeout=connect_timeout,
+        workers=workers,
+        engine=engine,
+        spark_scratch=spark_scratch,
+    )
+    phases = Phases(quiet)
+    with phases.running():
+        phases.advance("reading audience", 0, total=1)
+        try:
+            prepared = client.prepare(audience, parse_columns(column), dialect=dialect)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                "while reading the audience: no session was opened and no privacy budget was spent"
+            ) from None
+        phases.done("reading audience")
+        try:
+            report = client.run(prepared, progress=phases.advance)
+        except UnsavedReportError as error:
+            write_atomically(out, error.report.to_json())
+            raise StorageError(
+                f"{error}. The signed report was written to {out}; once the database is "
+                f"writable, record it with: cleanroom-client recover --report {out} "
+                f"--contract {contract} --state {state}"
+                + (
+                    ""
+                    if insecure
+                    else f" --tls-cert {tls_cert} --tls-key {tls_key} --server-cert {server_cert}"
+                )
+                + (" --insecure" if insecure else "")
+            ) from None
     write_atomically(out, report.to_json())
     if output_format == "json":
         print_json({**json.loads(report.to_json()), "input_quality": prepared.quality})
@@ -309,23 +276,23 @@ def run(
 
 
 @app.command()
+@file_option(
+    "--report", required=True, help_text="the report file (run's --out, or the brand's export)"
+)
+@contract_option
+@tls_cert_option
+@tls_key_option
+@server_cert_option
+@state_option
+@click.option("--insecure", is_flag=True, help="no signatures (a session run with --insecure)")
 def recover(
-    report: Annotated[
-        Path,
-        typer.Option(
-            "--report",
-            help="the report file (run's --out, or the brand's export)",
-            metavar="FILE",
-        ),
-    ],
-    contract: ContractOption,
-    tls_cert: TlsCertOption = None,
-    tls_key: TlsKeyOption = None,
-    server_cert: ServerCertOption = None,
-    state: StateOption = Path(DEFAULT_STATE),
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="no signatures (a session run with --insecure)")
-    ] = False,
+    report: Path,
+    contract: Path,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    server_cert: Path | None,
+    state: Path,
+    insecure: bool,
 ) -> None:
     """Record a released report the state database lacks (after a storage error, or the
     brand's `cleanroom report export` of a session whose client died): checks the brand's
@@ -352,45 +319,43 @@ def recover(
 
 
 @app.command()
+@file_option("--report", required=True, help_text="a released report (cleanroom-client run --out)")
+@file_option(
+    "--audience",
+    required=True,
+    help_text="CSV or Parquet: the id column and one boolean column per attribute",
+)
+@click.option(
+    "--size", type=int, required=True, metavar="N", help="how many partner users to export"
+)
+@file_option("--out", required=True, help_text="CSV or Parquet, by extension")
+@click.option("--segment", metavar="NAME", help="model one segment (default: pooled)")
+@click.option(
+    "--id-column", default="user_id", metavar="COLUMN", help="the audience's user id column"
+)
+@click.option(
+    "--column", multiple=True, metavar="ATTRIBUTE=COLUMN", help="ATTRIBUTE=COLUMN (repeatable)"
+)
+@noise_multiple_option
+@smoothing_option
+@delimiter_option
+@encoding_option
+@click.option(
+    "--format", "output_format", default="table", metavar="table|json", help="table or json"
+)
 def lookalike(
-    report: Annotated[
-        Path,
-        typer.Option(
-            "--report", help="a released report (cleanroom-client run --out)", metavar="FILE"
-        ),
-    ],
-    audience: Annotated[
-        Path,
-        typer.Option(
-            "--audience",
-            help="CSV or Parquet: the id column and one boolean column per attribute",
-            metavar="FILE",
-        ),
-    ],
-    size: Annotated[
-        int, typer.Option("--size", help="how many partner users to export", metavar="N")
-    ],
-    out: Annotated[
-        Path, typer.Option("--out", help="CSV or Parquet, by extension", metavar="FILE")
-    ],
-    segment: Annotated[
-        str | None,
-        typer.Option("--segment", help="model one segment (default: pooled)", metavar="NAME"),
-    ] = None,
-    id_column: Annotated[
-        str, typer.Option("--id-column", help="the audience's user id column", metavar="COLUMN")
-    ] = "user_id",
-    column: Annotated[
-        list[str],
-        typer.Option("--column", help="ATTRIBUTE=COLUMN (repeatable)", metavar="ATTRIBUTE=COLUMN"),
-    ] = [],  # noqa: B006
-    noise_multiple: NoiseMultipleOption = 1.0,
-    smoothing: SmoothingOption = None,
-    delimiter: DelimiterOption = None,
-    encoding: EncodingOption = "utf-8",
-    output_format: Annotated[
-        str, typer.Option("--format", help="table or json", metavar="table|json")
-    ] = "table",
+    report: Path,
+    audience: Path,
+    size: int,
+    out: Path,
+    segment: str | None,
+    id_column: str,
+    column: tuple[str, ...],
+    noise_multiple: float,
+    smoothing: float | None,
+    delimiter: str | None,
+    encoding: str,
+    output_format: str,
 ) -> None:
     """Score the whole audience locally with the report's model and export the top N ids.
 

@@ -10,15 +10,15 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import click
 import pytest
-import typer
 from cleanroom_client import cli as partner_cli
 from cleanroom_client.cli import app as partner_app
 from rich.console import Console
 
 from cleanroom.brand.cli import app as brand_app
 from cleanroom.brand.demo import write_demo_files
-from cleanroom.cli_support import reporting_interrupts, run_app
+from cleanroom.cli_support import program, run_app
 from cleanroom.errors import Interrupted
 from cleanroom.report.render import quality_table
 
@@ -26,10 +26,9 @@ APPS = {"cleanroom": brand_app, "cleanroom-client": partner_app}
 HEAVY = ("grpc", "pandas", "pyarrow", "matplotlib", "pyspark", "numpy", "opendp", "pydantic")
 
 
-def commands(app: typer.Typer):
+def commands(app: click.Group):
     """(path, click command) for every command and group of an app, depth first."""
-    root = typer.main.get_command(app)
-    pending = [((), root)]
+    pending = [((), app)]
     while pending:
         path, command = pending.pop()
         yield path, command
@@ -37,7 +36,7 @@ def commands(app: typer.Typer):
             pending.append(((*path, name), sub))
 
 
-def run(app: typer.Typer, argv: list[str], capsys) -> tuple[int, str, str]:
+def run(app: click.Command, argv: list[str], capsys) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as exited:
         run_app(app, [str(a) for a in argv])
     out, err = capsys.readouterr()
@@ -120,12 +119,11 @@ def test_defaults_shown_in_help_are_the_client_defaults():
 
 
 def test_an_interrupted_session_says_what_happened(capsys):
-    probe = typer.Typer()
+    probe = program("probe", "A command line that is interrupted.")
 
     @probe.command()
     def session() -> None:
-        with reporting_interrupts():
-            raise Interrupted("during session abc: it was aborted and no budget was spent")
+        raise Interrupted("during session abc: it was aborted and no budget was spent")
 
     @probe.command()
     def other() -> None:
@@ -136,6 +134,18 @@ def test_an_interrupted_session_says_what_happened(capsys):
     assert err == "interrupted during session abc: it was aborted and no budget was spent\n"
     code, _, err = run(probe, ["other"], capsys)
     assert code == 130 and err == "interrupted\n"
+
+
+def test_commands_are_listed_in_the_order_a_user_needs_them(capsys):
+    _, out, _ = run(brand_app, ["--help"], capsys)
+    listed = [line.split()[0] for line in out.split("Commands:\n", 1)[1].splitlines() if line]
+    assert listed[:3] == ["serve", "demo", "doctor"]
+
+
+def test_a_bad_value_names_the_option_and_exits_2(capsys):
+    code, _, err = run(partner_app, ["run", "--workers", "x"], capsys)
+    assert code == 2
+    assert "Invalid value for '--workers': 'x' is not a valid integer" in err
 
 
 def test_quality_table_reads_as_a_table():

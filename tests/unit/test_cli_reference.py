@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import typer.main
 from cleanroom_client.cli import app as client_app
 
 from cleanroom.brand.cli import app as server_app
@@ -47,10 +46,7 @@ def options(command) -> set[str]:
     }
 
 
-PROGRAMS = {
-    "cleanroom": typer.main.get_command(server_app),
-    "cleanroom-client": typer.main.get_command(client_app),
-}
+PROGRAMS = {"cleanroom": server_app, "cleanroom-client": client_app}
 COMMANDS = dict(
     command for program, parsed in PROGRAMS.items() for command in leaf_commands(program, parsed)
 )

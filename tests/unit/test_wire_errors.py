@@ -90,11 +90,11 @@ def test_importing_the_library_sets_no_environment_variable():
 
 def test_the_command_lines_quiet_grpc_before_it_loads_and_respect_a_users_setting():
     code = (
-        "import os, sys, typer\nfrom cleanroom.cli_support import run_app\n"
-        "app = typer.Typer()\n"
+        "import os, sys\nfrom cleanroom.cli_support import program, run_app\n"
+        "app = program('probe', 'A probe.')\n"
         "@app.command()\ndef probe() -> None:\n"
         "    print(os.environ.get('GRPC_VERBOSITY'), 'grpc' in sys.modules)\n"
-        "try:\n    run_app(app, [])\nexcept SystemExit:\n    pass\n"
+        "try:\n    run_app(app, ['probe'])\nexcept SystemExit:\n    pass\n"
     )
     assert run_python(code) == "NONE False"
     assert run_python(code, GRPC_VERBOSITY="DEBUG") == "DEBUG False"
