@@ -254,3 +254,14 @@ def report_cell(
         "index": None,
         "suppressed": False,
     }
+
+
+def wait_for_abort(store: StateStore, seconds: float = 20.0) -> dict:
+    """The servicer records the abort once its handler unwinds, just after the cancel."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        aborts = [e for e in store.audit_entries() if e["event"] == "abort"]
+        if aborts:
+            return aborts[-1]
+        time.sleep(0.1)
+    raise AssertionError(f"no abort recorded within {seconds:g} s")

@@ -12,9 +12,15 @@ import sys
 
 import pandas as pd
 import pytest
-from support import partner_args, start_server, stop_server
+from support import BRAND_COLUMNS, partner_args, start_server, stop_server
 
 from cleanroom.brand.demo import write_demo_files
+from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
+from cleanroom.privacy.calibration import load_contract
+from cleanroom.protocol.brand import BrandSession
+from cleanroom.protocol.partner import PartnerSession
+from cleanroom.store.state import StateStore
+from cleanroom.transport.inprocess import run_in_process
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,6 +42,24 @@ SPARK_ENV = {
 }
 
 
+def local_engine_report(directory) -> dict:
+    """The same session on the single-machine engine, in this process."""
+    contract = load_contract(directory / "contract.toml")
+    brand = BrandSession(
+        contract,
+        prepare_brand_list(str(directory / "crm.parquet"), BRAND_COLUMNS, contract),
+        StateStore(directory / "local-brand.db"),
+        peer="newsco",
+    )
+    partner = PartnerSession(
+        contract,
+        prepare_partner_list(str(directory / "audience.parquet"), None, contract),
+        StateStore(directory / "local-partner.db"),
+    )
+    run_in_process(brand, partner)
+    return brand.report.to_dict()
+
+
 def test_cli_engine_spark_on_both_sides_matches_the_local_engine(tmp_path):
     """``cleanroom serve --engine spark`` and ``cleanroom-client run --engine spark`` as real
     processes over mutual TLS, on Parquet files, release the local engine's figures."""
@@ -47,27 +71,24 @@ def test_cli_engine_spark_on_both_sides_matches_the_local_engine(tmp_path):
     config = tmp_path / "brand.toml"
     config.write_text(config.read_text().replace("crm.csv", "crm.parquet"))
 
-    def session(engine: str, out: str) -> dict:
-        # a Spark server starts a JVM and prepares its CRM before it listens
-        server, port = start_server(tmp_path, SPARK_ENV, ("--engine", engine), start_seconds=600)
-        try:
-            args = partner_args(port, "--out", out, "--engine", engine, "--quiet")
-            args[args.index("audience.csv")] = "audience.parquet"
-            result = subprocess.run(
-                args,
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                env={**os.environ, **SPARK_ENV},
-            )
-        finally:
-            stop_server(server)
-        assert result.returncode == 0, result.stderr
-        return json.loads((tmp_path / out).read_text())
-
-    local = session("local", "local.json")
-    remote = session("spark", "spark.json")
+    # a Spark server starts a JVM and prepares its CRM before it listens
+    server, port = start_server(tmp_path, SPARK_ENV, ("--engine", "spark"), start_seconds=600)
+    try:
+        args = partner_args(port, "--out", "spark.json", "--engine", "spark", "--quiet")
+        args[args.index("audience.csv")] = "audience.parquet"
+        result = subprocess.run(
+            args,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, **SPARK_ENV},
+        )
+    finally:
+        stop_server(server)
+    assert result.returncode == 0, result.stderr
+    remote = json.loads((tmp_path / "spark.json").read_text())
+    local = local_engine_report(tmp_path)
     assert remote["overlap"] == local["overlap"]
     assert remote["overlap"]["total"] > 200
     assert remote["attributes"] == local["attributes"]
