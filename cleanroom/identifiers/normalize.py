@@ -61,6 +61,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cleanroom import _native
+from cleanroom.arrow_values import booleans, number_scalar, numpy_mask, numpy_view, string_scalar
 from cleanroom.errors import ContractError, InputError
 from cleanroom.identifiers.digests import DIGEST_SIZE, KeyDigests
 
@@ -369,15 +370,11 @@ def _digests_of(strings: pa.Array[Any]) -> bytes:
     return _native.sha256_spans(data, offsets.astype("<i8").tobytes())
 
 
-def _to_numpy_bool(mask: Any) -> np.ndarray:
-    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
 def _email_array(trimmed: pa.Array[Any], profile: str) -> tuple[pa.Array[Any], pa.Array[Any]]:
     lowered: Any = pc.ascii_lower(trimmed)
     valid: Any = pc.and_(
         pc.match_substring_regex(lowered, _EMAIL_PATTERN),
-        pc.less_equal(pc.utf8_length(lowered), pa.scalar(_EMAIL_MAX_LENGTH)),
+        pc.less_equal(pc.utf8_length(lowered), number_scalar(_EMAIL_MAX_LENGTH, pa.int64())),
     )
     if profile == "google-1":
         is_gmail = pc.and_(
@@ -387,9 +384,13 @@ def _email_array(trimmed: pa.Array[Any], profile: str) -> tuple[pa.Array[Any], p
         if pc.any(is_gmail).as_py():
             parts: Any = pc.extract_regex(lowered, _GMAIL_SPLIT)
             local: Any = pc.replace_substring(parts.field("local"), ".", "")
-            rewritten = pc.binary_join_element_wise(local, pa.scalar("gmail.com"), "@")
+            rewritten = pc.binary_join_element_wise(
+                local, string_scalar("gmail.com"), string_scalar("@")
+            )
             lowered = pc.if_else(is_gmail, rewritten, lowered)
-            empty_local = pc.and_(is_gmail, pc.equal(pc.utf8_length(local), pa.scalar(0)))
+            empty_local = pc.and_(
+                is_gmail, pc.equal(pc.utf8_length(local), number_scalar(0, pa.int64()))
+            )
             valid = pc.and_(valid, pc.invert(empty_local))
     return lowered, valid
 
@@ -403,9 +404,9 @@ def _phone_array(
     valid = np.zeros(len(trimmed), dtype=bool)
     if len(idx) == 0:
         return out, valid
-    encoded: Any = trimmed.take(idx).dictionary_encode()
+    encoded: Any = trimmed.filter(booleans(present)).dictionary_encode()
     distinct = [_normalize_phone(s, region) for s in encoded.dictionary.to_pylist()]
-    codes = encoded.indices.to_numpy(zero_copy_only=False).tolist()
+    codes = numpy_view(encoded.indices).tolist()
     for i, code in zip(idx.tolist(), codes, strict=True):
         norm = distinct[code]
         if norm is not None:
@@ -431,9 +432,8 @@ def digest_array(
     arr = to_string_array(values)
     n = len(arr)
     trimmed: Any = pc.utf8_trim(arr, characters=TRIM_CHARACTERS)
-    empty = _to_numpy_bool(
-        pc.or_kleene(pc.is_null(trimmed), pc.equal(pc.utf8_length(trimmed), pa.scalar(0)))
-    )
+    lengths = pc.utf8_length(trimmed)
+    empty = numpy_mask(pc.equal(lengths, number_scalar(0, lengths.type)), missing=True)
     present = ~empty
     digests = KeyDigests.missing(n)
 
@@ -446,15 +446,16 @@ def digest_array(
         return digests, empty, present & ~valid, trimmed
 
     if kind in HASHED_KINDS:
-        shaped = _to_numpy_bool(
+        shaped = numpy_mask(
             pc.or_(
                 pc.match_substring_regex(trimmed, _HEX_PATTERN),
                 pc.match_substring_regex(trimmed, _B64_PATTERN),
-            )
+            ),
+            missing=False,
         )
         valid = present & shaped
         idx = np.flatnonzero(valid)
-        for i, text in zip(idx.tolist(), trimmed.take(idx).to_pylist(), strict=True):
+        for i, text in zip(idx.tolist(), trimmed.filter(booleans(valid)).to_pylist(), strict=True):
             raw = _decode_shaped(text)
             if raw is None:
                 valid[i] = False
@@ -468,11 +469,11 @@ def digest_array(
         normalized_arr = pc.ascii_lower(trimmed)
         valid_arr = pc.and_(
             pc.match_substring_regex(normalized_arr, _MAID_PATTERN),
-            pc.not_equal(normalized_arr, pa.scalar(_MAID_ZERO)),
+            pc.not_equal(normalized_arr, string_scalar(_MAID_ZERO)),
         )
-    valid = present & _to_numpy_bool(valid_arr)
+    valid = present & numpy_mask(valid_arr, missing=False)
     idx = np.flatnonzero(valid)
-    hashed = _digests_of(normalized_arr.filter(pa.array(valid)))
+    hashed = _digests_of(normalized_arr.filter(booleans(valid)))
     digests.matrix[idx] = np.frombuffer(hashed, dtype=np.uint8).reshape(-1, DIGEST_SIZE)
     digests.present[idx] = True
     return digests, empty, present & ~valid, trimmed

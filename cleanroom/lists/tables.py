@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from cleanroom.arrow_values import booleans, number_scalar, numpy_mask, string_scalar, strings
 from cleanroom.errors import InputError
 from cleanroom.identifiers import mask_in_text, to_string_array
 
@@ -487,20 +488,15 @@ def boolean_values(values: pa.Array[Any]) -> tuple[np.ndarray, np.ndarray]:
         truth = values
         bad = pc.is_null(values)
     elif pa.types.is_integer(t) or pa.types.is_floating(t):
-        is_one = pc.equal(values, pa.scalar(1, t))
+        is_one = pc.equal(values, number_scalar(1, t))
         truth = is_one
-        bad = pc.invert(pc.or_(is_one, pc.equal(values, pa.scalar(0, t))))
+        bad = pc.invert(pc.or_(is_one, pc.equal(values, number_scalar(0, t))))
     else:
         text = to_string_array(values)
         text = pc.utf8_lower(pc.utf8_trim_whitespace(text))
-        truth = pc.is_in(text, value_set=pa.array(_TRUE))
-        bad = pc.invert(pc.or_(truth, pc.is_in(text, value_set=pa.array(_FALSE))))
-    return _flags(truth, missing=False), _flags(bad, missing=True)
-
-
-def _flags(values: Any, *, missing: bool) -> np.ndarray:
-    """A boolean Arrow array as a NumPy one, ``missing`` where it is null."""
-    return np.asarray(pc.fill_null(values, missing).to_numpy(zero_copy_only=False), dtype=bool)
+        truth = pc.is_in(text, value_set=strings(_TRUE))
+        bad = pc.invert(pc.or_(truth, pc.is_in(text, value_set=strings(_FALSE))))
+    return numpy_mask(truth, missing=False), numpy_mask(bad, missing=True)
 
 
 def bad_boolean_error(
@@ -531,8 +527,10 @@ def boolean_column(table: pa.Table, column: str, source_name: str) -> np.ndarray
 def segment_labels(values: pa.Array[Any]) -> pa.Array[Any]:
     """Trimmed labels; a missing or empty one means ``"all"``."""
     trimmed: Any = pc.utf8_trim_whitespace(values)
-    empty = _flags(pc.equal(pc.utf8_length(trimmed), pa.scalar(0, pa.int32())), missing=True)
-    labels: pa.Array[Any] = pc.if_else(pa.array(empty), ALL_SEGMENT, trimmed)
+    empty = numpy_mask(
+        pc.equal(pc.utf8_length(trimmed), number_scalar(0, pa.int32())), missing=True
+    )
+    labels: pa.Array[Any] = pc.if_else(booleans(empty), string_scalar(ALL_SEGMENT), trimmed)
     return labels
 
 
@@ -586,8 +584,8 @@ def segment_column(
     values = string_column(table, column, source_name)
     labels = segment_labels(values)
     if allowed:
-        ok = pc.is_in(labels, value_set=pa.array(list(allowed), pa.string()))
-        bad = ~_flags(ok, missing=False)
+        ok = pc.is_in(labels, value_set=strings(allowed))
+        bad = ~numpy_mask(ok, missing=False)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise bad_segment_error(

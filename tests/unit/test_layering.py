@@ -36,6 +36,7 @@ LAYERS: list[tuple[str, ...]] = [
     # identifiers' digests call the extension's batch SHA-256 directly); the root package's
     # __init__ is empty.
     (
+        "cleanroom.arrow_values",
         "cleanroom.errors",
         "cleanroom.faults",
         "cleanroom.cli_support",
