@@ -16,16 +16,51 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 
-def check_quality(digested: DataFrame, plan: Plan, contract: Contract) -> dict[str, KeyQuality]:
+def check_digested(
+    digested: DataFrame, plan: Plan, contract: Contract, read: DataFrame
+) -> dict[str, KeyQuality]:
+    """The input quality, then the local engine's errors for segment labels and attribute
+    values, naming the first bad data row in read order. One pass over the digested frame
+    counts everything; a bad row costs further jobs only when there is one."""
     from pyspark.sql import functions as F
 
+    # name -> (the condition of a bad row, the source column it names)
+    conditions = {f"a{j}": (F.col(f"bad_a{j}"), c) for j, c in enumerate(plan.attribute_columns)}
+    if plan.segment_column is not None:
+        conditions = {"segment": (F.col("segment") < 0, plan.segment_column), **conditions}
     aggregates = [F.count("*").alias("rows")]
     for i in range(len(plan.pairs)):
         aggregates += [
             F.count(f"d{i}").alias(f"valid{i}"),
             F.sum(F.col(f"invalid{i}").cast("long")).alias(f"invalid{i}"),
         ]
+    for name, (condition, _) in conditions.items():
+        aggregates += [
+            F.min(F.when(condition, F.col(ROW))).alias(f"first_{name}"),
+            F.sum(condition.cast("long")).alias(f"bad_{name}"),
+        ]
     totals = digested.agg(*aggregates).collect()[0]
+    qualities = _qualities(digested, plan, contract, totals)
+    for name, (_, column) in conditions.items():
+        bad = totals[f"bad_{name}"] or 0
+        if not bad:
+            continue
+        row_id = totals[f"first_{name}"]
+        row = digested.where(F.col(ROW) < row_id).count()
+        value = _raw_value(read, column, row_id)
+        if name == "segment":
+            raise bad_segment_error(plan.source, column, row, value, plan.segments, bad)
+        raise bad_boolean_error(plan.source, column, row, value, bad)
+    return qualities
+
+
+def _qualities(
+    digested: DataFrame, plan: Plan, contract: Contract, totals: Any
+) -> dict[str, KeyQuality]:
+    """Each key column's quality from the pass's counts; too many invalid values raise,
+    with masked examples (the first ones in read order)."""
+    from pyspark.sql import functions as F
+
     qualities: dict[str, KeyQuality] = {}
     for i, (_, kind, _) in enumerate(plan.pairs):
         qualities[kind] = KeyQuality(
@@ -47,36 +82,6 @@ def check_quality(digested: DataFrame, plan: Plan, contract: Contract) -> dict[s
         {kind: column for _, kind, column in plan.pairs},
     )
     return qualities
-
-
-def _first_bad(digested: DataFrame, condition: Any) -> tuple[int, int, int]:
-    """(0-based data row, row id, count) of the first row meeting *condition*, in read order."""
-    from pyspark.sql import functions as F
-
-    found = digested.where(condition).agg(F.min(ROW).alias("first"), F.count("*").alias("n"))
-    first = found.collect()[0]
-    if not first["n"]:
-        return -1, -1, 0
-    row = digested.where(F.col(ROW) < first["first"]).count()
-    return row, first["first"], first["n"]
-
-
-def check_labels_and_attributes(digested: DataFrame, plan: Plan, read: DataFrame) -> None:
-    """The local engine's errors, naming the first bad data row in read order."""
-    from pyspark.sql import functions as F
-
-    if plan.segment_column is not None:
-        row, row_id, bad = _first_bad(digested, F.col("segment") < 0)
-        if bad:
-            value = _raw_value(read, plan.segment_column, row_id)
-            raise bad_segment_error(
-                plan.source, plan.segment_column, row, value, plan.segments, bad
-            )
-    for j, column in enumerate(plan.attribute_columns):
-        row, row_id, bad = _first_bad(digested, F.col(f"bad_a{j}"))
-        if bad:
-            value = _raw_value(read, column, row_id)
-            raise bad_boolean_error(plan.source, column, row, value, bad)
 
 
 def _raw_value(read: DataFrame, column: str, row_id: int) -> object:

@@ -21,7 +21,7 @@ from cleanroom.crypto.batches import BatchRunner
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.crypto.constants import ELEMENT_SIZE
 from cleanroom.lists.mapping import check_mapping, key_columns
-from cleanroom.lists.spark.checks import check_labels_and_attributes, check_quality, deduplicate
+from cleanroom.lists.spark.checks import check_digested, deduplicate
 from cleanroom.lists.spark.kernels import (
     ROW,
     Plan,
@@ -340,8 +340,7 @@ def _prepare(
         functools.partial(prepare_batches, plan), ", ".join(schema)
     ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        qualities = check_quality(digested, plan, contract)
-        check_labels_and_attributes(digested, plan, frame)
+        qualities = check_digested(digested, plan, contract, frame)
         deduplicated, kept = deduplicate(digested, plan, contract, qualities)
     finally:
         digested.unpersist()
