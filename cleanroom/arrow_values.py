@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 def booleans(mask: np.ndarray) -> pa.Array[Any]:
     """A NumPy boolean mask as an Arrow ``bool`` array without nulls."""
     bits = np.packbits(np.asarray(mask, dtype=bool), bitorder="little")
-    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits.tobytes())])
 
 
 def strings(values: Sequence[str]) -> pa.Array[Any]:
@@ -30,19 +30,23 @@ def strings(values: Sequence[str]) -> pa.Array[Any]:
     encoded = [value.encode() for value in values]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
     np.cumsum([len(data) for data in encoded], out=offsets[1:])
-    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    buffers = [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(encoded))]
     return pa.Array.from_buffers(pa.string(), len(encoded), buffers)
 
 
 def string_scalar(value: str) -> pa.Scalar[Any]:
     """A Python string as an Arrow ``string`` scalar."""
-    return strings([value])[0]
+    scalar: pa.Scalar[Any] = strings([value])[0]
+    return scalar
 
 
 def number_scalar(value: float, arrow_type: pa.DataType) -> pa.Scalar[Any]:
     """A Python number as an Arrow scalar of the integer or floating-point *arrow_type*."""
     data = np.array([value], dtype=arrow_type.to_pandas_dtype())
-    return pa.Array.from_buffers(arrow_type, 1, [None, pa.py_buffer(data)])[0]
+    scalar: pa.Scalar[Any] = pa.Array.from_buffers(
+        arrow_type, 1, [None, pa.py_buffer(data.tobytes())]
+    )[0]
+    return scalar
 
 
 def numpy_mask(values: pa.Array[Any], *, missing: bool) -> np.ndarray:
@@ -54,7 +58,7 @@ def numpy_mask(values: pa.Array[Any], *, missing: bool) -> np.ndarray:
         filled = pc.and_kleene(values, pc.is_valid(values))
     if isinstance(filled, pa.ChunkedArray):
         filled = filled.combine_chunks()
-    bits = np.frombuffer(filled.buffers()[1], dtype=np.uint8)
+    bits = np.frombuffer(_data_buffer(filled), dtype=np.uint8)
     start = filled.offset
     return np.unpackbits(bits, count=start + len(filled), bitorder="little")[start:].astype(bool)
 
@@ -64,5 +68,13 @@ def numpy_view(values: pa.Array[Any]) -> np.ndarray:
     buffer (pyarrow's ``to_numpy`` imports pandas, even when it copies nothing)."""
     if values.null_count:
         raise ValueError("numpy_view needs an array without nulls")
-    data = np.frombuffer(values.buffers()[1], dtype=values.type.to_pandas_dtype())
+    data: np.ndarray = np.frombuffer(_data_buffer(values), dtype=values.type.to_pandas_dtype())
     return data[values.offset : values.offset + len(values)]
+
+
+def _data_buffer(values: pa.Array[Any]) -> memoryview:
+    """The data buffer of a primitive array (its second buffer, after the validity bitmap)."""
+    buffer = values.buffers()[1]
+    if buffer is None:  # only a zero-length array may have none
+        return memoryview(b"")
+    return memoryview(buffer)
