@@ -120,6 +120,9 @@ smoothing_option = click.option(
     metavar="M",
     help="prior strength in pseudo-users (default: the count's noise half-width)",
 )
+workers_option = click.option(
+    "--workers", type=int, default=0, metavar="N", help="threads for the crypto (0: every core)"
+)
 
 FORMATS = ("table", "json")
 

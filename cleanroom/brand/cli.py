@@ -32,6 +32,7 @@ from cleanroom.cli_support import (
     program,
     run_app,
     smoothing_option,
+    workers_option,
 )
 from cleanroom.errors import InputError, IntegrityError
 
@@ -124,9 +125,7 @@ class JsonStatus:
 @app.command()
 @config_option
 @click.option("--insecure", is_flag=True, help="plain TCP without TLS; loopback addresses only")
-@click.option(
-    "--workers", type=int, default=0, metavar="N", help="threads for the crypto (0: every core)"
-)
+@workers_option
 @click.option(
     "--engine",
     "engine_name",

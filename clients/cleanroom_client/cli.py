@@ -20,6 +20,7 @@ from cleanroom.cli_support import (
     program,
     run_app,
     smoothing_option,
+    workers_option,
     write_atomically,
 )
 from cleanroom.errors import InputError, Interrupted, StorageError
@@ -157,9 +158,7 @@ def parse_columns(values: tuple[str, ...]) -> dict[str, str]:
     metavar="SECONDS",
     help="seconds the server has to answer at the start",
 )
-@click.option(
-    "--workers", type=int, default=0, metavar="N", help="threads for the crypto (0: every core)"
-)
+@workers_option
 @click.option(
     "--engine",
     default="local",
