@@ -4,6 +4,7 @@ tmpfs, spread over the xdist workers with the longest tests first."""
 from __future__ import annotations
 
 import compileall
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -64,12 +65,17 @@ def pytest_configure(config: pytest.Config) -> None:
     ``PYTHONDONTWRITEBYTECODE`` is set, each would compile cleanroom's 60-odd modules from
     source again (0.1 CPU-s each), so they are compiled once here.
 
+    One OpenBLAS thread in the workers and every process they start: numpy's OpenBLAS
+    starts a thread per core as it loads (0.1 CPU-s per process on 2 cores, more with more
+    cores), and nothing here multiplies matrices large enough to use them.
+
     Temporary directories on tmpfs unless --basetemp says otherwise: the state databases
     commit with ``synchronous=FULL``, and an fsync per commit on a disk (a busy one above
     all) made sessions wait far longer than they compute. Runs in the controller before
     pytest makes its temporary directory factory; xdist gives each worker a subdirectory."""
     if hasattr(config, "workerinput"):
         return
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     for package in ("cleanroom", "clients"):
         compileall.compile_dir(REPOSITORY / package, quiet=1)
     if config.option.basetemp or not TMPFS.is_dir():

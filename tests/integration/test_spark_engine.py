@@ -48,9 +48,13 @@ pytestmark = [
 # Short-lived JVMs: quick compilation only, one garbage collector thread.
 JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # The driver on loopback, no web UI, few shuffle partitions for small data, one small executor.
+# No whole-stage code generation or adaptive re-planning: on these small lists a cold JVM
+# spent more compiling each query to Java and re-planning it between stages than running it
+# (docs/design-decisions.md, the test suite's duration); the results cannot depend on either.
 DRIVER_ARGS = (
     "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
     " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4"
+    " --conf spark.sql.codegen.wholeStage=false --conf spark.sql.adaptive.enabled=false"
     " --conf spark.executor.memory=512m --conf spark.cores.max=1"
     f" --driver-java-options '{JVM_OPTIONS}' --conf 'spark.executor.extraJavaOptions={JVM_OPTIONS}'"
 )
