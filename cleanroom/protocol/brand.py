@@ -217,8 +217,6 @@ class BrandSession:
             raise
         self.store.begin_session(self.session_id, self.contract, self.peer)
         self._started = True
-        # The padded sizes leave with the reply: they are this side's first noisy release.
-        self.store.charge(self.session_id, self.contract)
         self._declared_records = hello.partner_records
         self.phase = Phase.DOUBLE_ENCRYPTED
         reply = pb.BrandMessage(
@@ -272,6 +270,10 @@ class BrandSession:
         # The budget is checked and reserved atomically by begin_session, which audits a refusal.
 
     def _hello_and_elements(self, reply: pb.BrandMessage) -> Iterator[pb.BrandMessage]:
+        """The reply, then E. The padded sizes in the reply are this side's first noisy
+        release: the budget is spent just before it leaves, and not at all if the session
+        fails before it is sent (a later message from the partner failed the session)."""
+        self.store.charge(self.session_id, self.contract)
         yield reply
         for segment, key, last, elements in self._padded_groups():
             yield pb.BrandMessage(

@@ -447,3 +447,25 @@ def test_an_unmodified_replay_reaches_the_release(world, tmp_path):
     assert brand.report is not None  # released; the recorded ack names another session id
     assert store.latest_report_session() == brand.session_id
     assert any(e["event"] == "transcript-mismatch" for e in store.audit_entries())
+
+
+def test_the_brand_spends_only_once_its_reply_is_sent(world, tmp_path):
+    """The servicer reads the next message while the reply to Hello still waits to be sent;
+    a failure there ends the session before the reply, and its noisy sizes, ever leave. The
+    brand used to charge on receiving Hello, so such a session spent budget for nothing
+    (found by the servicer fuzz test above, under load)."""
+    contract, brand_list, _, to_brand, _, keys = world
+    store = StateStore(tmp_path / "unsent.db")
+    brand = keys.brand_session(contract, brand_list, store)
+    brand.receive(to_brand[0])  # the Hello passes; its reply is produced as it is sent
+    with pytest.raises(CleanroomError, match="unexpected hello"):
+        brand.receive(to_brand[0])
+    brand.abort("unexpected hello")
+    assert store.session_status(brand.session_id) == "aborted"
+    assert store.budget_spent_by(brand.session_id) == 0
+
+    sent = StateStore(tmp_path / "sent.db")
+    brand = keys.brand_session(contract, brand_list, sent)
+    reply = next(iter(brand.receive(to_brand[0])))
+    assert reply.WhichOneof("body") == "hello_reply"
+    assert sent.budget_spent_by(brand.session_id) == contract.ledger_per_session
