@@ -6,6 +6,7 @@ from __future__ import annotations
 import compileall
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -59,11 +60,14 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Byte-code for the editable install, then temporary directories on tmpfs.
+    """Byte-code for the editable install and the test modules, one BLAS thread, then
+    temporary directories on tmpfs.
 
-    The suite starts about 200 ``cleanroom`` and ``cleanroom-client`` processes; where
+    The suite starts about 150 ``cleanroom`` and ``cleanroom-client`` processes; where
     ``PYTHONDONTWRITEBYTECODE`` is set, each would compile cleanroom's 60-odd modules from
-    source again (0.1 CPU-s each), so they are compiled once here.
+    source again (0.1 CPU-s each), so they are compiled once here. Each xdist worker would
+    likewise rewrite the asserts of every test module at each run (2.5 CPU-s per worker);
+    pytest caches the rewritten modules only where this process may write byte-code.
 
     One OpenBLAS thread in the workers and every process they start: numpy's OpenBLAS
     starts a thread per core as it loads (0.1 CPU-s per process on 2 cores, more with more
@@ -73,6 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     commit with ``synchronous=FULL``, and an fsync per commit on a disk (a busy one above
     all) made sessions wait far longer than they compute. Runs in the controller before
     pytest makes its temporary directory factory; xdist gives each worker a subdirectory."""
+    sys.dont_write_bytecode = False  # only this process: the rewritten test modules
     if hasattr(config, "workerinput"):
         return
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
