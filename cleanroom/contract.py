@@ -19,7 +19,7 @@ from typing import Any
 import phonenumbers
 
 from cleanroom.errors import ContractError
-from cleanroom.identifiers.normalize import MATCH_KEYS, PROFILES
+from cleanroom.identifiers.kinds import MATCH_KEYS, PROFILES
 
 PROTOCOL_VERSION = 2  # 2: dummy matches, padding and B (issue 9); 1 peers are refused at Hello
 #: The noise mechanisms a contract may name (docs/privacy.md); cleanroom.privacy implements them.

@@ -43,7 +43,7 @@ valid nor invalid.
 
 Two implementations exist and are kept equal by the property tests: a scalar one
 (:func:`normalize`, :func:`digest`) and a vectorised one over Arrow arrays
-(:func:`digest_array`) that :func:`cleanroom.identifiers.digest_column` uses.
+(:func:`digest_array`) that :func:`cleanroom.identifiers.quality.digest_column` uses.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ from cleanroom import _native
 from cleanroom.arrow_values import booleans, number_scalar, numpy_mask, numpy_view, string_scalar
 from cleanroom.errors import ContractError, InputError
 from cleanroom.identifiers.digests import DIGEST_SIZE, KeyDigests
+from cleanroom.identifiers.kinds import HASHED_KINDS, KEY_KINDS, PROFILES
 
 
 def _fastest_sha256() -> Callable[[bytes | memoryview], Any]:
@@ -84,12 +85,6 @@ _sha256 = _fastest_sha256()
 
 __all__ = [
     "EMPTY_SHA256",
-    "HASHED_KINDS",
-    "KEY_KINDS",
-    "MATCH_KEYS",
-    "MATCH_KEY_OF",
-    "PROFILES",
-    "RAW_KINDS",
     "TRIM_CHARACTERS",
     "check_kind",
     "check_profile",
@@ -100,19 +95,6 @@ __all__ = [
     "sha256",
     "to_string_array",
 ]
-
-RAW_KINDS: tuple[str, ...] = ("email", "phone", "maid")
-HASHED_KINDS: tuple[str, ...] = ("email_sha256", "phone_sha256")
-KEY_KINDS: tuple[str, ...] = RAW_KINDS + HASHED_KINDS
-MATCH_KEYS: tuple[str, ...] = ("email", "phone", "maid")
-MATCH_KEY_OF: dict[str, str] = {
-    "email": "email",
-    "email_sha256": "email",
-    "phone": "phone",
-    "phone_sha256": "phone",
-    "maid": "maid",
-}
-PROFILES: tuple[str, ...] = ("pair-1", "google-1")
 
 #: SHA-256 of the empty string: a hashed "missing value", rejected as a pre-hashed key.
 EMPTY_SHA256: bytes = hashlib.sha256(b"").digest()

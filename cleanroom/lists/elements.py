@@ -2,7 +2,7 @@
 of round 1 and the set-difference sketch.
 
 A list keeps, per match key, its records' SHA-256 digests packed
-(:class:`cleanroom.identifiers.KeyDigests`), never a Python ``bytes`` per record. The
+(:class:`cleanroom.identifiers.digests.KeyDigests`), never a Python ``bytes`` per record. The
 hash-to-curve input ``key:digest``
 (:func:`cleanroom.protocol.common.element_message`) is given to the native core as the
 prefix ``key:`` and the packed digests, so no message is built in Python either.
@@ -18,7 +18,7 @@ import numpy as np
 from cleanroom import _native
 from cleanroom.crypto.constants import ELEMENT_SIZE
 from cleanroom.crypto.hash_to_curve import hash_to_curve_prefixed
-from cleanroom.identifiers import DIGEST_SIZE, KeyDigests
+from cleanroom.identifiers.digests import DIGEST_SIZE, KeyDigests
 from cleanroom.privacy.setdiff import BUCKETS
 from cleanroom.protocol.common import dummy_message, element_message
 

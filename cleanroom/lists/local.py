@@ -23,13 +23,8 @@ from cleanroom.contract import Contract
 from cleanroom.crypto.batches import BatchRunner, hash_prefixed_and_encrypt
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.errors import InputError
-from cleanroom.identifiers import (
-    KeyDigests,
-    KeyQuality,
-    check_invalid_fraction,
-    digest_column,
-    drop_repeats,
-)
+from cleanroom.identifiers.digests import KeyDigests, drop_repeats
+from cleanroom.identifiers.quality import KeyQuality, check_invalid_fraction, digest_column
 from cleanroom.lists.elements import key_prefix, record_points, sketch
 from cleanroom.lists.mapping import check_mapping, key_columns
 from cleanroom.lists.tables import (

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from cleanroom.contract import Contract
 from cleanroom.errors import InputError
-from cleanroom.identifiers import KEY_KINDS, MATCH_KEY_OF
+from cleanroom.identifiers.kinds import KEY_KINDS, MATCH_KEY_OF
 
 
 def key_columns(

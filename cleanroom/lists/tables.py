@@ -4,7 +4,7 @@ Every problem with a user's table is an :class:`~cleanroom.errors.InputError` wh
 message names the table (its path, ``<DataFrame>`` or ``<Arrow table>``), the column and,
 where there is one, the 1-based data row (the first row after a CSV header is row 1).
 Messages never contain a full identifier: parser messages are passed through
-:func:`~cleanroom.identifiers.mask_in_text` and CSV rows are never echoed.
+:func:`~cleanroom.identifiers.masking.mask_in_text` and CSV rows are never echoed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import pyarrow.parquet as pq
 
 from cleanroom.arrow_values import booleans, number_scalar, numpy_mask, string_scalar, strings
 from cleanroom.errors import InputError
-from cleanroom.identifiers import mask_in_text, to_string_array
+from cleanroom.identifiers.masking import mask_in_text
+from cleanroom.identifiers.normalize import to_string_array
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -20,7 +20,7 @@ from cleanroom.crypto.constants import CIPHERTEXT_SIZE, ELEMENT_SIZE
 from cleanroom.crypto.signing import verify_report_signature
 from cleanroom.errors import PolicyError, ProtocolError
 from cleanroom.faults import crash_point
-from cleanroom.identifiers import DIGEST_SIZE
+from cleanroom.identifiers.digests import DIGEST_SIZE
 from cleanroom.privacy.setdiff import difference, unpack
 from cleanroom.protocol.ports import SessionStore
 

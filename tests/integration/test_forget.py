@@ -9,7 +9,7 @@ import hashlib
 import pytest
 
 from cleanroom.brand.demo import synthetic_lists
-from cleanroom.identifiers import normalize
+from cleanroom.identifiers.normalize import normalize
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.brand import BrandSession

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from cleanroom.brand.demo import ATTRIBUTES, SEGMENTS, synthetic_lists
-from cleanroom.identifiers import digest
+from cleanroom.identifiers.normalize import digest
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.privacy import accounting
 from cleanroom.protocol.brand import BrandSession

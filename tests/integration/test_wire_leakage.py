@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from cleanroom.brand.demo import synthetic_lists
-from cleanroom.identifiers import normalize
+from cleanroom.identifiers.normalize import normalize
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.partner import PartnerSession

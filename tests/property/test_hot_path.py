@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from cleanroom.brand.demo import contract_text
 from cleanroom.crypto import batches
 from cleanroom.crypto.batches import INLINE
-from cleanroom.identifiers import KeyDigests, drop_repeats
+from cleanroom.identifiers.digests import KeyDigests, drop_repeats
 from cleanroom.lists import elements
 from cleanroom.lists.elements import sketch
 from cleanroom.lists.local import BrandList, PartnerList

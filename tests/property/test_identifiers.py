@@ -11,15 +11,11 @@ import phonenumbers
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cleanroom.identifiers import (
-    PROFILES,
-    TRIM_CHARACTERS,
-    digest,
-    digest_column,
-    mask,
-    normalize,
-)
 from cleanroom.identifiers import quality as quality_module
+from cleanroom.identifiers.kinds import PROFILES
+from cleanroom.identifiers.masking import mask
+from cleanroom.identifiers.normalize import TRIM_CHARACTERS, digest, normalize
+from cleanroom.identifiers.quality import digest_column
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -36,7 +36,8 @@ from hypothesis import strategies as st
 
 from cleanroom.brand.demo import contract_text
 from cleanroom.contract import Contract
-from cleanroom.identifiers import KEY_KINDS, MATCH_KEY_OF, digest
+from cleanroom.identifiers.kinds import KEY_KINDS, MATCH_KEY_OF
+from cleanroom.identifiers.normalize import digest
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.privacy.calibration import parse_contract
 from cleanroom.protocol.brand import BrandSession

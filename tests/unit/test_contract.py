@@ -14,7 +14,7 @@ from cleanroom.contract import (
 )
 from cleanroom.crypto import dlog
 from cleanroom.errors import ContractError
-from cleanroom.identifiers import KEY_KINDS
+from cleanroom.identifiers.kinds import KEY_KINDS
 from cleanroom.privacy import accounting
 from cleanroom.privacy.calibration import load_contract, parse_contract
 

@@ -14,22 +14,17 @@ import pyarrow as pa
 import pytest
 
 from cleanroom.errors import ContractError, InputError
-from cleanroom.identifiers import (
-    EMPTY_SHA256,
+from cleanroom.identifiers.kinds import (
     HASHED_KINDS,
     KEY_KINDS,
     MATCH_KEY_OF,
     MATCH_KEYS,
     PROFILES,
     RAW_KINDS,
-    KeyQuality,
-    check_invalid_fraction,
-    digest,
-    digest_column,
-    mask,
-    mask_in_text,
-    normalize,
 )
+from cleanroom.identifiers.masking import mask, mask_in_text
+from cleanroom.identifiers.normalize import EMPTY_SHA256, digest, normalize
+from cleanroom.identifiers.quality import KeyQuality, check_invalid_fraction, digest_column
 
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "vectors" / "normalization.json"
 VECTORS = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))

@@ -8,7 +8,7 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from cleanroom.contract import Contract
-from cleanroom.identifiers import MAX_EXAMPLES, KeyQuality, check_invalid_fraction
+from cleanroom.identifiers.quality import MAX_EXAMPLES, KeyQuality, check_invalid_fraction
 from cleanroom.lists.spark.kernels import ROW, Plan, hash_batches
 from cleanroom.lists.tables import bad_boolean_error, bad_segment_error
 

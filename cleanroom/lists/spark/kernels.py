@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 from cleanroom.crypto.batches import BatchRunner, encrypt_own
 from cleanroom.crypto.commutative import CommutativeCipher
 from cleanroom.crypto.constants import ELEMENT_SIZE
-from cleanroom.identifiers import DIGEST_SIZE, KeyDigests, mask
+from cleanroom.identifiers.digests import DIGEST_SIZE, KeyDigests
+from cleanroom.identifiers.masking import mask
 from cleanroom.identifiers.normalize import digest_array
 from cleanroom.lists.elements import dummy_points, hash_points, sketch
 from cleanroom.lists.tables import boolean_values, segment_labels, string_column
