@@ -157,6 +157,24 @@ def stop_server(server: subprocess.Popen[str]) -> str:
             server.stderr.close()
 
 
+# Spark in the tests (docs/design-decisions.md, the test suite's duration). Short-lived JVMs:
+# quick compilation only, one garbage collector thread, and no bytecode verification of
+# Spark's own jars (about a sixth of a JVM's start). The driver on loopback, no web UI, few
+# shuffle partitions for small data, no whole-stage code generation or adaptive re-planning:
+# on these small lists a cold JVM spent more compiling and re-planning each query than running
+# it. None of these can change a result.
+SPARK_JVM_OPTIONS = (
+    "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    " -XX:+UnlockDiagnosticVMOptions -XX:-BytecodeVerificationRemote"
+)
+SPARK_DRIVER_ARGS = (
+    "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
+    " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4"
+    " --conf spark.sql.codegen.wholeStage=false --conf spark.sql.adaptive.enabled=false"
+    f" --driver-java-options '{SPARK_JVM_OPTIONS}'"
+)
+
+
 # How the synthetic CRM (cleanroom.brand.demo.synthetic_lists) maps to key kinds and the segment.
 BRAND_COLUMNS = {
     "email": "email",

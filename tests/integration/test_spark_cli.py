@@ -12,7 +12,7 @@ import sys
 
 import pandas as pd
 import pytest
-from support import BRAND_COLUMNS, partner_args, start_server, stop_server
+from support import BRAND_COLUMNS, SPARK_DRIVER_ARGS, partner_args, start_server, stop_server
 
 from cleanroom.brand.demo import write_demo_files
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
@@ -31,14 +31,11 @@ pytestmark = [
     ),
 ]
 
-# Local mode on loopback only, no web UI, few shuffle partitions for small data; a
-# short-lived JVM: quick compilation only, one garbage collector thread.
+# Local mode on loopback, with the suite's Spark settings (tests/support.py).
 SPARK_ENV = {
     "SPARK_LOCAL_IP": "127.0.0.1",
     "PYSPARK_PYTHON": sys.executable,
-    "PYSPARK_SUBMIT_ARGS": "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
-    " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4"
-    " --driver-java-options '-XX:TieredStopAtLevel=1 -XX:+UseSerialGC' pyspark-shell",
+    "PYSPARK_SUBMIT_ARGS": f"{SPARK_DRIVER_ARGS} pyspark-shell",
 }
 
 

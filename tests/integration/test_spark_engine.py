@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from support import BRAND_COLUMNS
+from support import BRAND_COLUMNS, SPARK_DRIVER_ARGS, SPARK_JVM_OPTIONS
 
 from cleanroom.brand.demo import synthetic_lists
 from cleanroom.errors import InputError
@@ -45,18 +45,10 @@ pytestmark = [
     ),
 ]
 
-# Short-lived JVMs: quick compilation only, one garbage collector thread.
-JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-# The driver on loopback, no web UI, few shuffle partitions for small data, one small executor.
-# No whole-stage code generation or adaptive re-planning: on these small lists a cold JVM
-# spent more compiling each query to Java and re-planning it between stages than running it
-# (docs/design-decisions.md, the test suite's duration); the results cannot depend on either.
+# The suite's Spark settings (tests/support.py), one small executor.
 DRIVER_ARGS = (
-    "--conf spark.ui.enabled=false --conf spark.driver.host=127.0.0.1"
-    " --conf spark.driver.bindAddress=127.0.0.1 --conf spark.sql.shuffle.partitions=4"
-    " --conf spark.sql.codegen.wholeStage=false --conf spark.sql.adaptive.enabled=false"
-    " --conf spark.executor.memory=512m --conf spark.cores.max=1"
-    f" --driver-java-options '{JVM_OPTIONS}' --conf 'spark.executor.extraJavaOptions={JVM_OPTIONS}'"
+    f"{SPARK_DRIVER_ARGS} --conf spark.executor.memory=512m --conf spark.cores.max=1"
+    f" --conf 'spark.executor.extraJavaOptions={SPARK_JVM_OPTIONS}'"
 )
 CLUSTER_START_SECONDS = 180
 PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -111,7 +103,7 @@ def standalone_cluster(directory: Path) -> Iterator[str]:
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false",  # no REST server on 6066
-        "SPARK_DAEMON_JAVA_OPTS": JVM_OPTIONS,
+        "SPARK_DAEMON_JAVA_OPTS": SPARK_JVM_OPTIONS,
     }
     daemons: list[subprocess.Popen] = []
 
