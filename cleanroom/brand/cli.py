@@ -166,9 +166,9 @@ def serve(
     """
     from cleanroom.brand.config import check_listen, check_log_format, load_server_config
     from cleanroom.brand.observability import SessionMetrics, configure_logging
-    from cleanroom.brand.servicer import build_server, prepare_offers, service_of
+    from cleanroom.brand.servicer import build_server, close_offers, prepare_offers, service_of
     from cleanroom.crypto.batches import BatchRunner
-    from cleanroom.lists.spark import SparkList, start_spark
+    from cleanroom.lists.spark import start_spark
 
     check_engine(engine_name, spark_scratch)
     check_workers(workers)
@@ -188,47 +188,49 @@ def serve(
     with console.status("reading and hashing the CRM"):
         spark = start_spark("cleanroom serve") if engine_name == "spark" else None
         offers = prepare_offers(settings, spark, spark_scratch)
-    metrics = SessionMetrics()  # served before the gRPC server starts: a bad address stops here
-    metrics_address = metrics_listen or settings.metrics_listen
-    if metrics_address is not None:
-        metrics_port = metrics.serve(
-            metrics_address,
-            "--metrics-listen" if metrics_listen else f"{settings.source}: [server] metrics_listen",
-        )
-        console.print(
-            f"metrics on http://{metrics_address.rpartition(':')[0]}:{metrics_port}/metrics"
-        )
-    engine = BatchRunner(workers or None)
-    server, port = build_server(settings, offers=offers, engine=engine, metrics=metrics)
-    if isinstance(console, JsonStatus):
-        for offer in offers.values():
-            console.print(
-                f"contract {offer.contract.id} with {offer.contract.partner.name}: "
-                f"{offer.brand_list.size} CRM records"
-            )
-    else:
-        print_crm_quality(offers, console)  # once serving: a refusal to start stays one line
-    host = settings.listen.rsplit(":", 1)[0]
-    console.print(
-        f"listening on {host}:{port} ({'insecure' if insecure else 'mutual TLS'}); Ctrl-C stops"
-    )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    reason = "SIGTERM"
     try:
-        # Python runs signal handlers only when the main thread wakes; a signal the kernel hands
-        # to one of gRPC's threads would never wake an untimed wait, so poll.
-        while not stop.wait(timeout=0.5):
-            pass
-    except KeyboardInterrupt:
-        reason = "Ctrl-C"
-    service_of(server).shut_down(reason)  # partners are told, each session logged
-    server.stop(grace=5).wait()
-    metrics.close()
-    engine.close()
-    for offer in offers.values():
-        if isinstance(offer.brand_list, SparkList):
-            offer.brand_list.close()
+        metrics = SessionMetrics()  # served before the gRPC server starts: a bad address stops here
+        metrics_address = metrics_listen or settings.metrics_listen
+        if metrics_address is not None:
+            metrics_port = metrics.serve(
+                metrics_address,
+                "--metrics-listen"
+                if metrics_listen
+                else f"{settings.source}: [server] metrics_listen",
+            )
+            console.print(
+                f"metrics on http://{metrics_address.rpartition(':')[0]}:{metrics_port}/metrics"
+            )
+        engine = BatchRunner(workers or None)
+        server, port = build_server(settings, offers=offers, engine=engine, metrics=metrics)
+        if isinstance(console, JsonStatus):
+            for offer in offers.values():
+                console.print(
+                    f"contract {offer.contract.id} with {offer.contract.partner.name}: "
+                    f"{offer.brand_list.size} CRM records"
+                )
+        else:
+            print_crm_quality(offers, console)  # once serving: a refusal to start stays one line
+        host = settings.listen.rsplit(":", 1)[0]
+        console.print(
+            f"listening on {host}:{port} ({'insecure' if insecure else 'mutual TLS'}); Ctrl-C stops"
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        reason = "SIGTERM"
+        try:
+            # Python runs signal handlers only when the main thread wakes; a signal the kernel hands
+            # to one of gRPC's threads would never wake an untimed wait, so poll.
+            while not stop.wait(timeout=0.5):
+                pass
+        except KeyboardInterrupt:
+            reason = "Ctrl-C"
+        service_of(server).shut_down(reason)  # partners are told, each session logged
+        server.stop(grace=5).wait()
+        metrics.close()
+        engine.close()
+    finally:  # a Spark CRM's cached frame and scratch directory, whatever stopped us
+        close_offers(offers)
 
 
 @app.command()

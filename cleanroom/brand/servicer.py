@@ -42,7 +42,7 @@ from cleanroom.errors import (
 )
 from cleanroom.identity import ReportSigner, fingerprint_of_pem, require_signing_key
 from cleanroom.lists.local import prepare_brand_list
-from cleanroom.lists.spark import prepare_brand_list_spark
+from cleanroom.lists.spark import SparkList, prepare_brand_list_spark
 from cleanroom.lists.tables import CsvDialect
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.proto.cleanroom.v1 import session_pb2_grpc
@@ -404,10 +404,39 @@ def prepare_offers(
     config: ServerConfig, spark: SparkSession | None = None, scratch: str | None = None
 ) -> dict[str, Offer]:
     """Prepare the CRM once per contract's rules (profile, keys, segments): in this process's
-    memory, or, given a Spark session, as a persisted Spark frame (:mod:`cleanroom.lists.spark`)."""
+    memory, or, given a Spark session, as a persisted Spark frame (:mod:`cleanroom.lists.spark`).
+    The caller :func:`close_offers` them; if one fails, those already prepared are closed."""
     offers: dict[str, Offer] = {}
+    try:
+        _prepare_each_offer(config, spark, scratch, offers)
+    except BaseException:
+        close_offers(offers)
+        raise
+    return offers
+
+
+def close_offers(offers: dict[str, Offer]) -> None:
+    """Free what the prepared CRMs hold outside this process's memory: a Spark list's cached
+    frame and scratch directory."""
+    for offer in offers.values():
+        if isinstance(offer.brand_list, SparkList):
+            offer.brand_list.close()
+
+
+def _prepare_each_offer(
+    config: ServerConfig, spark: SparkSession | None, scratch: str | None, offers: dict[str, Offer]
+) -> None:
+    """Into ``offers`` as each is made, so a failure leaves none unaccounted for; the partner
+    certificate is checked first, before the costly preparation."""
     for entry in config.contracts:
         contract = entry.contract
+        certificate = entry.partner_certificate
+        partner_fingerprint = fingerprint_of_pem(certificate) if certificate else None
+        signing_key = (
+            require_signing_key(certificate, f"partner certificate of contract '{contract.id}'")
+            if certificate
+            else None
+        )
         brand_list: OwnBrandList
         if spark is not None:
             if config.crm_dialect != CsvDialect(style="toml"):
@@ -427,16 +456,9 @@ def prepare_offers(
         offers[contract.id] = Offer(
             contract=contract,
             brand_list=brand_list,
-            partner_fingerprint=fingerprint_of_pem(entry.partner_certificate)
-            if entry.partner_certificate
-            else None,
-            partner_signing_key=require_signing_key(
-                entry.partner_certificate, f"partner certificate of contract '{contract.id}'"
-            )
-            if entry.partner_certificate
-            else None,
+            partner_fingerprint=partner_fingerprint,
+            partner_signing_key=signing_key,
         )
-    return offers
 
 
 def build_server(

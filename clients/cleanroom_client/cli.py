@@ -214,6 +214,7 @@ def run(
     check_workers(workers)
     if not out.parent.exists():
         raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
+    from cleanroom.lists.spark import SparkPartnerList
     from cleanroom.lists.tables import csv_dialect
 
     dialect = csv_dialect(delimiter, encoding, style="cli")
@@ -256,6 +257,9 @@ def run(
                 )
                 + (" --insecure" if insecure else "")
             ) from None
+        finally:
+            if isinstance(prepared, SparkPartnerList):  # its cached frame and scratch directory
+                prepared.close()
     write_atomically(out, report.to_json())
     if output_format == "json":
         print_json({**json.loads(report.to_json()), "input_quality": prepared.quality})

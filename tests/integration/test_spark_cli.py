@@ -68,8 +68,12 @@ def test_cli_engine_spark_on_both_sides_matches_the_local_engine(tmp_path):
     config = tmp_path / "brand.toml"
     config.write_text(config.read_text().replace("crm.csv", "crm.parquet"))
 
+    # each process's default scratch directory goes under temporary, and must be gone at exit
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = {**SPARK_ENV, "TMPDIR": str(temporary)}
     # a Spark server starts a JVM and prepares its CRM before it listens
-    server, port = start_server(tmp_path, SPARK_ENV, ("--engine", "spark"), start_seconds=600)
+    server, port = start_server(tmp_path, env, ("--engine", "spark"), start_seconds=600)
     try:
         args = partner_args(port, "--out", "spark.json", "--engine", "spark", "--quiet")
         args[args.index("audience.csv")] = "audience.parquet"
@@ -79,11 +83,12 @@ def test_cli_engine_spark_on_both_sides_matches_the_local_engine(tmp_path):
             capture_output=True,
             text=True,
             timeout=600,
-            env={**os.environ, **SPARK_ENV},
+            env={**os.environ, **env},
         )
     finally:
         stop_server(server)
     assert result.returncode == 0, result.stderr
+    assert list(temporary.glob("cleanroom-spark-*")) == []
     remote = json.loads((tmp_path / "spark.json").read_text())
     local = local_engine_report(tmp_path)
     assert remote["overlap"] == local["overlap"]
