@@ -13,9 +13,12 @@ import sqlite3
 import subprocess
 
 import pytest
+from cleanroom_client import Client
 from support import partner_args, start_server, stop_server
 
+from cleanroom.brand.config import load_server_config
 from cleanroom.brand.demo import write_demo_files
+from cleanroom.brand.servicer import build_server
 from cleanroom.faults import CRASH_EXIT_CODE
 from cleanroom.store.state import StateStore
 
@@ -49,24 +52,28 @@ def site(tmp_path):
     return tmp_path
 
 
-def partner_run(
-    directory, out: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    args = partner_args(directory.port, "--out", out, "--timeout", "20")
+def partner_client(site, port: int) -> Client:
+    """The partner of partner_args, as the library."""
+    return Client(
+        f"127.0.0.1:{port}",
+        contract=site / "contract.toml",
+        certificate=site / "certs/newsco.crt",
+        private_key=site / "certs/newsco.key",
+        server_certificate=site / "certs/acme.crt",
+        state=site / "partner-state.db",
+        idle_timeout=20,
+    )
+
+
+def partner_run(site, port: int, env: dict[str, str] | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        args,
-        cwd=directory.path,
+        partner_args(port, "--out", "report.json", "--timeout", "20"),
+        cwd=site,
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, **(env or {})},
     )
-
-
-class Site:
-    def __init__(self, path):
-        self.path = path
-        self.port = 0
 
 
 def assert_state_intact(path) -> None:
@@ -82,10 +89,9 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
     brand_spent, partner_spent, brand_has_report, partner_has_report = CASES[crash_at]
     side, _ = crash_at.split(":")
     env = {"CLEANROOM_CRASH_AT": crash_at}
-    directory = Site(site)
-    server, directory.port = start_server(site, env if side == "brand" else None)
+    server, port = start_server(site, env if side == "brand" else None)
     try:
-        result = partner_run(directory, "report.json", env if side == "partner" else None)
+        result = partner_run(site, port, env if side == "partner" else None)
         if side == "partner":
             assert result.returncode == CRASH_EXIT_CODE, result.stderr
         else:
@@ -107,13 +113,14 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
     assert_state_intact(site / "brand-state.db")
     assert_state_intact(site / "partner-state.db")
 
-    # the next session, with nobody crashing, runs normally
-    server, directory.port = start_server(site)
+    # the next session, with nobody crashing, runs normally. It runs the code both CLIs run at
+    # start (build_server, Client.run: each side's recovery, then a session over mutual TLS) in
+    # this process; test_operations.py shows the real processes recovering.
+    server, port = build_server(load_server_config(site / "brand.toml"))
     try:
-        again = partner_run(directory, "next.json")
+        report = json.loads(partner_client(site, port).run(site / "audience.csv").to_json())
     finally:
-        stop_server(server)
-    assert again.returncode == 0, again.stderr
+        server.stop(grace=None)
     # the next start closed the crashed session on both sides, each with an audit entry
     for path in (site / "brand-state.db", site / "partner-state.db"):
         with sqlite3.connect(path) as db:
@@ -123,7 +130,6 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
         store = StateStore(path)
         closed = {e["session_id"] for e in store.audit_entries() if e["event"] == "abort"}
         assert {sid for sid, status in statuses.items() if status == "aborted"} <= closed
-    report = json.loads((site / "next.json").read_text())
     assert set(report.pop("signatures")) == {"brand", "partner"}
     assert StateStore(site / "brand-state.db").report(report["session_id"]).to_dict() == report
     assert report["overlap"]["total"] > 0
