@@ -84,7 +84,7 @@ from cleanroom.store.state import StateStore
 
 contract = parse_contract(contract_text("a" * 64, "b" * 64, mechanism="none",
                                         min_set_size=10, min_overlap=0).encode())
-lists = synthetic_lists(6000, 9000, seed=5)
+lists = synthetic_lists(1500, 2500, seed=5)  # batches above INLINE_BELOW: threads start
 engine = BatchRunner(workers=2)
 columns = {"email": "email", "email_sha256": "email_sha256", "phone": "phone", "segment": "tier"}
 for run in range(1000):
