@@ -13,8 +13,7 @@ import sqlite3
 import subprocess
 
 import pytest
-from cleanroom_client import Client
-from support import partner_args, start_server, stop_server
+from support import Deployment, partner_args, start_server, stop_server
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.demo import write_demo_files
@@ -50,19 +49,6 @@ def site(tmp_path):
     contract = tmp_path / "contract.toml"
     contract.write_text(contract.read_text().replace('"discrete_gaussian"', '"none"'))
     return tmp_path
-
-
-def partner_client(site, port: int) -> Client:
-    """The partner of partner_args, as the library."""
-    return Client(
-        f"127.0.0.1:{port}",
-        contract=site / "contract.toml",
-        certificate=site / "certs/newsco.crt",
-        private_key=site / "certs/newsco.key",
-        server_certificate=site / "certs/acme.crt",
-        state=site / "partner-state.db",
-        idle_timeout=20,
-    )
 
 
 def partner_run(site, port: int, env: dict[str, str] | None) -> subprocess.CompletedProcess[str]:
@@ -118,7 +104,8 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
     # this process; test_operations.py shows the real processes recovering.
     server, port = build_server(load_server_config(site / "brand.toml"))
     try:
-        report = json.loads(partner_client(site, port).run(site / "audience.csv").to_json())
+        client = Deployment(site, port, server).client(idle_timeout=20)
+        report = json.loads(client.run(site / "audience.csv").to_json())
     finally:
         server.stop(grace=None)
     # the next start closed the crashed session on both sides, each with an audit entry
