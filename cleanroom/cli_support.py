@@ -145,6 +145,7 @@ def output_console(*, stderr: bool = False, quiet: bool = False) -> Console:
 def run_app(command: click.Command, argv: list[str] | None = None) -> NoReturn:
     """Run a command line; every cleanroom error becomes one line on stderr and its exit code."""
     quiet_grpc_log()
+    one_blas_thread()
     try:
         result = command.main(args=argv, standalone_mode=False)
     except CleanroomError as error:
@@ -171,6 +172,14 @@ def quiet_grpc_log() -> None:
     Read once, when grpc is first imported: the command lines call this before that, and
     the library, which must not change its host's environment, never does."""
     os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+
+def one_blas_thread() -> None:
+    """numpy's OpenBLAS starts a thread per core when numpy is imported, and each spins
+    before it sleeps: more CPU than the rest of numpy's import, for linear algebra no
+    command does. OPENBLAS_NUM_THREADS in the environment still wins; the library, which
+    must not change its host's environment, never calls this."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 class _Interruption(Exception):

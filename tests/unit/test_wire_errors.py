@@ -66,7 +66,8 @@ def test_anything_else_is_an_internal_error_and_unknown_codes_mean_nothing():
 
 
 def run_python(code: str, **env: str) -> str:
-    environment = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"} | env
+    defaults = ("GRPC_VERBOSITY", "OPENBLAS_NUM_THREADS")
+    environment = {k: v for k, v in os.environ.items() if k not in defaults} | env
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -88,13 +89,17 @@ def test_importing_the_library_sets_no_environment_variable():
     assert run_python(code) == "[]"
 
 
-def test_the_command_lines_quiet_grpc_before_it_loads_and_respect_a_users_setting():
+def test_the_command_lines_set_their_defaults_before_the_libraries_load():
+    """gRPC's log off and one OpenBLAS thread, both read once when the library loads, and
+    each left to a user who set it."""
     code = (
         "import os, sys\nfrom cleanroom.cli_support import program, run_app\n"
         "app = program('probe', 'A probe.')\n"
         "@app.command()\ndef probe() -> None:\n"
-        "    print(os.environ.get('GRPC_VERBOSITY'), 'grpc' in sys.modules)\n"
+        "    print(os.environ.get('GRPC_VERBOSITY'), os.environ.get('OPENBLAS_NUM_THREADS'),"
+        " 'grpc' in sys.modules, 'numpy' in sys.modules)\n"
         "try:\n    run_app(app, ['probe'])\nexcept SystemExit:\n    pass\n"
     )
-    assert run_python(code) == "NONE False"
-    assert run_python(code, GRPC_VERBOSITY="DEBUG") == "DEBUG False"
+    assert run_python(code) == "NONE 1 False False"
+    users = run_python(code, GRPC_VERBOSITY="DEBUG", OPENBLAS_NUM_THREADS="4")
+    assert users == "DEBUG 4 False False"
