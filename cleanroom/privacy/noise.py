@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import opendp.prelude as dp
+from opendp import combinators, measurements
+from opendp.domains import atom_domain, vector_domain
+from opendp.metrics import l1_distance, l2_distance
+from opendp.mod import Measurement, enable_features
 
 from cleanroom.contract import DISCRETE_GAUSSIAN, DISCRETE_LAPLACE, NO_NOISE
 
@@ -32,7 +35,7 @@ from cleanroom.contract import DISCRETE_GAUSSIAN, DISCRETE_LAPLACE, NO_NOISE
 # "contrib" feature flag; make_laplace, make_gaussian, make_pureDP_to_zCDP,
 # make_zCDP_to_approxDP and make_fix_delta all need it. The flag only unlocks those
 # constructors ("floating-point" and "honest-but-curious" stay off).
-dp.enable_features("contrib")
+enable_features("contrib")
 
 #: Probability that |noise| exceeds :meth:`NoiseMechanism.bound` (per released count).
 BOUND_FAILURE = 2.0**-40
@@ -43,21 +46,21 @@ _EXACT_MAX_SCALE = 2e4
 
 
 def _integers() -> Any:
-    return dp.vector_domain(dp.atom_domain(T="i64"))
+    return vector_domain(atom_domain(T="i64"))
 
 
-def laplace_measurement(scale: float) -> dp.Measurement:
+def laplace_measurement(scale: float) -> Measurement:
     """OpenDP's discrete Laplace on 64-bit integer vectors, L1 distance (pure DP)."""
-    return dp.m.make_laplace(_integers(), dp.l1_distance(T="i64"), scale=scale)
+    return measurements.make_laplace(_integers(), l1_distance(T="i64"), scale=scale)
 
 
-def gaussian_measurement(scale: float) -> dp.Measurement:
+def gaussian_measurement(scale: float) -> Measurement:
     """OpenDP's discrete Gaussian on 64-bit integer vectors, L2 distance (rho-zCDP). A float
     metric so that L2 sensitivities such as sqrt(36) or sqrt(12) are expressible."""
-    return dp.m.make_gaussian(_integers(), dp.l2_distance(T=float), scale=scale)
+    return measurements.make_gaussian(_integers(), l2_distance(T=float), scale=scale)
 
 
-def _map(meas: dp.Measurement, d_in: Any) -> Any:
+def _map(meas: Measurement, d_in: Any) -> Any:
     return meas.map(d_in)  # type: ignore[no-untyped-call]  # opendp's map is untyped
 
 
@@ -75,9 +78,9 @@ def epsilon_of_rho(rho: float, delta: float) -> float:
 
 
 @functools.lru_cache(maxsize=64)
-def _approx_dp_at(delta: float) -> dp.Measurement:
+def _approx_dp_at(delta: float) -> Measurement:
     """The conversion of :func:`epsilon_of_rho`, built once per ``delta``."""
-    return dp.c.make_fix_delta(dp.c.make_zCDP_to_approxDP(gaussian_measurement(1.0)), delta)
+    return combinators.make_fix_delta(combinators.make_zCDP_to_approxDP(gaussian_measurement(1.0)), delta)
 
 
 @functools.lru_cache(maxsize=256)
@@ -126,7 +129,7 @@ def rho_for_epsilon(epsilon: float, delta: float) -> float:
 def rho_of_pure(epsilon: float) -> float:
     """OpenDP's ``make_pureDP_to_zCDP`` (Bun and Steinke 2016, Prop. 1.4: epsilon-DP implies
     epsilon^2/2-zCDP), applied to a discrete Laplace whose map is ``epsilon`` at distance 1."""
-    meas = dp.c.make_pureDP_to_zCDP(laplace_measurement(_laplace_scale(epsilon, 1)))
+    meas = combinators.make_pureDP_to_zCDP(laplace_measurement(_laplace_scale(epsilon, 1)))
     return float(_map(meas, 1))
 
 
@@ -188,7 +191,7 @@ class NoiseMechanism:
     def none(cls) -> NoiseMechanism:
         return cls(NO_NOISE, 0.0, 0.0)
 
-    def measurement(self) -> dp.Measurement | None:
+    def measurement(self) -> Measurement | None:
         if self.name == DISCRETE_LAPLACE:
             return laplace_measurement(self.scale)
         if self.name == DISCRETE_GAUSSIAN:
