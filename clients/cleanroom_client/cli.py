@@ -206,16 +206,16 @@ def run(
         --audience audience.csv --column email=EMAIL_ADDRESS \\
         --tls-cert newsco.crt --tls-key newsco.key --server-cert acme.crt
     """
-    from cleanroom.transport.partner import UnsavedReportError
-
     check_format(output_format)
     check_seconds(timeout, "--timeout")
     check_seconds(connect_timeout, "--connect-timeout")
     check_workers(workers)
     if not out.parent.exists():
         raise InputError(f"cannot write {out}: directory {out.parent} does not exist")
+    # a bad flag above is told before the session machinery's half-second import
     from cleanroom.lists.spark import SparkPartnerList
     from cleanroom.lists.tables import csv_dialect
+    from cleanroom.transport.partner import UnsavedReportError
 
     dialect = csv_dialect(delimiter, encoding, style="cli")
     client = partner_client(

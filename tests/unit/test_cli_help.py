@@ -92,11 +92,14 @@ def test_tls_options_say_they_are_required_unless_insecure(capsys):
     assert "-q, --quiet" in out and "--insecure " in out
 
 
-def test_help_imports_nothing_heavy():
-    """`--help` must stay fast: no gRPC, pandas, pyarrow, matplotlib, pyspark (issue 10)."""
+def test_help_and_a_bad_flag_import_nothing_heavy():
+    """`--help` must stay fast: no gRPC, pandas, pyarrow, matplotlib, pyspark (issue 10);
+    and a bad flag value is told before the session machinery loads."""
+    bad_timeout = ["--server", "x:1", "--contract", "c.toml", "--audience", "a.csv"]
     for module, argv in (
         ("cleanroom_client.cli", ["cleanroom-client", "--help"]),
         ("cleanroom_client.cli", ["cleanroom-client", "run", "--help"]),
+        ("cleanroom_client.cli", ["cleanroom-client", "run", *bad_timeout, "--timeout", "-5"]),
         ("cleanroom.brand.cli", ["cleanroom", "--help"]),
         ("cleanroom.brand.cli", ["cleanroom", "report", "plot", "--help"]),
     ):
