@@ -16,6 +16,16 @@ from cleanroom.brand.demo import write_demo_files
 
 pytestmark = pytest.mark.slow
 
+# Small lists, so that each session is quick; the audience above 999 rows, so that its
+# printed row count shows the thousands separator.
+BRAND_RECORDS, PARTNER_RECORDS = 500, 1200
+
+
+def write_site(directory: Path) -> None:
+    write_demo_files(
+        directory, brand_records=BRAND_RECORDS, partner_records=PARTNER_RECORDS, min_set_size=20
+    )
+
 
 def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=300)
@@ -27,14 +37,14 @@ def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     directory = tmp_path_factory.mktemp("cli")
-    write_demo_files(directory, brand_records=1500, partner_records=2500, min_set_size=100)
+    write_site(directory)
     server, port = start_server(directory)
     yield directory, port
     stop_server(server)
 
 
 def test_serve_logs_one_line_per_session_outcome(tmp_path):
-    write_demo_files(tmp_path, brand_records=1500, partner_records=2500, min_set_size=100)
+    write_site(tmp_path)
     server, port = start_server(tmp_path)
     try:
         run(*partner_args(port, "--out", "report.json"), cwd=tmp_path)
@@ -54,7 +64,7 @@ def test_serve_logs_one_line_per_session_outcome(tmp_path):
 
 
 def test_serve_prints_the_crm_quality_that_crm_check_reports(tmp_path):
-    write_demo_files(tmp_path, brand_records=1500, partner_records=2500, min_set_size=100)
+    write_site(tmp_path)
     checked = json.loads(
         run(
             tool("cleanroom"),
@@ -97,8 +107,8 @@ def test_partner_run_writes_the_report_the_brand_stored(site):
     written = json.loads((directory / "report.json").read_text())
     quality = printed.pop("input_quality")  # this side's, printed but never in the report
     assert printed == written and "input_quality" not in written
-    assert quality["email"]["rows"] == 2500
-    assert quality["email"]["valid"] + quality["email"]["invalid"] <= 2500
+    assert quality["email"]["rows"] == PARTNER_RECORDS
+    assert quality["email"]["valid"] + quality["email"]["invalid"] <= PARTNER_RECORDS
     import sqlite3
 
     with sqlite3.connect(directory / "brand-state.db") as db:
@@ -382,4 +392,4 @@ def test_partner_run_prints_readable_tables_to_a_pipe(site, tmp_path):
     assert "Input quality · audience.csv (stays on this machine)" in out
     assert "{'" not in out and "Audience attributes" in out
     email = next(line.split() for line in out.splitlines() if line.split()[:1] == ["email"])
-    assert email[1] == "2,500"  # rows of the audience
+    assert email[1] == f"{PARTNER_RECORDS:,}"  # rows of the audience
