@@ -9,7 +9,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from cleanroom_client import Client
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.demo import brand_config_text, contract_text, synthetic_lists
-from cleanroom.brand.servicer import build_server
+from cleanroom.brand.servicer import build_server, service_of
 from cleanroom.contract import PROTOCOL_VERSION
 from cleanroom.lists.tables import write_table
 from cleanroom.privacy.calibration import load_contract
@@ -137,6 +138,19 @@ def start_server(
             raise AssertionError(f"server exited: {server.stderr.read()}")
     server.kill()
     raise AssertionError("server did not start")
+
+
+@contextmanager
+def brand_in_this_process(directory: Path) -> Iterator[int]:
+    """The site's ``brand.toml`` served from the test process, for tests about the partner's
+    process; yields the port. It stops as ``cleanroom serve`` stops on SIGTERM (each running
+    session ended and recorded), so the brand's state is final once the block is left."""
+    server, port = build_server(load_server_config(directory / "brand.toml"))
+    try:
+        yield port
+    finally:
+        service_of(server).shut_down("the test is over")
+        server.stop(grace=5).wait()
 
 
 def stop_server(server: subprocess.Popen[str]) -> str:

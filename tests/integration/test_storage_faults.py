@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from cleanroom_client import ConnectionLostError, UnsavedReportError
-from support import partner_args, start_server, stop_server, tool
+from support import brand_in_this_process, partner_args, tool
 
 from cleanroom.brand.demo import write_demo_files
 from cleanroom.faults import CRASH_EXIT_CODE
@@ -91,12 +91,8 @@ def assert_one_error_line(result, code: int, *fragments: str) -> None:
 
 def test_a_read_only_partner_state_is_one_error_line_and_exit_10(site):
     StateStore(site / "partner-state.db").audit("created")
-    server, port = start_server(site)
-    try:
-        with read_only(*database_files(site / "partner-state.db")):
-            result = run(partner_args(port, "--out", "report.json"), site)
-    finally:
-        stop_server(server)
+    with brand_in_this_process(site) as port, read_only(*database_files(site / "partner-state.db")):
+        result = run(partner_args(port, "--out", "report.json"), site)
     assert_one_error_line(
         result, 10, "partner-state.db", "readonly", "make the file and its directory writable"
     )
@@ -202,8 +198,7 @@ main()
 
 
 def test_cli_disk_full_at_release_writes_the_report_and_says_how_to_recover(site):
-    server, port = start_server(site)
-    try:
+    with brand_in_this_process(site) as port:
         args = [
             sys.executable,
             "-c",
@@ -211,8 +206,6 @@ def test_cli_disk_full_at_release_writes_the_report_and_says_how_to_recover(site
             *partner_args(port, "--out", "report.json")[1:],
         ]
         result = run(args, site)
-    finally:
-        stop_server(server)
     assert_one_error_line(result, 10, "database or disk is full: free space on its disk")
     assert "The signed report was written to report.json" in result.stderr
     command = re.search(r"record it with: (cleanroom-client recover .*)$", result.stderr.strip())
@@ -249,15 +242,12 @@ def test_cli_disk_full_at_release_writes_the_report_and_says_how_to_recover(site
 
 
 def test_a_partner_that_died_before_storing_recovers_the_brands_copy(site):
-    server, port = start_server(site)
-    try:
+    with brand_in_this_process(site) as port:
         crashed = run(
             partner_args(port, "--out", "lost.json"),
             site,
             {"CLEANROOM_CRASH_AT": "partner:release"},
         )
-    finally:
-        stop_server(server)
     assert crashed.returncode == CRASH_EXIT_CODE
     [session_id] = [
         row[0]
@@ -315,11 +305,8 @@ def test_a_partner_that_died_before_storing_recovers_the_brands_copy(site):
 
 
 def test_recover_refuses_a_session_this_state_never_ran(site, tmp_path):
-    server, port = start_server(site)
-    try:
+    with brand_in_this_process(site) as port:
         assert run(partner_args(port, "--out", "report.json"), site).returncode == 0
-    finally:
-        stop_server(server)
     other = tmp_path / "other-state.db"
     StateStore(other).audit("created")
     result = run(
