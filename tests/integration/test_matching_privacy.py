@@ -2,8 +2,9 @@
 
 Both attacks from issue 9 run against the real ``BrandSession`` over the in-process
 transport, and read exactly what the brand's matcher holds: every W record it received,
-raised to its key ``b`` and looked up, key by key, in its own Z tables. Without dummies
-(``mechanism = "none"``) each attack succeeds every time, so these tests can fail.
+raised to its key ``b`` (as its matcher was handed them) and looked up, key by key, in its
+own Z tables. Without dummies (``mechanism = "none"``) each attack succeeds every time, so
+these tests can fail.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ import numpy as np
 import pandas as pd
 
 from cleanroom.contract import Contract
-from cleanroom.crypto.constants import ELEMENT_SIZE
 from cleanroom.lists.local import prepare_brand_list, prepare_partner_list
 from cleanroom.privacy import accounting
-from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
 from cleanroom.protocol.brand import BrandSession
 from cleanroom.protocol.common import TRUNCATED_SIZE, truncate
 from cleanroom.protocol.partner import PartnerSession
@@ -42,23 +41,20 @@ def matcher_view(contract: Contract, crm, audience, directory: Path) -> np.ndarr
     partner = PartnerSession(
         contract, prepare_partner_list(audience, None, contract), StateStore(directory / "p.db")
     )
-    received: list[bytes] = []
+    # what the brand's matcher is handed: each chunk of W records raised to its key b
+    raised: list[bytes] = []
+    match = brand._match
 
-    def tap(direction: str, data: bytes) -> None:
-        if direction == "partner->brand":
-            message = pb.PartnerMessage.FromString(data)
-            if message.WhichOneof("body") == "partner_records":
-                received.append(message.partner_records.elements)
+    def tap(raised_elements: bytes, records: int) -> np.ndarray:
+        raised.append(raised_elements)
+        return match(raised_elements, records)
 
-    run_in_process(brand, partner, on_wire=tap)
+    brand._match = tap  # type: ignore[method-assign]
+    run_in_process(brand, partner)
     keys = len(contract.keys)
-    w = b"".join(received)
-    # what _match computes; on the fast path the brand keeps for its own points, since these
-    # came from an honest partner (docs/design-decisions.md, crypto_mb only for a party's own
-    # points): the same bytes, in a quarter of the time
-    raised = truncate(brand._cipher.encrypt_own(w))
-    values = np.frombuffer(raised, dtype=f"S{TRUNCATED_SIZE}").reshape(-1, keys)
-    assert len(values) == len(w) // (ELEMENT_SIZE * keys)
+    values = np.frombuffer(truncate(b"".join(raised)), dtype=f"S{TRUNCATED_SIZE}")
+    values = values.reshape(-1, keys)
+    assert len(values) == brand._records_seen  # every record the partner sent
     return np.stack([table.lookup(values[:, k]) for k, table in enumerate(brand._tables)], 1)
 
 
