@@ -15,7 +15,7 @@ import time
 
 import pytest
 from cleanroom_client.client import INTERRUPTED
-from support import partner_args, start_server, stop_server
+from support import brand_in_this_process, partner_args
 
 from cleanroom.brand.demo import write_demo_files
 from cleanroom.privacy.calibration import parse_contract
@@ -29,9 +29,8 @@ CONTRACT_ID = "acme-x-newsco-demo"
 def site(tmp_path_factory):
     directory = tmp_path_factory.mktemp("interrupt")
     write_demo_files(directory, brand_records=400, partner_records=600, min_set_size=20)
-    server, port = start_server(directory)
-    yield directory, port
-    stop_server(server)
+    with brand_in_this_process(directory) as port:  # the partner's process is under test
+        yield directory, port
 
 
 # Runs a command with SIGINT at its default action. A suite started as a background job
