@@ -80,7 +80,9 @@ def epsilon_of_rho(rho: float, delta: float) -> float:
 @functools.lru_cache(maxsize=64)
 def _approx_dp_at(delta: float) -> Measurement:
     """The conversion of :func:`epsilon_of_rho`, built once per ``delta``."""
-    return combinators.make_fix_delta(combinators.make_zCDP_to_approxDP(gaussian_measurement(1.0)), delta)
+    return combinators.make_fix_delta(
+        combinators.make_zCDP_to_approxDP(gaussian_measurement(1.0)), delta
+    )
 
 
 @functools.lru_cache(maxsize=256)
