@@ -141,13 +141,13 @@ def start_server(
 
 
 @contextmanager
-def brand_in_this_process(directory: Path) -> Iterator[int]:
+def brand_in_this_process(directory: Path) -> Iterator[Deployment]:
     """The site's ``brand.toml`` served from the test process, for tests about the partner's
-    process; yields the port. It stops as ``cleanroom serve`` stops on SIGTERM (each running
-    session ended and recorded), so the brand's state is final once the block is left."""
+    process. It stops as ``cleanroom serve`` stops on SIGTERM (each running session ended
+    and recorded), so the brand's state is final once the block is left."""
     server, port = build_server(load_server_config(directory / "brand.toml"))
     try:
-        yield port
+        yield Deployment(directory, port, server)
     finally:
         service_of(server).shut_down("the test is over")
         server.stop(grace=5).wait()

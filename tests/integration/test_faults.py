@@ -13,11 +13,9 @@ import sqlite3
 import subprocess
 
 import pytest
-from support import Deployment, brand_in_this_process, partner_args, start_server, stop_server
+from support import brand_in_this_process, partner_args, start_server, stop_server
 
-from cleanroom.brand.config import load_server_config
 from cleanroom.brand.demo import write_demo_files
-from cleanroom.brand.servicer import build_server
 from cleanroom.faults import CRASH_EXIT_CODE
 from cleanroom.store.state import StateStore
 
@@ -84,8 +82,8 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
         finally:
             stop_server(server)
     else:  # only the partner's process dies: the brand can serve from this one
-        with brand_in_this_process(site) as port:
-            result = partner_run(site, port, env)
+        with brand_in_this_process(site) as served:
+            result = partner_run(site, served.port, env)
         assert result.returncode == CRASH_EXIT_CODE, result.stderr
 
     assert (site / "report.json").exists() == partner_has_report
@@ -104,12 +102,8 @@ def test_a_crash_at_any_round_loses_nothing_and_the_next_session_runs(site, cras
     # the next session, with nobody crashing, runs normally. It runs the code both CLIs run at
     # start (build_server, Client.run: each side's recovery, then a session over mutual TLS) in
     # this process; test_operations.py shows the real processes recovering.
-    server, port = build_server(load_server_config(site / "brand.toml"))
-    try:
-        client = Deployment(site, port, server).client(idle_timeout=20)
-        report = json.loads(client.run(site / "audience.csv").to_json())
-    finally:
-        server.stop(grace=None)
+    with brand_in_this_process(site) as served:
+        report = json.loads(served.client(idle_timeout=20).run(site / "audience.csv").to_json())
     # the next start closed the crashed session on both sides, each with an audit entry
     for path in (site / "brand-state.db", site / "partner-state.db"):
         with sqlite3.connect(path) as db:

@@ -29,8 +29,8 @@ CONTRACT_ID = "acme-x-newsco-demo"
 def site(tmp_path_factory):
     directory = tmp_path_factory.mktemp("interrupt")
     write_demo_files(directory, brand_records=400, partner_records=600, min_set_size=20)
-    with brand_in_this_process(directory) as port:  # the partner's process is under test
-        yield directory, port
+    with brand_in_this_process(directory) as brand:  # the partner's process is under test
+        yield directory, brand.port
 
 
 # Runs a command with SIGINT at its default action. A suite started as a background job

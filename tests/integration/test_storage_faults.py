@@ -91,8 +91,11 @@ def assert_one_error_line(result, code: int, *fragments: str) -> None:
 
 def test_a_read_only_partner_state_is_one_error_line_and_exit_10(site):
     StateStore(site / "partner-state.db").audit("created")
-    with brand_in_this_process(site) as port, read_only(*database_files(site / "partner-state.db")):
-        result = run(partner_args(port, "--out", "report.json"), site)
+    with (
+        brand_in_this_process(site) as brand,
+        read_only(*database_files(site / "partner-state.db")),
+    ):
+        result = run(partner_args(brand.port, "--out", "report.json"), site)
     assert_one_error_line(
         result, 10, "partner-state.db", "readonly", "make the file and its directory writable"
     )
@@ -198,12 +201,12 @@ main()
 
 
 def test_cli_disk_full_at_release_writes_the_report_and_says_how_to_recover(site):
-    with brand_in_this_process(site) as port:
+    with brand_in_this_process(site) as brand:
         args = [
             sys.executable,
             "-c",
             INJECT_AT_RELEASE,
-            *partner_args(port, "--out", "report.json")[1:],
+            *partner_args(brand.port, "--out", "report.json")[1:],
         ]
         result = run(args, site)
     assert_one_error_line(result, 10, "database or disk is full: free space on its disk")
@@ -242,9 +245,9 @@ def test_cli_disk_full_at_release_writes_the_report_and_says_how_to_recover(site
 
 
 def test_a_partner_that_died_before_storing_recovers_the_brands_copy(site):
-    with brand_in_this_process(site) as port:
+    with brand_in_this_process(site) as brand:
         crashed = run(
-            partner_args(port, "--out", "lost.json"),
+            partner_args(brand.port, "--out", "lost.json"),
             site,
             {"CLEANROOM_CRASH_AT": "partner:release"},
         )
@@ -305,8 +308,8 @@ def test_a_partner_that_died_before_storing_recovers_the_brands_copy(site):
 
 
 def test_recover_refuses_a_session_this_state_never_ran(site, tmp_path):
-    with brand_in_this_process(site) as port:
-        assert run(partner_args(port, "--out", "report.json"), site).returncode == 0
+    with brand_in_this_process(site) as brand:
+        assert run(partner_args(brand.port, "--out", "report.json"), site).returncode == 0
     other = tmp_path / "other-state.db"
     StateStore(other).audit("created")
     result = run(
