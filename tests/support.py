@@ -20,7 +20,7 @@ from cleanroom_client import Client
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.demo import brand_config_text, contract_text, synthetic_lists
-from cleanroom.brand.servicer import build_server, service_of
+from cleanroom.brand.servicer import build_server, shut_down
 from cleanroom.contract import PROTOCOL_VERSION
 from cleanroom.lists.tables import write_table
 from cleanroom.privacy.calibration import load_contract
@@ -143,14 +143,13 @@ def start_server(
 @contextmanager
 def brand_in_this_process(directory: Path) -> Iterator[Deployment]:
     """The site's ``brand.toml`` served from the test process, for tests about the partner's
-    process. It stops as ``cleanroom serve`` stops on SIGTERM (each running session ended
-    and recorded), so the brand's state is final once the block is left."""
+    process. It stops as ``cleanroom serve`` stops on SIGTERM (each running session ended,
+    recorded and logged), so the brand's state is final once the block is left."""
     server, port = build_server(load_server_config(directory / "brand.toml"))
     try:
         yield Deployment(directory, port, server)
     finally:
-        service_of(server).shut_down("the test is over")
-        server.stop(grace=5).wait()
+        shut_down(server, "the test is over")
 
 
 def stop_server(server: subprocess.Popen[str]) -> str:

@@ -166,7 +166,7 @@ def serve(
     """
     from cleanroom.brand.config import check_listen, check_log_format, load_server_config
     from cleanroom.brand.observability import SessionMetrics, configure_logging
-    from cleanroom.brand.servicer import build_server, close_offers, prepare_offers, service_of
+    from cleanroom.brand.servicer import build_server, close_offers, prepare_offers, shut_down
     from cleanroom.crypto.batches import BatchRunner
     from cleanroom.lists.spark import start_spark
 
@@ -225,8 +225,7 @@ def serve(
                 pass
         except KeyboardInterrupt:
             reason = "Ctrl-C"
-        service_of(server).shut_down(reason)  # partners are told, each session logged
-        server.stop(grace=5).wait()
+        shut_down(server, reason)  # partners are told, each session recorded and logged
         metrics.close()
         engine.close()
     finally:  # a Spark CRM's cached frame and scratch directory, whatever stopped us

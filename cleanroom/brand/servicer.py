@@ -66,6 +66,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cleanroom.server")
 
+# Seconds a stopping server gives its running calls to end, then their handlers to return.
+SHUTDOWN_GRACE = 5.0
+
 
 class HelloTimeout(ConnectionLostError):
     """A stream sent no first message within ``[server] hello_timeout``."""
@@ -144,14 +147,16 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
         self._pumps: set[Pump] = set()
         self._pumps_lock = threading.Lock()
         self._stopping: ShuttingDown | None = None
+        self._handlers = 0  # Session calls whose handler has not returned yet
+        self._handler_returned = threading.Condition()
 
     def budget_left(self) -> Iterator[tuple[str, float]]:
         for contract_id, offer in self.offers.items():
             yield contract_id, self.store.budget_remaining(offer.contract)
 
-    def shut_down(self, reason: str) -> None:
-        """End every running session with ``reason`` (the partner is told; the log says so);
-        call before stopping the gRPC server."""
+    def end_sessions(self, reason: str) -> None:
+        """End every running session with ``reason`` (the partner is told; the log says so)
+        and any that opens from now on; :func:`shut_down` calls it before stopping the server."""
         self._stopping = ShuttingDown(f"the brand server is shutting down ({reason})")
         with self._pumps_lock:
             pumps = list(self._pumps)
@@ -216,7 +221,26 @@ class CleanRoomService(session_pb2_grpc.CleanRoomServicer):
             )
         return offer
 
+    def wait_for_handlers(self, timeout: float) -> int:
+        """Wait until every Session handler has returned (its outcome recorded and logged);
+        returns how many are still running after ``timeout`` seconds."""
+        with self._handler_returned:
+            self._handler_returned.wait_for(lambda: self._handlers == 0, timeout)
+            return self._handlers
+
     def Session(
+        self, request_iterator: Iterator[pb.PartnerMessage], context: grpc.ServicerContext
+    ) -> Iterator[pb.BrandMessage]:
+        with self._handler_returned:
+            self._handlers += 1
+        try:
+            yield from self._session(request_iterator, context)
+        finally:
+            with self._handler_returned:
+                self._handlers -= 1
+                self._handler_returned.notify_all()
+
+    def _session(
         self, request_iterator: Iterator[pb.PartnerMessage], context: grpc.ServicerContext
     ) -> Iterator[pb.BrandMessage]:
         started = time.monotonic()
@@ -472,8 +496,7 @@ def build_server(
     """Create and start the server; returns it and the bound port (``listen`` may use port 0).
 
     ``metrics`` collects the session counts (serve it with :meth:`SessionMetrics.serve`);
-    :func:`service_of` gives the caller the service, to :meth:`~CleanRoomService.shut_down`
-    it before stopping the server."""
+    Stop it with :func:`shut_down`; :func:`service_of` gives the caller the service."""
     offers = offers if offers is not None else prepare_offers(config)
     server = new_server(max_sessions)
     port = _bind(server, config)
@@ -500,6 +523,25 @@ def build_server(
     server.start()
     serving()
     return server, port
+
+
+def shut_down(server: grpc.Server, reason: str) -> None:
+    """Stop as ``cleanroom serve`` does on SIGTERM or Ctrl-C: each running session ends with
+    ``reason`` (its partner told), the server stops, and this returns once every session's
+    handler has recorded and logged its outcome, so the state database is final. gRPC's own
+    stop returns when the calls are over, which can be before a handler whose partner went
+    away has written its abort."""
+    service = service_of(server)
+    service.end_sessions(reason)
+    server.stop(SHUTDOWN_GRACE).wait()
+    still_running = service.wait_for_handlers(SHUTDOWN_GRACE)
+    if still_running:
+        log.warning(
+            "%d session(s) still ending %g s after the server stopped; the next start aborts"
+            " any left running",
+            still_running,
+            SHUTDOWN_GRACE,
+        )
 
 
 def service_of(server: grpc.Server) -> CleanRoomService:

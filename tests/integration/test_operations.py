@@ -24,10 +24,11 @@ from support import Deployment, hello_for, partner_args, raw_stub, tool
 
 from cleanroom.brand.config import load_server_config
 from cleanroom.brand.demo import write_demo_files
-from cleanroom.brand.servicer import build_server, service_of
+from cleanroom.brand.servicer import build_server, service_of, shut_down
 from cleanroom.faults import CRASH_EXIT_CODE
 from cleanroom.privacy.calibration import load_contract
 from cleanroom.proto.cleanroom.v1 import session_pb2 as pb
+from cleanroom.protocol.brand import BrandSession
 from cleanroom.store.state import StateStore
 from cleanroom.transport.grpc import ERROR_METADATA
 
@@ -323,6 +324,44 @@ def test_sigterm_mid_session_tells_the_partner_and_logs_the_abort(site):
         if e["event"] == "abort" and e["session_id"] == session_id
     ]
     assert abort["detail"]["reason"] == "the brand server is shutting down (SIGTERM)"
+
+
+def test_the_server_has_recorded_every_session_once_its_stop_returns(deploy, monkeypatch, caplog):
+    """gRPC's stop returns as soon as the calls are over, which can be before the handler of
+    a partner that just went away has written its abort; ``shut_down`` (what ``serve`` runs
+    on SIGTERM or Ctrl-C) returns only once every handler has recorded and logged its
+    outcome. The abort is made slow here, as a loaded machine makes it."""
+    site = deploy()
+    aborting = threading.Event()
+    abort = BrandSession.abort
+
+    def abort_slowly(session: BrandSession, reason: str) -> None:
+        aborting.set()
+        time.sleep(0.5)
+        abort(session, reason)
+
+    monkeypatch.setattr(BrandSession, "abort", abort_slowly)
+    caplog.set_level(logging.INFO, logger="cleanroom.server")
+    channel, stub = raw_stub(site, "newsco")
+    gone = threading.Event()
+
+    def hello_then_wait():
+        yield hello_for(site.directory / "contract.toml")
+        gone.wait(30)
+
+    with channel:
+        call = stub.Session(hello_then_wait(), timeout=60)
+        session_id = next(call).hello_reply.session_id
+        call.cancel()  # the partner goes away
+        assert aborting.wait(30)  # its call is over; its handler is still recording
+        shut_down(site.server, "the test is over")
+    gone.set()
+    store = site.brand_store()
+    assert store.session_status(session_id) == "aborted"
+    [abort_entry] = [e for e in store.audit_entries() if e["event"] == "abort"]
+    assert abort_entry["session_id"] == session_id
+    assert "the partner's stream was cancelled" in abort_entry["detail"]["reason"]
+    assert f"session {session_id} aborted, nothing released" in caplog.text
 
 
 def test_an_oversized_first_message_is_refused_with_its_size_and_no_traceback(site):
