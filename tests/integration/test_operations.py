@@ -156,7 +156,7 @@ def test_silent_streams_cannot_hold_the_slots_and_a_real_partner_still_gets_a_se
         report = limited.client().run(site.directory / "audience.csv")
     finally:
         release.set()
-        server.stop(grace=None)
+        shut_down(server, "the test is over")  # every stream's outcome recorded and logged
     assert report.overlap is not None and report.overlap > 0
     refusals = [
         entry
