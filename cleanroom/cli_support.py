@@ -213,6 +213,23 @@ def check_workers(value: object, what: str = "--workers") -> int | None:
     return value or None
 
 
+def check_listen(value: object, what: str) -> str:
+    """HOST:PORT for a listening socket (port 0: any free port)."""
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise InputError(f"{what}: expected HOST:PORT, e.g. 127.0.0.1:9464, not {value!r}")
+    return str(value)
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def check_log_format(value: object, what: str) -> str:
+    if value not in LOG_FORMATS:
+        raise InputError(f"{what}: must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
+    return str(value)
+
+
 ENGINES = ("local", "spark")
 
 

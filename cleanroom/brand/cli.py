@@ -23,6 +23,8 @@ from click.decorators import FC
 from cleanroom.cli_support import (
     check_engine,
     check_format,
+    check_listen,
+    check_log_format,
     check_workers,
     command_group,
     file_option,
@@ -164,18 +166,19 @@ def serve(
     Example:
       cleanroom serve --config brand.toml
     """
-    from cleanroom.brand.config import check_listen, check_log_format, load_server_config
-    from cleanroom.brand.observability import SessionMetrics, configure_logging
-    from cleanroom.brand.servicer import build_server, close_offers, prepare_offers, shut_down
-    from cleanroom.crypto.batches import BatchRunner
-    from cleanroom.lists.spark import start_spark
-
-    check_engine(engine_name, spark_scratch)
+    check_engine(engine_name, spark_scratch)  # the flags first: told before the imports below
     check_workers(workers)
     if log_format is not None:
         check_log_format(log_format, "--log-format")
     if metrics_listen is not None:
         check_listen(metrics_listen, "--metrics-listen")
+
+    from cleanroom.brand.config import load_server_config
+    from cleanroom.brand.observability import SessionMetrics, configure_logging
+    from cleanroom.brand.servicer import build_server, close_offers, prepare_offers, shut_down
+    from cleanroom.crypto.batches import BatchRunner
+    from cleanroom.lists.spark import start_spark
+
     settings = load_server_config(config, insecure=insecure)
     log_format = log_format or settings.log_format
     if not quiet:  # one line per session: released, refused or aborted, and why

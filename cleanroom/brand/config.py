@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cleanroom.cli_support import check_seconds
+from cleanroom.cli_support import check_listen, check_log_format, check_seconds
 from cleanroom.contract import Contract
 from cleanroom.errors import AuthenticationError, InputError
 from cleanroom.identity import (
@@ -26,7 +26,6 @@ DEFAULT_SESSION_TIMEOUT = 86400.0  # a day: far above an honest 100M-row session
 # An honest client sends Hello as soon as the stream opens (its audience is prepared before
 # it connects), so a few seconds is plenty; a silent stream holds a session slot until then.
 DEFAULT_HELLO_TIMEOUT = 10.0
-LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -197,20 +196,6 @@ def load_server_config(path: str | Path, *, insecure: bool = False) -> ServerCon
         log_format=log_format,
         crm_dialect=crm_dialect,
     )
-
-
-def check_listen(value: object, what: str) -> str:
-    """HOST:PORT for a listening socket (port 0: any free port)."""
-    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise InputError(f"{what}: expected HOST:PORT, e.g. 127.0.0.1:9464, not {value!r}")
-    return str(value)
-
-
-def check_log_format(value: object, what: str) -> str:
-    if value not in LOG_FORMATS:
-        raise InputError(f"{what}: must be one of {', '.join(LOG_FORMATS)}, not {value!r}")
-    return str(value)
 
 
 def _check_settings(doc: dict[str, Any], source: Path) -> None:

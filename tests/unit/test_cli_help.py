@@ -94,14 +94,18 @@ def test_tls_options_say_they_are_required_unless_insecure(capsys):
 
 def test_help_and_a_bad_flag_import_nothing_heavy():
     """`--help` must stay fast: no gRPC, pandas, pyarrow, matplotlib, pyspark (issue 10);
-    and a bad flag value is told before the session machinery loads."""
+    and a bad flag value of `run` or `serve` is told before the session machinery loads."""
     bad_timeout = ["--server", "x:1", "--contract", "c.toml", "--audience", "a.csv"]
+    serve = ["cleanroom", "serve", "--config", "b.toml"]
     for module, argv in (
         ("cleanroom_client.cli", ["cleanroom-client", "--help"]),
         ("cleanroom_client.cli", ["cleanroom-client", "run", "--help"]),
         ("cleanroom_client.cli", ["cleanroom-client", "run", *bad_timeout, "--timeout", "-5"]),
         ("cleanroom.brand.cli", ["cleanroom", "--help"]),
         ("cleanroom.brand.cli", ["cleanroom", "report", "plot", "--help"]),
+        ("cleanroom.brand.cli", [*serve, "--log-format", "xml"]),
+        ("cleanroom.brand.cli", [*serve, "--metrics-listen", "9464"]),
+        ("cleanroom.brand.cli", [*serve, "--engine", "dask"]),
     ):
         code = (
             f"import sys\nsys.argv = {argv!r}\nfrom {module} import main\n"
