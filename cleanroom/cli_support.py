@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +37,7 @@ CONTEXT_SETTINGS: dict[str, Any] = {
 }
 #: Width of output written to a pipe or file: wide enough that no table is wrapped.
 UNWRAPPED_WIDTH = 10_000
+STOP_SIGNAL_POLL = 0.5  # seconds between checks for SIGTERM (wait_for_stop_signal)
 
 
 def package_version() -> str:
@@ -180,6 +183,23 @@ def one_blas_thread() -> None:
     command does. OPENBLAS_NUM_THREADS in the environment still wins; the library, which
     must not change its host's environment, never calls this."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def wait_for_stop_signal(ready: Callable[[], None]) -> str:
+    """Call ``ready`` once SIGTERM is handled, then wait for SIGTERM or Ctrl-C; returns
+    which. Python runs a signal handler in this thread, between any two bytecodes, so the
+    handler only notes the signal: one that set an Event this thread was waiting on took
+    the lock this thread could already hold, and waited on itself for ever. Polled, since
+    a signal the kernel hands to another thread (one of gRPC's) does not wake this one."""
+    received: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: received.append(signum))
+    try:
+        ready()
+        while not received:
+            time.sleep(STOP_SIGNAL_POLL)
+    except KeyboardInterrupt:
+        return "Ctrl-C"
+    return "SIGTERM"
 
 
 class _Interruption(Exception):

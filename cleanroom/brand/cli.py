@@ -9,9 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +32,7 @@ from cleanroom.cli_support import (
     program,
     run_app,
     smoothing_option,
+    wait_for_stop_signal,
     workers_option,
 )
 from cleanroom.errors import InputError, IntegrityError
@@ -215,19 +214,9 @@ def serve(
         else:
             print_crm_quality(offers, console)  # once serving: a refusal to start stays one line
         host = settings.listen.rsplit(":", 1)[0]
-        console.print(
-            f"listening on {host}:{port} ({'insecure' if insecure else 'mutual TLS'}); Ctrl-C stops"
-        )
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        reason = "SIGTERM"
-        try:
-            # Python runs signal handlers only when the main thread wakes; a signal the kernel hands
-            # to one of gRPC's threads would never wake an untimed wait, so poll.
-            while not stop.wait(timeout=0.5):
-                pass
-        except KeyboardInterrupt:
-            reason = "Ctrl-C"
+        listening = f"listening on {host}:{port} ({'insecure' if insecure else 'mutual TLS'})"
+        # said once SIGTERM is handled: a supervisor may send it as soon as it reads the line
+        reason = wait_for_stop_signal(lambda: console.print(f"{listening}; Ctrl-C stops"))
         shut_down(server, reason)  # partners are told, each session recorded and logged
         metrics.close()
         engine.close()
