@@ -495,8 +495,8 @@ def build_server(
 ) -> tuple[grpc.Server, int]:
     """Create and start the server; returns it and the bound port (``listen`` may use port 0).
 
-    ``metrics`` collects the session counts (serve it with :meth:`SessionMetrics.serve`);
-    Stop it with :func:`shut_down`; :func:`service_of` gives the caller the service."""
+    ``metrics`` collects the session counts (serve it with :meth:`SessionMetrics.serve`).
+    Stop the server with :func:`shut_down`; :func:`service_of` gives its session service."""
     offers = offers if offers is not None else prepare_offers(config)
     server = new_server(max_sessions)
     port = _bind(server, config)
